@@ -1,0 +1,48 @@
+/*
+ * ammctl.c: the operator's and field engineer's command-line tool.
+ * This file only dispatches to the subcommands in ctl_*.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+struct ctl_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct ctl_cmd cmds[] = {
+	{"decode", ctl_decode, "decode dlms|hdlc|wrapper|mbus HEX|-   decode captured bytes to JSON"},
+	{"read", ctl_read, "read --host H [--port P] [--hdlc] ... OBIS[:ATTR]   one read from a meter"},
+	{"action", ctl_action, "action --host H ... OBIS:METHOD [DATA]   invoke a method on a meter"},
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: ammctl COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %s\n", cmds[i].help);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].run(argc - 2, argv + 2);
+	fprintf(stderr, "ammctl: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,27 @@
+/*
+ * ctl.h: the subcommands of ammctl, one file each (ctl_*.c).  Each takes
+ * the arguments after its own name and returns the process exit code:
+ * 0 success, 1 bad input or failed operation, 2 usage error.
+ */
+#ifndef AMM_CTL_H
+#define AMM_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+int ctl_decode(int argc, char **argv);	     /* ctl_decode.c */
+int ctl_decode_dlms(const char *kind, int argc, char **argv); /* ctl_decode_dlms.c: dlms|hdlc|wrapper */
+int ctl_decode_mbus(int argc, char **argv);  /* ctl_decode_mbus.c */
+int ctl_read(int argc, char **argv);	     /* ctl_read.c */
+int ctl_action(int argc, char **argv);	     /* ctl_read.c */
+
+/*
+ * Read hex from an argument, or from stdin when arg is "-" (whitespace,
+ * newlines and "0x" prefixes ignored; '#' starts a comment to end of line).
+ * Returns a malloc'd buffer (caller frees) and sets *len, or NULL with a
+ * message in err.
+ */
+uint8_t *ctl_read_hex(const char *arg, size_t *len, char *err, size_t errlen);
+
+#endif
