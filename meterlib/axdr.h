@@ -15,7 +15,16 @@
  *
  * Bounds: nesting deeper than AXDR_MAX_DEPTH or more nodes than the caller's
  * capacity are refused with METER_ELIMIT / METER_ENOSPC; every length from
- * the wire is checked against the bytes present.
+ * the wire is checked against the bytes present.  An element count larger
+ * than the remaining bytes could hold (every element takes at least one
+ * byte) is METER_EMALFORMED before any node is stored.
+ *
+ * Byte-exact re-encoding: lengths must be in their shortest form (others
+ * are METER_EMALFORMED); boolean and float nodes also set `ptr` to their
+ * raw content bytes, which axdr_encode() reuses while they agree with `v`
+ * (TRUE may be 0x01 or 0xff; a float32 NaN keeps its payload).  Trees built
+ * by hand leave `ptr` NULL for those types.  Nodes of other scalar types
+ * have len 0 and ptr NULL.
  */
 #ifndef METER_AXDR_H
 #define METER_AXDR_H
@@ -119,7 +128,9 @@ int axdr_to_int64(const struct axdr_node *n, int64_t *out);
 bool axdr_equal(const struct axdr_node *a, const struct axdr_node *b);
 
 /* Encode a decoded (or built) tree; returns bytes written or METER_ENOSPC /
- * METER_EMALFORMED (inconsistent spans or compact-array description). */
+ * METER_EMALFORMED (inconsistent spans or compact-array description) /
+ * METER_ELIMIT (deeper than AXDR_MAX_DEPTH).  When nodes[0].span < n the
+ * values that follow are encoded one after the other until n nodes. */
 ssize_t axdr_encode(const struct axdr_node *nodes, size_t n, struct mbuf *b);
 
 /*
