@@ -22,10 +22,12 @@
  *
  * Leniency: bytes after the end of the outer APDU are not ours and are
  * ignored (the decoders return how much they consumed).  An APDU whose
- * inner lengths disagree with its outer length is refused with
- * METER_ELENGTH; this includes real meters whose AARE lengths are one byte
- * short (the `hdlc-i-aare-sn` capture), because guessing where the missing
- * byte lies could misread the negotiated PDU size.
+ * inner lengths run past their container is refused with METER_ELENGTH.
+ * One known meter fault is tolerated: an InitiateResponse that stops one
+ * byte into vaa-name (the `hdlc-i-aare-sn` capture, whose AARE lengths are
+ * all one byte short, so the low byte of vaa-name falls after the AARE).
+ * Its PDU size and conformance are complete, so it is accepted with
+ * `vaa_name_truncated` set; any other short Initiate is METER_EMALFORMED.
  */
 #ifndef METER_ACSE_H
 #define METER_ACSE_H
@@ -158,6 +160,13 @@ struct acse_initiate_resp {
 	uint32_t conformance;
 	uint16_t max_pdu;  /* server-max-receive-pdu-size */
 	uint16_t vaa_name; /* 0x0007 for LN, 0xfa00 for SN */
+	/*
+	 * Decode only: the APDU ended one byte into vaa-name, as some meters
+	 * send it (their lengths count one byte too few); vaa_name then holds
+	 * the byte present as its high byte.  Everything that matters (PDU
+	 * size, conformance) was complete.
+	 */
+	bool vaa_name_truncated;
 };
 
 /* ConfirmedServiceError (tag 0x0e), as sent in an AARE that refuses the Initiate. */

@@ -129,17 +129,20 @@ int dlms_protect(struct mbuf *out, enum dlms_cipher_kind kind, uint8_t sc,
  * Parse the framing of a ciphered APDU at buf: tag, (system title), length,
  * SC, IC.  Returns the bytes consumed (the whole ciphered APDU), or
  * METER_ENEEDMORE (truncated), METER_EMALFORMED (not a ciphered tag,
- * length shorter than SC ‖ IC, bad system-title length).
+ * length shorter than SC ‖ IC, system-title length other than 0 or 8),
+ * METER_EUNSUPPORTED (general-ciphering 0xdd: needs key agreement).
+ * A general-* APDU with an empty system title gets system_title NULL.
  */
 ssize_t dlms_ciphered_parse(const uint8_t *buf, size_t len, struct dlms_ciphered *c);
 
 /*
  * Check and decrypt a parsed ciphered APDU; the plaintext xDLMS APDU is
  * appended to out.
- *   peer_title  the sender's system title.  Required for glo/ded; for
- *               general-* it may be NULL (the APDU's own title is used,
- *               e.g. for pushes whose keys were found by that title) and
- *               when given must equal the APDU's (else METER_EAUTH).
+ *   peer_title  the sender's system title.  Required for glo/ded and for
+ *               general-* without a title; for general-* with a title it
+ *               may be NULL (the APDU's own title is used, e.g. for pushes
+ *               whose keys were found by that title) and when given must
+ *               equal the APDU's (else METER_EAUTH).
  *   require     SC bits the APDU must carry (DLMS_SC_AUTH, DLMS_SC_ENC);
  *               an APDU with fewer protections is refused with METER_EAUTH.
  *               An APDU with neither A nor E is always refused.
@@ -148,7 +151,8 @@ ssize_t dlms_ciphered_parse(const uint8_t *buf, size_t len, struct dlms_ciphered
  *               the caller tracks counters itself.
  * Returns 0; METER_EAUTH (tag mismatch, title mismatch, policy), METER_EREPLAY,
  * METER_EMALFORMED (body shorter than the tag), METER_EUNSUPPORTED (suite 2,
- * compression, general-ciphering 0xdd), METER_ENOSPC, METER_ECRYPTO.
+ * compression), METER_EINVAL (no system title at all), METER_ENOSPC,
+ * METER_ECRYPTO.
  */
 int dlms_unprotect(struct mbuf *out, const struct dlms_ciphered *c, const struct dlms_keys *k,
 		   const uint8_t *peer_title, uint8_t require, struct dlms_rx_counter *rx);
