@@ -124,7 +124,8 @@ int hdlc_scan(const uint8_t *buf, size_t len, struct hdlc_frame *f, size_t *drop
 
 /*
  * Control byte of a frame of type `type` with sequence numbers ns, nr (used
- * only where the type has them) and the poll/final bit.  0 for a bad type.
+ * only where the type has them) and the poll/final bit.  0 for a bad type
+ * (and for I with ns = nr = 0 and no poll: check the type first).
  */
 uint8_t hdlc_control(uint8_t type, uint8_t ns, uint8_t nr, bool pf);
 

@@ -74,7 +74,8 @@ struct hdlc_event {
 				FRMR received, bad LLC), METER_ENOSPC (APDU
 				larger than the reassembly buffer, dropped);
 				HDLC_EV_DISCONNECTED: METER_EREJECTED when the
-				peer answered SNRM with DM, else 0 */
+				peer answered SNRM with DM, METER_EABORTED for
+				a DM while connected, else 0 */
 	uint8_t frame;	     /* HDLC_EV_ERROR / DISCONNECTED: type of the frame
 				that caused it (enum hdlc_type), 0 if none */
 };
@@ -101,6 +102,7 @@ struct hdlc_link {
 	/* configuration */
 	int role;
 	struct hdlc_addr local, remote;
+	bool any_client;	/* server: remote taken from each SNRM */
 	struct hdlc_params proposed;
 	bool send_params;
 	uint8_t *rxbuf;
@@ -116,10 +118,12 @@ struct hdlc_link {
 
 	/* receive side: bytes fed but not yet handled, and reassembly */
 	uint8_t in[HDLC_LINK_RXBUF];
+	size_t in_off;		/* bytes at the front already handled */
 	size_t in_len;
 	size_t rx_len;		/* APDU bytes reassembled so far */
 	bool rx_active;		/* a segmented APDU is being received */
-	bool rx_overflow;	/* it did not fit: drop it, report at its end */
+	bool rx_ui;		/* ... in UI frames */
+	int rx_err;		/* it is being dropped: report this at its end */
 	bool peer_busy;		/* RNR received */
 
 	/* send side: the APDU being segmented (caller-owned) */
@@ -161,13 +165,19 @@ int hdlc_link_disconnect(struct hdlc_link *l, struct mbuf *out);
  * max_info_tx bytes of information each, up to window_tx frames), and the
  * link sends the rest as the peer's RRs arrive during hdlc_link_poll().
  * Returns 0, METER_ESTATE (not connected, or a previous APDU still busy),
- * METER_EINVAL (empty APDU), METER_ENOSPC (out too small: nothing counted
- * as sent; call hdlc_link_resend() with a larger buffer).
+ * METER_EINVAL (empty APDU), METER_ENOSPC (out too small: discard out and
+ * call hdlc_link_resend() with a buffer of hdlc_link_out_max() bytes).
  */
 int hdlc_link_send(struct hdlc_link *l, const uint8_t *apdu, size_t len, struct mbuf *out);
 
 /* True while an APDU given to hdlc_link_send() is not fully acknowledged. */
 bool hdlc_link_tx_busy(const struct hdlc_link *l);
+
+/*
+ * The most bytes one call may append to `out` with the parameters now in
+ * force (a full window of maximum I-frames): size the output buffer so.
+ */
+size_t hdlc_link_out_max(const struct hdlc_link *l);
 
 /*
  * Queue received bytes.  Returns how many were taken: all of them unless
