@@ -270,7 +270,7 @@ acse_initiate_req_decode(const uint8_t *buf, size_t len, struct acse_initiate_re
 	mrd_init(&r, buf, len);
 	if (mrd_u8(&r, &tag))
 		return METER_ENEEDMORE;
-	if (tag != XDLMS_TAG_INITIATE_REQUEST)
+	if (tag != ACSE_APDU_INITIATE_REQUEST)
 		return METER_EMALFORMED;
 	/* dedicated-key OCTET STRING OPTIONAL */
 	if (mrd_u8(&r, &flag))
@@ -316,7 +316,7 @@ acse_initiate_req_encode(struct mbuf *out, const struct acse_initiate_req *q)
 	if ((q->dedicated_key == NULL) != (q->dedicated_key_len == 0) ||
 	    q->dedicated_key_len >= 0x80 || q->proposed_qos > 255 || q->conformance > 0xffffff)
 		return METER_EINVAL;
-	mbuf_u8(out, XDLMS_TAG_INITIATE_REQUEST);
+	mbuf_u8(out, ACSE_APDU_INITIATE_REQUEST);
 	if (q->dedicated_key) {
 		mbuf_u8(out, 1);
 		mbuf_u8(out, (uint8_t)q->dedicated_key_len);
@@ -354,7 +354,7 @@ acse_initiate_resp_decode(const uint8_t *buf, size_t len, struct acse_initiate_r
 	mrd_init(&r, buf, len);
 	if (mrd_u8(&r, &tag))
 		return METER_ENEEDMORE;
-	if (tag != XDLMS_TAG_INITIATE_RESPONSE)
+	if (tag != ACSE_APDU_INITIATE_RESPONSE)
 		return METER_EMALFORMED;
 	if ((rc = optional_u8(&r, &p->negotiated_qos)))
 		return rc;
@@ -384,7 +384,7 @@ acse_initiate_resp_encode(struct mbuf *out, const struct acse_initiate_resp *p)
 
 	if (p->negotiated_qos > 255 || p->conformance > 0xffffff)
 		return METER_EINVAL;
-	mbuf_u8(out, XDLMS_TAG_INITIATE_RESPONSE);
+	mbuf_u8(out, ACSE_APDU_INITIATE_RESPONSE);
 	if (p->negotiated_qos >= 0) {
 		mbuf_u8(out, 1);
 		mbuf_u8(out, (uint8_t)p->negotiated_qos);
@@ -403,9 +403,9 @@ acse_service_error_decode(const uint8_t *buf, size_t len, struct acse_service_er
 {
 	memset(e, 0, sizeof(*e));
 	if (len < 4)
-		return len && buf[0] != XDLMS_TAG_CONFIRMED_SERVICE_ERROR ? METER_EMALFORMED
+		return len && buf[0] != ACSE_APDU_SERVICE_ERROR ? METER_EMALFORMED
 									 : METER_ENEEDMORE;
-	if (buf[0] != XDLMS_TAG_CONFIRMED_SERVICE_ERROR || len != 4)
+	if (buf[0] != ACSE_APDU_SERVICE_ERROR || len != 4)
 		return METER_EMALFORMED;
 	e->choice = buf[1];
 	e->service_error = buf[2];
@@ -418,7 +418,7 @@ acse_service_error_encode(struct mbuf *out, const struct acse_service_error *e)
 {
 	size_t start = out->len;
 
-	mbuf_u8(out, XDLMS_TAG_CONFIRMED_SERVICE_ERROR);
+	mbuf_u8(out, ACSE_APDU_SERVICE_ERROR);
 	mbuf_u8(out, e->choice);
 	mbuf_u8(out, e->service_error);
 	mbuf_u8(out, e->value);
@@ -435,17 +435,17 @@ acse_user_info_decode(const uint8_t *ui, size_t len, struct acse_user_info *u)
 	if (len == 0)
 		return 0;
 	switch (ui[0]) {
-	case XDLMS_TAG_INITIATE_REQUEST:
+	case ACSE_APDU_INITIATE_REQUEST:
 		u->kind = ACSE_UI_INITIATE_REQ;
 		return acse_initiate_req_decode(ui, len, &u->u.req);
-	case XDLMS_TAG_INITIATE_RESPONSE:
+	case ACSE_APDU_INITIATE_RESPONSE:
 		u->kind = ACSE_UI_INITIATE_RESP;
 		return acse_initiate_resp_decode(ui, len, &u->u.resp);
-	case XDLMS_TAG_CONFIRMED_SERVICE_ERROR:
+	case ACSE_APDU_SERVICE_ERROR:
 		u->kind = ACSE_UI_SERVICE_ERROR;
 		return acse_service_error_decode(ui, len, &u->u.err);
-	case XDLMS_TAG_GLO_INITIATE_REQUEST:
-	case XDLMS_TAG_GLO_INITIATE_RESPONSE:
+	case ACSE_APDU_GLO_INITIATE_REQUEST:
+	case ACSE_APDU_GLO_INITIATE_RESPONSE:
 	case 0x2e: /* glo-confirmedServiceError */
 	case 0xdb: /* general-glo-ciphering */
 	case 0xdc: /* general-ded-ciphering */
