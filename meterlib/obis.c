@@ -113,6 +113,7 @@ hex_digit(char c)
 static int
 parse_hex(const char *s, struct obis *o)
 {
+	struct obis t;
 	int i, hi, lo;
 
 	for (i = 0; i < 6; i++) {
@@ -122,9 +123,12 @@ parse_hex(const char *s, struct obis *o)
 		lo = hex_digit(s[2 * i + 1]);
 		if (lo < 0)
 			return METER_EMALFORMED;
-		o->v[i] = (uint8_t)(hi << 4 | lo);
+		t.v[i] = (uint8_t)(hi << 4 | lo);
 	}
-	return s[12] == '\0' ? 0 : METER_EMALFORMED;
+	if (s[12] != '\0')
+		return METER_EMALFORMED;
+	*o = t;
+	return 0;
 }
 
 int
@@ -154,7 +158,7 @@ obis_parse(const char *s, struct obis *o)
 	else
 		return METER_EMALFORMED;
 	for (i = 1; i < 6; i++) {
-		if (*s != seps[i - 1] && !(i == 5 && *s == '*'))
+		if (*s != seps[i - 1] && !(i == 5 && *s == '*' && seps == dashed))
 			break;
 		k = dec_byte(s + 1, &t.v[i]);
 		if (!k)
