@@ -15,6 +15,8 @@ int ctl_decode_dlms(const char *kind, int argc, char **argv); /* ctl_decode_dlms
 int ctl_decode_mbus(int argc, char **argv);  /* ctl_decode_mbus.c */
 int ctl_read(int argc, char **argv);	     /* ctl_read.c */
 int ctl_action(int argc, char **argv);	     /* ctl_read.c */
+int ctl_db(int argc, char **argv);	     /* ctl_db.c: migrate|status */
+int ctl_meter(int argc, char **argv);	     /* ctl_meter.c: import|add|list|show|disable|enable */
 
 /*
  * Read hex from an argument, or from stdin when arg is "-" (whitespace,

@@ -1,0 +1,1163 @@
+/*
+ * ctl_meter.c: `ammctl meter ...`, the meter inventory from the command
+ * line.
+ *
+ *   ammctl meter import [--dsn DSN] FILE|-
+ *   ammctl meter add    [--dsn DSN] SERIAL key=value...
+ *   ammctl meter list   [--dsn DSN] [--json]
+ *   ammctl meter show   [--dsn DSN] [--json] SERIAL
+ *   ammctl meter disable|enable [--dsn DSN] SERIAL
+ *
+ * The import format is CSV (RFC 4180 quoting; '#' lines and empty lines are
+ * skipped) whose first line names the columns, in any order:
+ *
+ *   serial          required; 1..32 of [A-Za-z0-9._-]
+ *   type            162 | 282 | 382M | other                     (other)
+ *   transport       required; tcpip | gprs | mbus | modbus
+ *   host, port      the meter's module: tcpip needs host (port 4059);
+ *                   gprs: the APN address if the head-end dials out
+ *   hdlc            1/0, true/false, yes/no: HDLC instead of the wrapper (0)
+ *   client_addr     0..127                                          (16)
+ *   server_addr     0..16383                                        (1)
+ *   security        none | lls | hls-gmac                           (none)
+ *   ek, ak          hex, 16 or 32 bytes (hls-gmac needs both)
+ *   password        LLS secret (lls needs it)
+ *   system_title    hex, 8 bytes: the meter's system title
+ *   profile_period  seconds: 60, 300, 600, 900, 1800, 3600          (900)
+ *   gateway         mbus/modbus: the gateway as host:port
+ *   primary_addr    M-Bus primary address 0..250, or the Modbus unit id
+ *   secondary_addr  M-Bus secondary address, 16 hex digits
+ *
+ * An empty field takes the default.  ek, ak, password and system_title come
+ * as a group: when the header names any of them it must name all, because
+ * the file then says the whole truth about each meter's keys.  Every line
+ * is checked before anything is written; a file with any bad line imports
+ * nothing and each bad line is reported with its number.  Importing a file
+ * again updates the meters it names (by serial) and leaves the rest alone;
+ * `enabled` and the collection state are never touched by an import.
+ *
+ * Rows are streamed with COPY into a temporary table and merged with one
+ * INSERT ... ON CONFLICT, in a single transaction.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "db.h"
+#include "json.h"
+
+#define METER_MAX_ERRORS 20	/* bad lines reported in full */
+#define METER_FLUSH	 (256 * 1024)
+
+enum meter_col {
+	MC_SERIAL, MC_TYPE, MC_TRANSPORT, MC_HOST, MC_PORT, MC_HDLC, MC_CLIENT, MC_SERVER,
+	MC_SECURITY, MC_EK, MC_AK, MC_PASSWORD, MC_SYSTITLE, MC_PERIOD, MC_GATEWAY,
+	MC_PRIMARY, MC_SECONDARY, MC_NCOLS
+};
+
+static const char *const meter_col_names[MC_NCOLS] = {
+	"serial", "type", "transport", "host", "port", "hdlc", "client_addr", "server_addr",
+	"security", "ek", "ak", "password", "system_title", "profile_period", "gateway",
+	"primary_addr", "secondary_addr",
+};
+
+/* One input record: fields point into the caller's line buffer. */
+struct meter_fields {
+	const char *v[MC_NCOLS];
+	size_t n[MC_NCOLS];
+};
+
+/* A validated meter, ready to be written as a COPY row. */
+struct meter_row {
+	const char *serial;
+	size_t serial_len;
+	const char *type, *transport, *security;
+	const char *host;
+	size_t host_len;
+	int port;			/* 0: none */
+	bool hdlc;
+	int client_addr, server_addr, period;
+	uint8_t ek[32], ak[32], st[8];
+	size_t ek_len, ak_len;		/* 0: none */
+	bool has_st;
+	const char *password;		/* NULL: none */
+	size_t password_len;
+	const char *gw;			/* host:port, NULL: none */
+	size_t gw_len, gw_host_len;
+	int gw_port;
+	int primary;			/* -1: none */
+	const char *secondary;		/* NULL: none */
+};
+
+/* The temporary table the COPY fills; columns in meter_row_emit() order. */
+static const char meter_tmp_sql[] =
+    "CREATE TEMP TABLE meter_import ("
+    " line integer NOT NULL, serial text NOT NULL, type text NOT NULL, transport text NOT NULL,"
+    " host text, port integer, hdlc boolean NOT NULL, client_addr integer NOT NULL,"
+    " server_addr integer NOT NULL, security text NOT NULL, ek bytea, ak bytea, password text,"
+    " system_title bytea, profile_period integer NOT NULL, gw_name text, gw_host text,"
+    " gw_port integer, primary_addr integer, secondary_addr text) ON COMMIT DROP";
+
+struct meter_opts {
+	const char *dsn;
+	bool json;
+	int npos;
+	char **pos;
+};
+
+static void
+meter_usage(FILE *f)
+{
+	fprintf(f, "usage: ammctl meter import [--dsn DSN] FILE|-\n"
+		   "       ammctl meter add [--dsn DSN] SERIAL key=value...\n"
+		   "       ammctl meter list [--dsn DSN] [--json]\n"
+		   "       ammctl meter show [--dsn DSN] [--json] SERIAL\n"
+		   "       ammctl meter disable|enable [--dsn DSN] SERIAL\n"
+		   "keys (and CSV columns):");
+	for (int i = 0; i < MC_NCOLS; i++)
+		fprintf(f, " %s", meter_col_names[i]);
+	fprintf(f, "\nDSN defaults to $" DB_ENV ", then to libpq's defaults.\n");
+}
+
+/* Splits options from positional arguments; returns 0 or 2. */
+static int
+meter_parse_opts(int argc, char **argv, struct meter_opts *o, bool allow_json)
+{
+	memset(o, 0, sizeof(*o));
+	o->pos = calloc((size_t)argc + 1, sizeof(*o->pos));
+	if (o->pos == NULL)
+		return 1;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--dsn") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "ammctl meter: --dsn needs a value\n");
+				return 2;
+			}
+			o->dsn = argv[++i];
+		} else if (strncmp(a, "--dsn=", 6) == 0) {
+			o->dsn = a + 6;
+		} else if (allow_json && strcmp(a, "--json") == 0) {
+			o->json = true;
+		} else if (a[0] == '-' && a[1] == '-') {
+			fprintf(stderr, "ammctl meter: unknown option '%s'\n", a);
+			meter_usage(stderr);
+			return 2;
+		} else {
+			o->pos[o->npos++] = argv[i];
+		}
+	}
+	return 0;
+}
+
+/* ---- validation ------------------------------------------------------------------ */
+
+static bool
+meter_is(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+/* One of the allowed words, returned as the static literal; NULL if none. */
+static const char *
+meter_word(const char *s, size_t n, const char *const *words)
+{
+	for (; *words != NULL; words++)
+		if (meter_is(s, n, *words))
+			return *words;
+	return NULL;
+}
+
+/* Decimal integer in [lo, hi]; no sign, no spaces. */
+static bool
+meter_int(const char *s, size_t n, long lo, long hi, int *out)
+{
+	long v = 0;
+
+	if (n == 0 || n > 9)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < lo || v > hi)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+static int
+meter_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Hex string of exactly one of the byte lengths la or lb into out. */
+static bool
+meter_hex(const char *s, size_t n, size_t la, size_t lb, uint8_t *out, size_t *outlen)
+{
+	if (n != 2 * la && n != 2 * lb)
+		return false;
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = meter_hexval(s[2 * i]), lo = meter_hexval(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	*outlen = n / 2;
+	return true;
+}
+
+/* Host names and addresses: printable, no spaces or separators. */
+static bool
+meter_hostname(const char *s, size_t n)
+{
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':' || c == '[' ||
+			c == ']'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Checks one record and fills r.  Returns 0, or -1 with the reason in err.
+ * Field values are not NUL-terminated; r points into them.
+ */
+static int
+meter_row_check(const struct meter_fields *f, struct meter_row *r, char *err, size_t errlen)
+{
+	static const char *const types[] = {"162", "282", "382M", "other", NULL};
+	static const char *const transports[] = {"tcpip", "gprs", "mbus", "modbus", NULL};
+	static const char *const policies[] = {"none", "lls", "hls-gmac", NULL};
+	const char *v;
+	size_t n;
+	int x;
+
+#define FIELD(c) (v = f->v[c], n = f->v[c] != NULL ? f->n[c] : 0)
+#define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+
+	memset(r, 0, sizeof(*r));
+	r->primary = -1;
+
+	FIELD(MC_SERIAL);
+	if (n == 0)
+		BAD("serial is empty");
+	if (n > 32)
+		BAD("serial longer than 32 characters");
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '_' && v[i] != '-')
+			BAD("serial '%.*s': only letters, digits, '.', '_' and '-' allowed", (int)n, v);
+	r->serial = v;
+	r->serial_len = n;
+
+	FIELD(MC_TYPE);
+	r->type = n == 0 ? "other" : meter_word(v, n, types);
+	if (r->type == NULL)
+		BAD("type '%.*s': expected 162, 282, 382M or other", (int)n, v);
+
+	FIELD(MC_TRANSPORT);
+	if (n == 0)
+		BAD("transport is empty (tcpip, gprs, mbus or modbus)");
+	if ((r->transport = meter_word(v, n, transports)) == NULL)
+		BAD("transport '%.*s': expected tcpip, gprs, mbus or modbus", (int)n, v);
+
+	FIELD(MC_HOST);
+	if (n > 0) {
+		if (!meter_hostname(v, n))
+			BAD("host '%.*s' is not a host name or address", (int)n, v);
+		r->host = v;
+		r->host_len = n;
+	}
+	FIELD(MC_PORT);
+	if (n > 0 && !meter_int(v, n, 1, 65535, &r->port))
+		BAD("port '%.*s': expected 1..65535", (int)n, v);
+
+	FIELD(MC_HDLC);
+	if (n == 0 || meter_is(v, n, "0") || meter_is(v, n, "false") || meter_is(v, n, "no"))
+		r->hdlc = false;
+	else if (meter_is(v, n, "1") || meter_is(v, n, "true") || meter_is(v, n, "yes"))
+		r->hdlc = true;
+	else
+		BAD("hdlc '%.*s': expected 1/0, true/false or yes/no", (int)n, v);
+
+	FIELD(MC_CLIENT);
+	r->client_addr = 16;
+	if (n > 0 && !meter_int(v, n, 0, 127, &r->client_addr))
+		BAD("client_addr '%.*s': expected 0..127", (int)n, v);
+	FIELD(MC_SERVER);
+	r->server_addr = 1;
+	if (n > 0 && !meter_int(v, n, 0, 16383, &r->server_addr))
+		BAD("server_addr '%.*s': expected 0..16383", (int)n, v);
+
+	FIELD(MC_SECURITY);
+	r->security = n == 0 ? "none" : meter_word(v, n, policies);
+	if (r->security == NULL)
+		BAD("security '%.*s': expected none, lls or hls-gmac", (int)n, v);
+
+	FIELD(MC_EK);
+	if (n > 0 && !meter_hex(v, n, 16, 32, r->ek, &r->ek_len))
+		BAD("ek: expected 32 or 64 hex digits");
+	FIELD(MC_AK);
+	if (n > 0 && !meter_hex(v, n, 16, 32, r->ak, &r->ak_len))
+		BAD("ak: expected 32 or 64 hex digits");
+	FIELD(MC_PASSWORD);
+	if (n > 0) {
+		if (n > 255)
+			BAD("password longer than 255 bytes");
+		r->password = v;
+		r->password_len = n;
+	}
+	FIELD(MC_SYSTITLE);
+	if (n > 0) {
+		size_t l;
+		if (!meter_hex(v, n, 8, 8, r->st, &l))
+			BAD("system_title: expected 16 hex digits");
+		r->has_st = true;
+	}
+	if (strcmp(r->security, "hls-gmac") == 0 && (r->ek_len == 0 || r->ak_len == 0))
+		BAD("security hls-gmac needs both ek and ak");
+	if (strcmp(r->security, "lls") == 0 && r->password == NULL)
+		BAD("security lls needs a password");
+
+	FIELD(MC_PERIOD);
+	r->period = 900;
+	if (n > 0 && (!meter_int(v, n, 1, 86400, &x) ||
+			 (x != 60 && x != 300 && x != 600 && x != 900 && x != 1800 && x != 3600)))
+		BAD("profile_period '%.*s': expected 60, 300, 600, 900, 1800 or 3600", (int)n, v);
+	if (n > 0)
+		r->period = x;
+
+	FIELD(MC_GATEWAY);
+	if (n > 0) {
+		const char *colon = NULL;
+		for (size_t i = 0; i < n; i++)
+			if (v[i] == ':')
+				colon = v + i;
+		if (colon == NULL || colon == v || !meter_hostname(v, (size_t)(colon - v)) ||
+		    !meter_int(colon + 1, n - (size_t)(colon - v) - 1, 1, 65535, &r->gw_port))
+			BAD("gateway '%.*s': expected host:port", (int)n, v);
+		r->gw = v;
+		r->gw_len = n;
+		r->gw_host_len = (size_t)(colon - v);
+	}
+	FIELD(MC_PRIMARY);
+	if (n > 0 && !meter_int(v, n, 0, 250, &r->primary))
+		BAD("primary_addr '%.*s': expected 0..250", (int)n, v);
+	FIELD(MC_SECONDARY);
+	if (n > 0) {
+		uint8_t tmp[8];
+		size_t l;
+		if (!meter_hex(v, n, 8, 8, tmp, &l))
+			BAD("secondary_addr '%.*s': expected 16 hex digits", (int)n, v);
+		r->secondary = v;
+	}
+
+	/* What each transport needs to be reachable at all. */
+	if (strcmp(r->transport, "tcpip") == 0) {
+		if (r->host == NULL)
+			BAD("transport tcpip needs a host");
+		if (r->port == 0)
+			r->port = 4059;
+	}
+	if (strcmp(r->transport, "mbus") == 0 || strcmp(r->transport, "modbus") == 0) {
+		if (r->gw == NULL)
+			BAD("transport %s needs a gateway (host:port)", r->transport);
+		if (strcmp(r->transport, "mbus") == 0 && r->primary < 0 && r->secondary == NULL)
+			BAD("transport mbus needs primary_addr or secondary_addr");
+		if (strcmp(r->transport, "modbus") == 0 && r->primary < 1)
+			BAD("transport modbus needs primary_addr (the unit id, 1..247)");
+	} else if (r->gw != NULL || r->primary >= 0 || r->secondary != NULL) {
+		BAD("gateway, primary_addr and secondary_addr are for mbus and modbus meters only");
+	}
+	return 0;
+#undef FIELD
+#undef BAD
+}
+
+static void
+meter_copy_int(struct db_copybuf *b, long v, bool null)
+{
+	char t[24];
+	int k;
+
+	if (null) {
+		db_copy_field(b, NULL, 0);
+		return;
+	}
+	k = snprintf(t, sizeof(t), "%ld", v);
+	db_copy_field(b, t, (size_t)k);
+}
+
+static void
+meter_copy_str(struct db_copybuf *b, const char *s, size_t n)
+{
+	db_copy_field(b, s, s != NULL ? n : 0);
+}
+
+static void
+meter_row_emit(const struct meter_row *r, long line, struct db_copybuf *b)
+{
+	meter_copy_int(b, line, false);
+	meter_copy_str(b, r->serial, r->serial_len);
+	meter_copy_str(b, r->type, strlen(r->type));
+	meter_copy_str(b, r->transport, strlen(r->transport));
+	meter_copy_str(b, r->host, r->host_len);
+	meter_copy_int(b, r->port, r->port == 0);
+	meter_copy_str(b, r->hdlc ? "t" : "f", 1);
+	meter_copy_int(b, r->client_addr, false);
+	meter_copy_int(b, r->server_addr, false);
+	meter_copy_str(b, r->security, strlen(r->security));
+	db_copy_bytea(b, r->ek_len ? r->ek : NULL, r->ek_len);
+	db_copy_bytea(b, r->ak_len ? r->ak : NULL, r->ak_len);
+	meter_copy_str(b, r->password, r->password_len);
+	db_copy_bytea(b, r->has_st ? r->st : NULL, sizeof(r->st));
+	meter_copy_int(b, r->period, false);
+	meter_copy_str(b, r->gw, r->gw_len);
+	meter_copy_str(b, r->gw, r->gw_host_len);
+	meter_copy_int(b, r->gw_port, r->gw == NULL);
+	meter_copy_int(b, r->primary, r->primary < 0);
+	meter_copy_str(b, r->secondary, 16);
+	db_copy_endrow(b);
+}
+
+/* ---- CSV ----------------------------------------------------------------------------- */
+
+/*
+ * Splits one CSV line in place (quotes removed, "" unescaped).  Returns the
+ * number of fields (at most max), or -1 with the reason in err.
+ */
+static int
+meter_csv_split(char *line, char **fv, size_t *fn, int max, char *err, size_t errlen)
+{
+	char *p = line, *w;
+	int nf = 0;
+
+	for (;;) {
+		if (nf == max) {
+			snprintf(err, errlen, "more than %d fields", max);
+			return -1;
+		}
+		fv[nf] = w = p;
+		if (*p == '"') {
+			p++;
+			for (;;) {
+				if (*p == '\0') {
+					snprintf(err, errlen, "unterminated quoted field %d", nf + 1);
+					return -1;
+				}
+				if (*p == '"') {
+					if (p[1] == '"') {
+						*w++ = '"';
+						p += 2;
+						continue;
+					}
+					p++;
+					break;
+				}
+				*w++ = *p++;
+			}
+			if (*p != ',' && *p != '\0') {
+				snprintf(err, errlen, "text after the closing quote of field %d", nf + 1);
+				return -1;
+			}
+		} else {
+			while (*p != ',' && *p != '\0') {
+				if (*p == '"') {
+					snprintf(err, errlen, "quote inside unquoted field %d", nf + 1);
+					return -1;
+				}
+				*w++ = *p++;
+			}
+		}
+		fn[nf] = (size_t)(w - fv[nf]);
+		nf++;
+		if (*p == '\0')
+			return nf;
+		p++; /* the comma */
+	}
+}
+
+/* Strips the line end; true when the line is blank or a comment. */
+static bool
+meter_csv_skip(char *line, ssize_t *len)
+{
+	while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r'))
+		line[--*len] = '\0';
+	return *len == 0 || line[0] == '#';
+}
+
+/* Column of a header name, or -1. */
+static int
+meter_col_index(const char *s, size_t n)
+{
+	for (int i = 0; i < MC_NCOLS; i++)
+		if (meter_is(s, n, meter_col_names[i]))
+			return i;
+	return -1;
+}
+
+/* ---- loading ------------------------------------------------------------------------- */
+
+struct meter_load {
+	PGconn *c;
+	struct db_copybuf buf;
+	long nrows;
+	int nerr;
+	bool keys;	/* the input says the truth about keys */
+	bool add_only;	/* `meter add`: refuse existing serials */
+	char err[DB_ERR_MAX];
+};
+
+static void
+meter_bad(struct meter_load *l, long line, const char *msg)
+{
+	if (l->nerr < METER_MAX_ERRORS) {
+		if (line > 0)
+			fprintf(stderr, "line %ld: %s\n", line, msg);
+		else
+			fprintf(stderr, "%s\n", msg);
+	}
+	l->nerr++;
+}
+
+/* Starts the transaction and the COPY. */
+static int
+meter_load_begin(struct meter_load *l)
+{
+	if (db_exec(l->c, "BEGIN", l->err, sizeof(l->err)) < 0 ||
+	    db_exec(l->c, meter_tmp_sql, l->err, sizeof(l->err)) < 0 ||
+	    db_copy_begin(l->c, "COPY meter_import FROM STDIN", l->err, sizeof(l->err)) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+meter_load_row(struct meter_load *l, const struct meter_fields *f, long line)
+{
+	struct meter_row r;
+	char why[512];
+
+	if (meter_row_check(f, &r, why, sizeof(why)) < 0) {
+		meter_bad(l, line, why);
+		return 0;
+	}
+	if (l->nerr > 0)
+		return 0;	/* nothing will be written: stop sending */
+	meter_row_emit(&r, line, &l->buf);
+	l->nrows++;
+	return db_copy_flush(l->c, &l->buf, METER_FLUSH, l->err, sizeof(l->err));
+}
+
+/* Prints the rows of a check query (line, message) as errors. */
+static int
+meter_load_check(struct meter_load *l, const char *sql)
+{
+	PGresult *res = db_query(l->c, sql, 0, NULL, l->err, sizeof(l->err));
+
+	if (res == NULL)
+		return -1;
+	for (int i = 0; i < PQntuples(res); i++)
+		meter_bad(l, atol(PQgetvalue(res, i, 0)), PQgetvalue(res, i, 1));
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * Ends the COPY and merges: gateways, meters, keys.  Returns 0 (committed;
+ * counts printed), 1 (bad input, rolled back) or -1 (database error).
+ */
+static int
+meter_load_finish(struct meter_load *l, bool quiet)
+{
+	PGresult *res = NULL;
+	long long copied = 0;
+
+	if (db_copy_flush(l->c, &l->buf, 0, l->err, sizeof(l->err)) < 0)
+		return -1;
+	if (l->nerr > 0) {
+		db_copy_end(l->c, "bad input", NULL, l->err, sizeof(l->err));
+		return 1;
+	}
+	if (db_copy_end(l->c, NULL, &copied, l->err, sizeof(l->err)) < 0 ||
+	    db_exec(l->c, "ANALYZE meter_import", l->err, sizeof(l->err)) < 0)
+		return -1;
+
+	/* Checks that need the whole input, or the database. */
+	if (meter_load_check(l,
+		"SELECT min(line), format('serial %s appears on lines %s', serial,"
+		" string_agg(line::text, ', ' ORDER BY line))"
+		" FROM meter_import GROUP BY serial HAVING count(*) > 1"
+		" ORDER BY min(line) LIMIT 20") < 0)
+		return -1;
+	if (l->add_only &&
+	    meter_load_check(l, "SELECT 0, format('meter %s exists already (import updates it)',"
+				" i.serial) FROM meter_import i JOIN meter m USING (serial)") < 0)
+		return -1;
+	if (l->nerr > 0)
+		return 1;
+	if (db_exec(l->c,
+		"INSERT INTO gateway (name, kind, host, port)"
+		" SELECT DISTINCT ON (gw_name) gw_name, transport, gw_host, gw_port"
+		" FROM meter_import WHERE gw_name IS NOT NULL ORDER BY gw_name, line"
+		" ON CONFLICT (name) DO NOTHING",
+		l->err, sizeof(l->err)) < 0)
+		return -1;
+	if (meter_load_check(l,
+		"SELECT i.line, format('gateway %s is a %s gateway, not %s', g.name, g.kind,"
+		" i.transport) FROM meter_import i JOIN gateway g ON g.name = i.gw_name"
+		" WHERE g.kind <> i.transport ORDER BY i.line LIMIT 20") < 0)
+		return -1;
+	if (l->nerr > 0)
+		return 1;
+
+	res = db_query(l->c,
+	    "WITH up AS ("
+	    " INSERT INTO meter AS m (serial, type, transport, host, port, hdlc, client_addr,"
+	    "  server_addr, security, profile_period, gateway_id, primary_addr, secondary_addr)"
+	    " SELECT i.serial, i.type, i.transport, i.host, i.port, i.hdlc, i.client_addr,"
+	    "  i.server_addr, i.security, i.profile_period, g.id, i.primary_addr, i.secondary_addr"
+	    " FROM meter_import i LEFT JOIN gateway g ON g.name = i.gw_name ORDER BY i.line"
+	    " ON CONFLICT (serial) DO UPDATE SET type = EXCLUDED.type,"
+	    "  transport = EXCLUDED.transport, host = EXCLUDED.host, port = EXCLUDED.port,"
+	    "  hdlc = EXCLUDED.hdlc, client_addr = EXCLUDED.client_addr,"
+	    "  server_addr = EXCLUDED.server_addr, security = EXCLUDED.security,"
+	    "  profile_period = EXCLUDED.profile_period, gateway_id = EXCLUDED.gateway_id,"
+	    "  primary_addr = EXCLUDED.primary_addr, secondary_addr = EXCLUDED.secondary_addr,"
+	    "  updated_at = now()"
+	    " WHERE (m.type, m.transport, m.host, m.port, m.hdlc, m.client_addr, m.server_addr,"
+	    "  m.security, m.profile_period, m.gateway_id, m.primary_addr, m.secondary_addr)"
+	    "  IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.transport, EXCLUDED.host, EXCLUDED.port,"
+	    "  EXCLUDED.hdlc, EXCLUDED.client_addr, EXCLUDED.server_addr, EXCLUDED.security,"
+	    "  EXCLUDED.profile_period, EXCLUDED.gateway_id, EXCLUDED.primary_addr,"
+	    "  EXCLUDED.secondary_addr)"
+	    " RETURNING (xmax = 0) AS inserted)"
+	    " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+	    0, NULL, l->err, sizeof(l->err));
+	if (res == NULL)
+		return -1;
+	long long added = atoll(PQgetvalue(res, 0, 0)), changed = atoll(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	long long keyed = 0;
+	if (l->keys) {
+		/* Meters whose keys are cleared need their old row visited too. */
+		res = db_query(l->c,
+		    "SELECT coalesce(ammd_set_meter_keys(array_agg(m.id), array_agg(i.ek),"
+		    " array_agg(i.ak), array_agg(i.password), array_agg(i.system_title)), 0)"
+		    " FROM meter_import i JOIN meter m USING (serial)"
+		    " WHERE i.ek IS NOT NULL OR i.ak IS NOT NULL OR i.password IS NOT NULL"
+		    "  OR i.system_title IS NOT NULL"
+		    "  OR EXISTS (SELECT 1 FROM meter_key k WHERE k.meter_id = m.id)",
+		    0, NULL, l->err, sizeof(l->err));
+		if (res == NULL)
+			return -1;
+		keyed = atoll(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	if (db_exec(l->c, "COMMIT", l->err, sizeof(l->err)) < 0)
+		return -1;
+	if (!quiet)
+		printf("%lld meters read: %lld added, %lld updated, %lld unchanged; keys set for %lld\n",
+		    copied, added, changed, copied - added - changed, keyed);
+	return 0;
+}
+
+/* Maps a finish/begin result to an exit code, printing database errors. */
+static int
+meter_load_exit(struct meter_load *l, const char *cmd, int r)
+{
+	if (r < 0) {
+		fprintf(stderr, "ammctl meter %s: %s\n", cmd, l->err);
+		PQclear(PQexec(l->c, "ROLLBACK"));
+		return 1;
+	}
+	if (r > 0) {
+		if (l->nerr > METER_MAX_ERRORS)
+			fprintf(stderr, "... and %d more\n", l->nerr - METER_MAX_ERRORS);
+		fprintf(stderr, "ammctl meter %s: %d bad line%s, nothing imported\n", cmd, l->nerr,
+		    l->nerr == 1 ? "" : "s");
+		PQclear(PQexec(l->c, "ROLLBACK"));
+		return 1;
+	}
+	return 0;
+}
+
+static bool
+meter_key_cols(const int *map, int ncols, int *nkeys)
+{
+	*nkeys = 0;
+	for (int i = 0; i < ncols; i++)
+		if (map[i] == MC_EK || map[i] == MC_AK || map[i] == MC_PASSWORD || map[i] == MC_SYSTITLE)
+			(*nkeys)++;
+	return *nkeys > 0;
+}
+
+static int
+meter_cmd_import(int argc, char **argv)
+{
+	struct meter_opts o;
+	struct meter_load l = {0};
+	FILE *in = NULL;
+	char *line = NULL, *fv[MC_NCOLS + 1];
+	size_t cap = 0, fn[MC_NCOLS + 1];
+	ssize_t len;
+	long lineno = 0;
+	int map[MC_NCOLS], ncols = 0, rc = 1, r = 0, nkeys;
+	bool have[MC_NCOLS] = {false};
+
+	if ((rc = meter_parse_opts(argc, argv, &o, false)) != 0)
+		goto out;
+	rc = 2;
+	if (o.npos != 1) {
+		meter_usage(stderr);
+		goto out;
+	}
+	rc = 1;
+	if (strcmp(o.pos[0], "-") == 0)
+		in = stdin;
+	else if ((in = fopen(o.pos[0], "r")) == NULL) {
+		fprintf(stderr, "ammctl meter import: %s: %s\n", o.pos[0], strerror(errno));
+		goto out;
+	}
+
+	/* The header. */
+	while ((len = getline(&line, &cap, in)) >= 0) {
+		lineno++;
+		if (!meter_csv_skip(line, &len))
+			break;
+	}
+	if (len < 0) {
+		fprintf(stderr, "ammctl meter import: %s: no header line\n", o.pos[0]);
+		goto out;
+	}
+	if ((ncols = meter_csv_split(line, fv, fn, MC_NCOLS, l.err, sizeof(l.err))) < 0) {
+		fprintf(stderr, "ammctl meter import: line %ld (header): %s\n", lineno, l.err);
+		goto out;
+	}
+	for (int i = 0; i < ncols; i++) {
+		map[i] = meter_col_index(fv[i], fn[i]);
+		if (map[i] < 0 || have[map[i]]) {
+			fprintf(stderr, "ammctl meter import: line %ld (header): %s column '%.*s'\n",
+			    lineno, map[i] < 0 ? "unknown" : "repeated", (int)fn[i], fv[i]);
+			goto out;
+		}
+		have[map[i]] = true;
+	}
+	if (!have[MC_SERIAL] || !have[MC_TRANSPORT]) {
+		fprintf(stderr, "ammctl meter import: line %ld (header): serial and transport "
+				"columns are required\n", lineno);
+		goto out;
+	}
+	l.keys = meter_key_cols(map, ncols, &nkeys);
+	if (l.keys && nkeys != 4) {
+		fprintf(stderr, "ammctl meter import: line %ld (header): ek, ak, password and "
+				"system_title go together (all or none)\n", lineno);
+		goto out;
+	}
+
+	if ((l.c = db_connect(o.dsn, "ammctl", l.err, sizeof(l.err))) == NULL) {
+		fprintf(stderr, "ammctl meter import: cannot connect: %s\n", l.err);
+		goto out;
+	}
+	if (meter_load_begin(&l) < 0) {
+		rc = meter_load_exit(&l, "import", -1);
+		goto out;
+	}
+	while ((len = getline(&line, &cap, in)) >= 0) {
+		struct meter_fields f;
+		char why[256];
+		int nf;
+
+		lineno++;
+		if (meter_csv_skip(line, &len))
+			continue;
+		if ((size_t)len != strlen(line)) {
+			meter_bad(&l, lineno, "NUL byte in line");
+			continue;
+		}
+		nf = meter_csv_split(line, fv, fn, MC_NCOLS + 1, why, sizeof(why));
+		if (nf >= 0 && nf != ncols) {
+			snprintf(why, sizeof(why), "%d fields, the header has %d", nf, ncols);
+			nf = -1;
+		}
+		if (nf < 0) {
+			meter_bad(&l, lineno, why);
+			continue;
+		}
+		memset(&f, 0, sizeof(f));
+		for (int i = 0; i < ncols; i++) {
+			f.v[map[i]] = fv[i];
+			f.n[map[i]] = fn[i];
+		}
+		if (meter_load_row(&l, &f, lineno) < 0) {
+			r = -1;
+			break;
+		}
+	}
+	if (r == 0 && ferror(in)) {
+		snprintf(l.err, sizeof(l.err), "%s: read error", o.pos[0]);
+		r = -1;
+	}
+	if (r == 0)
+		r = meter_load_finish(&l, false);
+	rc = meter_load_exit(&l, "import", r);
+out:
+	if (in != NULL && in != stdin)
+		fclose(in);
+	free(line);
+	free(o.pos);
+	db_copybuf_free(&l.buf);
+	if (l.c != NULL)
+		PQfinish(l.c);
+	return rc;
+}
+
+static int
+meter_cmd_add(int argc, char **argv)
+{
+	struct meter_opts o;
+	struct meter_load l = {0};
+	struct meter_fields f = {0};
+	int rc, r, nkeys = 0;
+
+	if ((rc = meter_parse_opts(argc, argv, &o, false)) != 0)
+		goto out;
+	rc = 2;
+	if (o.npos < 1) {
+		meter_usage(stderr);
+		goto out;
+	}
+	f.v[MC_SERIAL] = o.pos[0];
+	f.n[MC_SERIAL] = strlen(o.pos[0]);
+	for (int i = 1; i < o.npos; i++) {
+		const char *eq = strchr(o.pos[i], '=');
+		int col = eq ? meter_col_index(o.pos[i], (size_t)(eq - o.pos[i])) : -1;
+		if (col < 0 || col == MC_SERIAL || f.v[col] != NULL) {
+			fprintf(stderr, "ammctl meter add: bad or repeated key=value '%s'\n", o.pos[i]);
+			meter_usage(stderr);
+			goto out;
+		}
+		f.v[col] = eq + 1;
+		f.n[col] = strlen(eq + 1);
+		nkeys += col == MC_EK || col == MC_AK || col == MC_PASSWORD || col == MC_SYSTITLE;
+	}
+	l.add_only = true;
+	l.keys = nkeys > 0;	/* a new meter: absent keys are simply none */
+	rc = 1;
+	if ((l.c = db_connect(o.dsn, "ammctl", l.err, sizeof(l.err))) == NULL) {
+		fprintf(stderr, "ammctl meter add: cannot connect: %s\n", l.err);
+		goto out;
+	}
+	r = meter_load_begin(&l);
+	if (r == 0)
+		r = meter_load_row(&l, &f, 0);
+	if (r == 0)
+		r = meter_load_finish(&l, true);
+	if (l.nerr > 0 && r == 1) {
+		fprintf(stderr, "ammctl meter add: meter %s not added\n", o.pos[0]);
+		PQclear(PQexec(l.c, "ROLLBACK"));
+		rc = 1;
+		goto out;
+	}
+	if ((rc = meter_load_exit(&l, "add", r)) == 0)
+		printf("meter %s added\n", o.pos[0]);
+out:
+	free(o.pos);
+	db_copybuf_free(&l.buf);
+	if (l.c != NULL)
+		PQfinish(l.c);
+	return rc;
+}
+
+/* ---- list, show, enable/disable ----------------------------------------------------------- */
+
+/* Column kinds for printing query results as JSON. */
+struct meter_outcol {
+	const char *name;
+	char kind;		/* 's' string, 'i' integer, 'b' boolean */
+};
+
+static void
+meter_json_field(struct json *j, const PGresult *res, int row, int col, const struct meter_outcol *oc)
+{
+	const char *v;
+
+	if (PQgetisnull(res, row, col)) {
+		json_null(j, oc->name);
+		return;
+	}
+	v = PQgetvalue(res, row, col);
+	switch (oc->kind) {
+	case 'i': json_int(j, oc->name, strtoll(v, NULL, 10)); break;
+	case 'b': json_bool(j, oc->name, v[0] == 't'); break;
+	default: json_str(j, oc->name, v); break;
+	}
+}
+
+#define METER_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+static const struct meter_outcol meter_list_cols[] = {
+	{"serial", 's'}, {"type", 's'}, {"transport", 's'}, {"address", 's'},
+	{"security", 's'}, {"profile_period", 'i'}, {"enabled", 'b'}, {"reachability", 's'},
+	{"last_contact", 's'},
+};
+
+static const char meter_list_sql[] =
+    "SELECT m.serial, m.type, m.transport,"
+    " CASE WHEN g.id IS NOT NULL THEN g.name || '/' ||"
+    "   coalesce(m.secondary_addr, m.primary_addr::text, '')"
+    "  WHEN m.host IS NOT NULL THEN m.host || coalesce(':' || m.port, '')"
+    "  ELSE '' END,"
+    " m.security, m.profile_period, m.enabled, m.reachability::text, "
+    METER_TS("m.last_contact_at")
+    " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id ORDER BY m.serial";
+
+static int
+meter_cmd_list(int argc, char **argv)
+{
+	struct meter_opts o;
+	char err[DB_ERR_MAX];
+	PGconn *c = NULL;
+	PGresult *res = NULL;
+	int rc, ncol = (int)(sizeof(meter_list_cols) / sizeof(meter_list_cols[0]));
+
+	if ((rc = meter_parse_opts(argc, argv, &o, true)) != 0)
+		goto out;
+	rc = 2;
+	if (o.npos != 0) {
+		meter_usage(stderr);
+		goto out;
+	}
+	rc = 1;
+	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl meter list: cannot connect: %s\n", err);
+		goto out;
+	}
+	if ((res = db_query(c, meter_list_sql, 0, NULL, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl meter list: %s\n", err);
+		goto out;
+	}
+	if (o.json) {
+		struct json j;
+		json_init(&j, stdout, false);
+		json_arr_begin(&j, NULL);
+		for (int r = 0; r < PQntuples(res); r++) {
+			json_obj_begin(&j, NULL);
+			for (int k = 0; k < ncol; k++)
+				meter_json_field(&j, res, r, k, &meter_list_cols[k]);
+			json_obj_end(&j);
+		}
+		json_arr_end(&j);
+		json_end(&j);
+	} else {
+		printf("%-16s %-5s %-9s %-28s %-8s %6s %-7s %-11s %s\n", "SERIAL", "TYPE",
+		    "TRANSPORT", "ADDRESS", "SECURITY", "PERIOD", "ENABLED", "REACHABLE",
+		    "LAST CONTACT");
+		for (int r = 0; r < PQntuples(res); r++)
+			printf("%-16s %-5s %-9s %-28s %-8s %6s %-7s %-11s %s\n",
+			    PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+			    PQgetvalue(res, r, 3), PQgetvalue(res, r, 4), PQgetvalue(res, r, 5),
+			    PQgetvalue(res, r, 6)[0] == 't' ? "yes" : "no", PQgetvalue(res, r, 7),
+			    PQgetisnull(res, r, 8) ? "never" : PQgetvalue(res, r, 8));
+		printf("%d meter%s\n", PQntuples(res), PQntuples(res) == 1 ? "" : "s");
+	}
+	rc = 0;
+out:
+	PQclear(res);
+	free(o.pos);
+	if (c != NULL)
+		PQfinish(c);
+	return rc;
+}
+
+static const struct meter_outcol meter_show_cols[] = {
+	{"serial", 's'}, {"id", 'i'}, {"type", 's'}, {"transport", 's'}, {"host", 's'},
+	{"port", 'i'}, {"hdlc", 'b'}, {"client_addr", 'i'}, {"server_addr", 'i'},
+	{"logical_addr", 'i'}, {"security", 's'}, {"profile_period", 'i'}, {"gateway", 's'},
+	{"gateway_kind", 's'}, {"primary_addr", 'i'}, {"secondary_addr", 's'},
+	{"enabled", 'b'}, {"reachability", 's'}, {"last_contact", 's'}, {"last_error", 's'},
+	{"failures", 'i'}, {"next_due", 's'}, {"firmware", 's'}, {"leased_by", 's'},
+	{"lease_until", 's'}, {"keys_set", 'b'}, {"system_title", 's'}, {"collect", 's'},
+	{"created", 's'}, {"updated", 's'},
+};
+
+static const char meter_show_sql[] =
+    "SELECT m.serial, m.id, m.type, m.transport, m.host, m.port, m.hdlc, m.client_addr,"
+    " m.server_addr, m.logical_addr, m.security, m.profile_period, g.name, g.kind,"
+    " m.primary_addr, m.secondary_addr, m.enabled, m.reachability::text, "
+    METER_TS("m.last_contact_at") ", m.last_error, m.failures, " METER_TS("m.next_due_at")
+    ", m.firmware, m.leased_by, " METER_TS("m.lease_until")
+    ", coalesce(k.key_set, false), encode(k.system_title, 'hex'), m.collect::text, "
+    METER_TS("m.created_at") ", " METER_TS("m.updated_at")
+    " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id"
+    " LEFT JOIN meter_key k ON k.meter_id = m.id WHERE m.serial = $1";
+
+static int
+meter_cmd_show(int argc, char **argv)
+{
+	struct meter_opts o;
+	char err[DB_ERR_MAX];
+	PGconn *c = NULL;
+	PGresult *res = NULL, *rp = NULL;
+	const char *params[1];
+	int rc, ncol = (int)(sizeof(meter_show_cols) / sizeof(meter_show_cols[0]));
+
+	if ((rc = meter_parse_opts(argc, argv, &o, true)) != 0)
+		goto out;
+	rc = 2;
+	if (o.npos != 1) {
+		meter_usage(stderr);
+		goto out;
+	}
+	rc = 1;
+	params[0] = o.pos[0];
+	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl meter show: cannot connect: %s\n", err);
+		goto out;
+	}
+	if ((res = db_query(c, meter_show_sql, 1, params, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl meter show: %s\n", err);
+		goto out;
+	}
+	if (PQntuples(res) != 1) {
+		fprintf(stderr, "ammctl meter show: no meter %s\n", o.pos[0]);
+		goto out;
+	}
+	if ((rp = db_query(c,
+		 "SELECT p.what, " METER_TS("p.last_ts") ", p.last_entry FROM read_pointer p"
+		 " JOIN meter m ON m.id = p.meter_id WHERE m.serial = $1 ORDER BY p.what",
+		 1, params, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl meter show: %s\n", err);
+		goto out;
+	}
+	if (o.json) {
+		static const struct meter_outcol rpc[] = {
+		    {"what", 's'}, {"last_ts", 's'}, {"last_entry", 'i'}};
+		struct json j;
+		json_init(&j, stdout, true);
+		json_obj_begin(&j, NULL);
+		/* collect is jsonb, printed as its JSON text in a string. */
+		for (int k = 0; k < ncol; k++)
+			meter_json_field(&j, res, 0, k, &meter_show_cols[k]);
+		json_arr_begin(&j, "read_pointers");
+		for (int r = 0; r < PQntuples(rp); r++) {
+			json_obj_begin(&j, NULL);
+			for (int k = 0; k < 3; k++)
+				meter_json_field(&j, rp, r, k, &rpc[k]);
+			json_obj_end(&j);
+		}
+		json_arr_end(&j);
+		json_obj_end(&j);
+		json_end(&j);
+	} else {
+		for (int k = 0; k < ncol; k++) {
+			const char *v = PQgetisnull(res, 0, k) ? "-" : PQgetvalue(res, 0, k);
+			if (meter_show_cols[k].kind == 'b' && !PQgetisnull(res, 0, k))
+				v = v[0] == 't' ? "yes" : "no";
+			printf("%-15s %s\n", meter_show_cols[k].name, v);
+		}
+		for (int r = 0; r < PQntuples(rp); r++)
+			printf("%-15s %s %s entry %s\n", "read_pointer", PQgetvalue(rp, r, 0),
+			    PQgetisnull(rp, r, 1) ? "-" : PQgetvalue(rp, r, 1),
+			    PQgetisnull(rp, r, 2) ? "-" : PQgetvalue(rp, r, 2));
+	}
+	rc = 0;
+out:
+	PQclear(res);
+	PQclear(rp);
+	free(o.pos);
+	if (c != NULL)
+		PQfinish(c);
+	return rc;
+}
+
+static int
+meter_cmd_enable(int argc, char **argv, bool enable)
+{
+	struct meter_opts o;
+	char err[DB_ERR_MAX];
+	PGconn *c = NULL;
+	PGresult *res = NULL;
+	const char *params[2];
+	const char *cmd = enable ? "enable" : "disable";
+	int rc;
+
+	if ((rc = meter_parse_opts(argc, argv, &o, false)) != 0)
+		goto out;
+	rc = 2;
+	if (o.npos != 1) {
+		meter_usage(stderr);
+		goto out;
+	}
+	rc = 1;
+	params[0] = o.pos[0];
+	params[1] = enable ? "t" : "f";
+	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl meter %s: cannot connect: %s\n", cmd, err);
+		goto out;
+	}
+	/* A disabled meter also gives up its lease, so no instance keeps it. */
+	if ((res = db_query(c,
+		 "UPDATE meter SET enabled = $2, updated_at = now(),"
+		 " leased_by = CASE WHEN $2 THEN leased_by END,"
+		 " lease_until = CASE WHEN $2 THEN lease_until END"
+		 " WHERE serial = $1",
+		 2, params, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl meter %s: %s\n", cmd, err);
+		goto out;
+	}
+	if (strcmp(PQcmdTuples(res), "1") != 0) {
+		fprintf(stderr, "ammctl meter %s: no meter %s\n", cmd, o.pos[0]);
+		goto out;
+	}
+	printf("meter %s %sd\n", o.pos[0], cmd);
+	rc = 0;
+out:
+	PQclear(res);
+	free(o.pos);
+	if (c != NULL)
+		PQfinish(c);
+	return rc;
+}
+
+int
+ctl_meter(int argc, char **argv)
+{
+	if (argc < 1) {
+		meter_usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[0], "import") == 0)
+		return meter_cmd_import(argc - 1, argv + 1);
+	if (strcmp(argv[0], "add") == 0)
+		return meter_cmd_add(argc - 1, argv + 1);
+	if (strcmp(argv[0], "list") == 0)
+		return meter_cmd_list(argc - 1, argv + 1);
+	if (strcmp(argv[0], "show") == 0)
+		return meter_cmd_show(argc - 1, argv + 1);
+	if (strcmp(argv[0], "disable") == 0)
+		return meter_cmd_enable(argc - 1, argv + 1, false);
+	if (strcmp(argv[0], "enable") == 0)
+		return meter_cmd_enable(argc - 1, argv + 1, true);
+	if (strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0) {
+		meter_usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "ammctl meter: unknown subcommand '%s'\n", argv[0]);
+	meter_usage(stderr);
+	return 2;
+}
