@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "obis.h"
 
 enum opt_type {
 	OPT_BOOL,
@@ -316,33 +317,6 @@ bad:
 	return -1;
 }
 
-/* "A-B:C.D.E.F" or "A-B:C.D.E" (F = 255).  Kept here rather than calling
- * obis_parse() so that the config does not pull the protocol library in. */
-static int
-parse_obis(const char *s, struct obis *o)
-{
-	unsigned v[6] = {0, 0, 0, 0, 0, 255};
-	int n = 0, k;
-
-	k = sscanf(s, "%u-%u:%u.%u.%u%n", &v[0], &v[1], &v[2], &v[3], &v[4], &n);
-	if (k != 5)
-		return -1;
-	if (s[n] == '.') {
-		int m = 0;
-		if (!isdigit((unsigned char)s[n + 1]) || sscanf(s + n + 1, "%u%n", &v[5], &m) != 1)
-			return -1;
-		n += 1 + m;
-	}
-	if (s[n] != '\0')
-		return -1;
-	for (int i = 0; i < 6; i++) {
-		if (v[i] > 255)
-			return -1;
-		o->v[i] = (uint8_t)v[i];
-	}
-	return 0;
-}
-
 /* Append the OBIS codes in v (separated by blanks or commas) to the list. */
 static int
 parse_obislist(const char *v, struct config *c, bool append, char *why, size_t wlen)
@@ -359,7 +333,7 @@ parse_obislist(const char *v, struct config *c, bool append, char *why, size_t w
 	strcpy(buf, v);
 	for (tok = strtok_r(buf, " \t,", &save); tok != NULL; tok = strtok_r(NULL, " \t,", &save)) {
 		struct obis o;
-		if (parse_obis(tok, &o) != 0) {
+		if (obis_parse(tok, &o) != 0) {
 			snprintf(why, wlen, "\"%.40s\" is not an OBIS code A-B:C.D.E[.F]", tok);
 			return -1;
 		}
@@ -581,7 +555,8 @@ config_check(struct parse *p)
 		    "[mqtt] password and password_file are exclusive");
 	if ((c->mqtt.password[0] != '\0' || c->mqtt.password_file[0] != '\0') &&
 	    c->mqtt.username[0] == '\0')
-		diag_add(p->d, line_of(p, "mqtt", "username"),
+		diag_add(p->d, c->mqtt.password[0] != '\0' ? line_of(p, "mqtt", "password")
+							  : line_of(p, "mqtt", "password_file"),
 		    "[mqtt] a password needs a username");
 	if (c->mqtt.enabled && c->mqtt.host[0] == '\0')
 		diag_add(p->d, line_of(p, "mqtt", "host"), "[mqtt] host must be set when enabled");
