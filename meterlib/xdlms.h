@@ -489,14 +489,15 @@ struct xdlms_entry {
 /*
  * Write the access-parameters Data of a range_descriptor: from/to as
  * date-time octet-strings, and the selected columns (n == 0: all).
- * The _data variant takes from/to as already-encoded tagged Data.
- * Overflow latches in b->err.
+ * Overflow latches in b->err.  The _data variant takes from/to as any
+ * Data (raw bytes or nodes) and returns 0, METER_EINVAL (a value with
+ * neither) or METER_EMALFORMED (inconsistent node tree).
  */
 struct cosem_datetime;
 void xdlms_put_range(struct mbuf *b, const struct xdlms_capture_obj *restricting,
 		     const struct cosem_datetime *from, const struct cosem_datetime *to,
 		     const struct xdlms_capture_obj *cols, uint32_t n);
-void xdlms_put_range_data(struct mbuf *b, const struct xdlms_capture_obj *restricting,
+int xdlms_put_range_data(struct mbuf *b, const struct xdlms_capture_obj *restricting,
 			  const struct xdlms_data *from, const struct xdlms_data *to,
 			  const struct xdlms_capture_obj *cols, uint32_t n);
 void xdlms_put_entry(struct mbuf *b, const struct xdlms_entry *e);
