@@ -183,9 +183,11 @@ db_sql_dir(const char *arg, char *buf, size_t buflen, char *err, size_t errlen)
 		if ((slash = strrchr(exe, '/')) != NULL)
 			*slash = '\0';
 		for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-			if (snprintf(buf, buflen, "%s%s", exe, rel[i]) >= (int)buflen)
+			char cand[PATH_MAX], real[PATH_MAX];
+			if (snprintf(cand, sizeof(cand), "%s%s", exe, rel[i]) >= (int)sizeof(cand))
 				continue;
-			if (db_has_init(buf))
+			if (db_has_init(cand) && realpath(cand, real) != NULL &&
+			    snprintf(buf, buflen, "%s", real) < (int)buflen)
 				return buf;
 		}
 	}
