@@ -224,7 +224,7 @@ Test(wrapper, stream_all_rows_then_bad_version)
 
 Test(wrapper, bounds)
 {
-	static uint8_t big[70000];
+	static uint8_t big[70000], apdu[65536];
 	uint8_t buf[16];
 	struct mbuf b;
 	struct wrapper_stream s;
@@ -232,12 +232,14 @@ Test(wrapper, bounds)
 	const uint8_t hdr[] = {0, 1, 0, 16, 0, 1, 0x01, 0x00}; /* length 256 */
 
 	mbuf_init(&b, buf, sizeof(buf));
-	cr_assert_eq(wrapper_encode(&b, 16, 1, big, 65536), METER_ELENGTH);
-	cr_assert_eq(wrapper_encode(&b, 16, 1, big, 9), METER_ENOSPC);
+	cr_assert_eq(wrapper_encode(&b, 16, 1, apdu, 65536), METER_ELENGTH);
+	cr_assert_eq(wrapper_encode(&b, 16, 1, apdu, 9), METER_ENOSPC);
 	cr_assert_eq(b.len, 0);
 	cr_assert_eq(b.err, METER_ENOSPC);
 	mbuf_init(&b, big, sizeof(big));
-	cr_assert_eq(wrapper_encode(&b, 16, 1, big + 10000, 65535), 65543);
+	cr_assert_eq(wrapper_encode(&b, 16, 1, apdu, 65535), 65543);
+	cr_assert_eq(wrapper_parse(big, 65543, 0, &w), 65543);
+	cr_assert_eq(w.length, 65535);
 
 	/* A length larger than the stream's buffer can never complete. */
 	cr_assert_eq(wrapper_stream_init(&s, buf, 7, 0), METER_EINVAL);
