@@ -53,6 +53,8 @@ PROTO_SRC    := $(wildcard daemon/*.proto)
 PROTO_GEN    := $(PROTO_SRC:daemon/%.proto=$(B)/gen/%.pb-c.c)
 DAEMON_SRC   := $(filter-out $(CTL_SRC) $(AMMD_MAIN),$(sort $(wildcard daemon/*.c)))
 SIM_SRC      := $(sort $(wildcard tests/sim/*.c))
+# The simulator's model (tests/sim without its main) is unit-tested and benchmarked too.
+SIM_MODEL_SRC := $(filter-out tests/sim/metersim.c,$(SIM_SRC))
 UNIT_SRC     := $(sort $(wildcard tests/unit/*.c))
 FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
@@ -118,10 +120,10 @@ $(B)/ammd: $(call obj,$(B),$(AMMD_MAIN)) $(LIBAMM) $(LIBMETER)
 $(B)/metersim: $(call obj,$(B),$(SIM_SRC)) $(LIBAMM) $(LIBMETER)
 	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
 
-$(UNIT_BIN): $(call obj,$(B),$(UNIT_SRC)) $(LIBAMM) $(LIBMETER)
+$(UNIT_BIN): $(call obj,$(B),$(UNIT_SRC) $(SIM_MODEL_SRC)) $(LIBAMM) $(LIBMETER)
 	$(CC) $(OPT) -o $@ $^ $(CRIT_LIBS) $(PKG_LIBS)
 
-$(ASAN_UNIT_BIN): $(call obj,$(BA),$(UNIT_SRC) $(DAEMON_SRC) $(DRIVERS_SRC) $(METERLIB_SRC)) \
+$(ASAN_UNIT_BIN): $(call obj,$(BA),$(UNIT_SRC) $(SIM_MODEL_SRC) $(DAEMON_SRC) $(DRIVERS_SRC) $(METERLIB_SRC)) \
 		$(PROTO_GEN:$(B)/%.c=$(BA)/$(B)/%.o)
 	$(CC) $(SANFLAGS) -o $@ $^ $(CRIT_LIBS) $(PKG_LIBS)
 
@@ -133,6 +135,9 @@ $(BF)/fuzz_%: $(BF)/tests/fuzz/fuzz_%.o $(BF)/libmeter.a
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ -lcrypto -lm
 
 $(B)/bench_%: $(B)/tests/bench/bench_%.o $(LIBAMM) $(LIBMETER)
+	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
+
+$(B)/bench_sim: $(B)/tests/bench/bench_sim.o $(call obj,$(B),$(SIM_MODEL_SRC)) $(LIBAMM) $(LIBMETER)
 	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
 
 # ---- entry points that first install what is missing ------------------------

@@ -1,0 +1,724 @@
+/*
+ * metersim.c: the fleet simulator's command line.  A table of subcommands;
+ * each parses its own options and works on a fleet built from the common
+ * ones (--seed, --count, --period, --origin).  Today: `expect` prints the
+ * ground truth a head-end must have stored for one meter and time range,
+ * `export` the fleet inventory CSV for `ammctl meter import`, `info` one
+ * meter's identity and state.  The serving transports are added as further
+ * entries of the table.
+ *
+ * The fleet options must be the same for every subcommand that talks
+ * about one fleet: the same seed, period and origin give the same meters.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "json.h"
+#include "meter_error.h"
+#include "model.h"
+#include "obis.h"
+
+struct opts {
+	struct sim_fleet_cfg cfg;
+	uint32_t serial;
+	int64_t from, to, at;
+	bool have_from, have_to, have_at, csv;
+	unsigned what; /* W_* */
+	uint8_t transport;
+	uint16_t base_port;
+};
+
+enum { W_REGISTERS = 1, W_INTERVALS = 2, W_EVENTS = 4, W_BILLING = 8, W_DAILY = 16 };
+
+static void
+usage(FILE *f)
+{
+	fputs("usage: metersim COMMAND [options]\n"
+	      "  expect --meter SERIAL --from T1 --to T2 [--format json|csv]\n"
+	      "         [--what registers,intervals,events,billing,daily]\n"
+	      "  export --count N [--transport tcpip|hdlc|gprs|mbus|modbus] [--base-port P | --loopback]\n"
+	      "  info   --meter SERIAL [--at T]\n"
+	      "fleet options (the same for every command on one fleet):\n"
+	      "  --seed S (1)  --count N (100000)  --period 300|900|1800|3600 (900)\n"
+	      "  --origin T (2024-01-01T00:00:00Z; meters are installed in the 90 days before)\n"
+	      "times: ISO 8601 with Z or an offset (2024-03-31T02:00:00+02:00), a date, or epoch seconds\n",
+	      f);
+}
+
+/* ISO 8601 (date, or date-time with Z / +hh:mm / none = UTC) or epoch. */
+static int
+parse_time(const char *s, int64_t *out)
+{
+	char *end;
+	if (*s && strspn(s, "0123456789-") == strlen(s) && strchr(s + 1, '-') == NULL) {
+		errno = 0;
+		long long v = strtoll(s, &end, 10);
+		if (errno || *end)
+			return METER_EMALFORMED;
+		*out = v;
+		return 0;
+	}
+	int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3)
+		return METER_EMALFORMED;
+	s += n;
+	if (*s == 'T' || *s == ' ') {
+		n = 0;
+		if (sscanf(s + 1, "%2d:%2d%n", &h, &mi, &n) != 2)
+			return METER_EMALFORMED;
+		s += 1 + n;
+		if (*s == ':') {
+			n = 0;
+			if (sscanf(s + 1, "%2d%n", &sec, &n) != 1)
+				return METER_EMALFORMED;
+			s += 1 + n;
+			if (*s == '.')
+				for (s++; isdigit((unsigned char)*s); s++)
+					;
+		}
+	}
+	int off = 0;
+	if (*s == 'Z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		int oh, om = 0;
+		int sign = *s == '-' ? -1 : 1;
+		n = 0;
+		if (sscanf(s + 1, "%2d%n", &oh, &n) != 1)
+			return METER_EMALFORMED;
+		s += 1 + n;
+		if (*s == ':')
+			s++;
+		n = 0;
+		if (isdigit((unsigned char)*s) && sscanf(s, "%2d%n", &om, &n) == 1)
+			s += n;
+		off = sign * (oh * 60 + om);
+	}
+	if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return METER_EMALFORMED;
+	*out = cosem_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec -
+	       off * 60;
+	return 0;
+}
+
+static char *
+iso_utc(int64_t t, char buf[32])
+{
+	int y;
+	unsigned mo, d;
+	int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+	int64_t s = t - days * 86400;
+	cosem_civil_from_days(days, &y, &mo, &d);
+	snprintf(buf, 32, "%04d-%02u-%02uT%02d:%02d:%02dZ", y, mo, d, (int)(s / 3600),
+		 (int)(s / 60 % 60), (int)(s % 60));
+	return buf;
+}
+
+static char *
+iso_local(const struct sim_meter *m, int64_t t, char buf[40])
+{
+	struct cosem_datetime dt;
+	cosem_datetime_from_utc(t, &m->fleet->cfg.tz, &dt);
+	cosem_datetime_format(&dt, buf, 40);
+	return buf;
+}
+
+static void
+hex(char *out, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+	out[2 * n] = 0;
+}
+
+static const char *transports[] = {"tcpip", "hdlc", "gprs", "mbus", "modbus"};
+
+/* Parse the options every command shares plus the command's own. */
+static int
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	enum { O_SEED = 256, O_COUNT, O_PERIOD, O_ORIGIN, O_METER, O_FROM, O_TO, O_AT, O_FORMAT,
+	       O_WHAT, O_TRANSPORT, O_BASE_PORT, O_LOOPBACK, O_HELP };
+	static const struct option lo[] = {
+		{"seed", required_argument, 0, O_SEED}, {"count", required_argument, 0, O_COUNT},
+		{"period", required_argument, 0, O_PERIOD}, {"origin", required_argument, 0, O_ORIGIN},
+		{"meter", required_argument, 0, O_METER}, {"from", required_argument, 0, O_FROM},
+		{"to", required_argument, 0, O_TO}, {"at", required_argument, 0, O_AT},
+		{"format", required_argument, 0, O_FORMAT}, {"what", required_argument, 0, O_WHAT},
+		{"transport", required_argument, 0, O_TRANSPORT},
+		{"base-port", required_argument, 0, O_BASE_PORT},
+		{"loopback", no_argument, 0, O_LOOPBACK}, {"help", no_argument, 0, O_HELP},
+		{0, 0, 0, 0},
+	};
+	memset(o, 0, sizeof(*o));
+	o->cfg.seed = 1;
+	o->cfg.count = 100000;
+	o->cfg.period = 900;
+	o->cfg.origin = cosem_days_from_civil(2024, 1, 1) * 86400;
+	o->cfg.tz = COSEM_TZ_CPH;
+	o->what = W_REGISTERS | W_INTERVALS | W_EVENTS | W_BILLING;
+	optind = 1;
+	int c;
+	char *end;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case O_SEED:
+			o->cfg.seed = strtoull(optarg, &end, 0);
+			if (*end)
+				goto bad;
+			break;
+		case O_COUNT: {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v == 0 || v > SIM_MAX_METERS)
+				goto bad;
+			o->cfg.count = (uint32_t)v;
+			break;
+		}
+		case O_PERIOD:
+			o->cfg.period = (uint16_t)strtoul(optarg, &end, 10);
+			if (*end || (o->cfg.period != 300 && o->cfg.period != 900 &&
+				     o->cfg.period != 1800 && o->cfg.period != 3600))
+				goto bad;
+			break;
+		case O_ORIGIN:
+			if (parse_time(optarg, &o->cfg.origin))
+				goto bad;
+			break;
+		case O_METER: {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v > 99999999)
+				goto bad;
+			o->serial = (uint32_t)v;
+			break;
+		}
+		case O_FROM:
+			if (parse_time(optarg, &o->from))
+				goto bad;
+			o->have_from = true;
+			break;
+		case O_TO:
+			if (parse_time(optarg, &o->to))
+				goto bad;
+			o->have_to = true;
+			break;
+		case O_AT:
+			if (parse_time(optarg, &o->at))
+				goto bad;
+			o->have_at = true;
+			break;
+		case O_FORMAT:
+			if (!strcmp(optarg, "csv"))
+				o->csv = true;
+			else if (strcmp(optarg, "json"))
+				goto bad;
+			break;
+		case O_WHAT: {
+			o->what = 0;
+			char *dup = strdup(optarg), *save = NULL;
+			for (char *w = strtok_r(dup, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+				static const char *names[] = {"registers", "intervals", "events",
+							      "billing", "daily"};
+				unsigned k;
+				for (k = 0; k < 5 && strcmp(w, names[k]); k++)
+					;
+				if (k == 5) {
+					free(dup);
+					goto bad;
+				}
+				o->what |= 1u << k;
+			}
+			free(dup);
+			break;
+		}
+		case O_TRANSPORT: {
+			unsigned k;
+			for (k = 0; k < 5 && strcmp(optarg, transports[k]); k++)
+				;
+			if (k == 5)
+				goto bad;
+			o->transport = (uint8_t)k;
+			break;
+		}
+		case O_BASE_PORT: {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v == 0 || v > 65535)
+				goto bad;
+			o->base_port = (uint16_t)v;
+			break;
+		}
+		case O_LOOPBACK:
+			o->base_port = 0;
+			break;
+		case O_HELP:
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	return 0;
+bad:
+	fprintf(stderr, "metersim: bad value for an option: %s\n", optarg);
+	return 2;
+}
+
+/* Fleet and meter for --meter; prints the reason on failure. */
+static struct sim_fleet *
+open_meter(const struct opts *o, struct sim_meter *m)
+{
+	struct sim_fleet *f = sim_fleet_new(&o->cfg);
+	if (!f) {
+		fprintf(stderr, "metersim: cannot create the fleet\n");
+		return NULL;
+	}
+	int64_t i = sim_fleet_find(f, o->serial);
+	if (i < 0) {
+		fprintf(stderr, "metersim: no meter %08u in this fleet (seed %llu, %u meters)\n",
+			o->serial, (unsigned long long)o->cfg.seed, o->cfg.count);
+		sim_fleet_free(f);
+		return NULL;
+	}
+	sim_meter_load(f, (uint32_t)i, m);
+	return f;
+}
+
+/* ---- expect ------------------------------------------------------------ */
+
+static const struct obis q_obis[SIM_NQ] = {
+	OBIS(1, 0, 1, 8, 0, 255), OBIS(1, 0, 2, 8, 0, 255), OBIS(1, 0, 3, 8, 0, 255),
+	OBIS(1, 0, 4, 8, 0, 255),
+};
+
+static const char *
+q_unit(unsigned q)
+{
+	return q == SIM_AP || q == SIM_AM ? "Wh" : "varh";
+}
+
+struct out {
+	const struct sim_meter *m;
+	struct json j;
+	bool csv;
+};
+
+static void
+put_registers(struct out *o, const char *kind, const struct sim_registers *r)
+{
+	char ts[32], name[OBIS_STRLEN];
+	if (o->csv) {
+		for (unsigned q = 0; q < SIM_NQ; q++) {
+			struct obis ob = q_obis[q];
+			printf("%s,%s,%s,%lld,%s\n", kind, iso_utc(r->t, ts), obis_format(&ob, name),
+			       (long long)r->total[q], q_unit(q));
+			for (unsigned t = 0; t < TARIFF_MAX; t++) {
+				ob.v[4] = (uint8_t)(t + 1);
+				printf("%s,%s,%s,%lld,%s\n", kind, ts, obis_format(&ob, name),
+				       (long long)r->tariff[q][t], q_unit(q));
+			}
+		}
+		return;
+	}
+	struct json *j = &o->j;
+	json_obj_begin(j, NULL);
+	json_str(j, "at", iso_utc(r->t, ts));
+	for (unsigned q = 0; q < SIM_NQ; q++)
+		json_int(j, sim_q_name((uint8_t)q), r->total[q]);
+	json_int(j, "active_tariff", r->active_tariff);
+	json_obj_begin(j, "obis");
+	for (unsigned q = 0; q < SIM_NQ; q++) {
+		struct obis ob = q_obis[q];
+		json_int(j, obis_format(&ob, name), r->total[q]);
+		for (unsigned t = 0; t < TARIFF_MAX; t++) {
+			ob.v[4] = (uint8_t)(t + 1);
+			json_int(j, obis_format(&ob, name), r->tariff[q][t]);
+		}
+	}
+	json_obj_end(j);
+	json_obj_end(j);
+}
+
+static void
+put_interval(void *arg, const struct sim_interval *iv)
+{
+	struct out *o = arg;
+	char ts[32], lt[40];
+	if (o->csv) {
+		printf("interval,%s,%s,%u,%u,%u,%u,%u\n", iso_utc(iv->end, ts), iso_local(o->m, iv->end, lt),
+		       iv->e[0], iv->e[1], iv->e[2], iv->e[3], iv->status);
+		return;
+	}
+	struct json *j = &o->j;
+	json_obj_begin(j, NULL);
+	json_str(j, "end", iso_utc(iv->end, ts));
+	json_str(j, "local", iso_local(o->m, iv->end, lt));
+	for (unsigned q = 0; q < SIM_NQ; q++)
+		json_uint(j, sim_q_name((uint8_t)q), iv->e[q]);
+	json_uint(j, "status", iv->status);
+	json_obj_end(j);
+}
+
+static void
+put_event(struct out *o, const struct sim_event *e)
+{
+	char ts[32], lt[40], name[OBIS_STRLEN];
+	struct obis ob = events_log_obis(e->log);
+	if (o->csv) {
+		printf("event,%s,%s,%s,%s,%u,%s\n", iso_utc(e->t, ts), iso_local(o->m, e->t, lt),
+		       events_log_name(e->log), obis_format(&ob, name), e->code,
+		       events_code_name(e->code));
+		return;
+	}
+	struct json *j = &o->j;
+	json_obj_begin(j, NULL);
+	json_str(j, "t", iso_utc(e->t, ts));
+	json_str(j, "local", iso_local(o->m, e->t, lt));
+	json_str(j, "log", events_log_name(e->log));
+	json_str(j, "obis", obis_format(&ob, name));
+	json_uint(j, "code", e->code);
+	json_str(j, "name", events_code_name(e->code));
+	json_obj_end(j);
+}
+
+static void
+put_peak(struct json *j, const char *key, const struct sim_peak *p)
+{
+	char ts[32];
+	json_obj_begin(j, key);
+	json_uint(j, "w", p->w);
+	if (p->at)
+		json_str(j, "at", iso_utc(p->at, ts));
+	else
+		json_null(j, "at");
+	json_obj_end(j);
+}
+
+static void
+put_billing(struct out *o, const struct sim_billing *b)
+{
+	char ts[32], pt[32];
+	if (o->csv) {
+		put_registers(o, "billing", &b->r);
+		printf("billing_peak,%s,1-0:1.6.0.255,%u,W,%s\n", iso_utc(b->t, ts), b->d.total.w,
+		       b->d.total.at ? iso_utc(b->d.total.at, pt) : "");
+		for (unsigned t = 0; t < TARIFF_MAX; t++)
+			if (b->d.tariff[t].at)
+				printf("billing_peak,%s,1-0:1.6.%u.255,%u,W,%s\n", ts, t + 1, b->d.tariff[t].w,
+				       iso_utc(b->d.tariff[t].at, pt));
+		return;
+	}
+	struct json *j = &o->j;
+	json_obj_begin(j, NULL);
+	json_str(j, "t", iso_utc(b->t, ts));
+	for (unsigned q = 0; q < SIM_NQ; q++)
+		json_int(j, sim_q_name((uint8_t)q), b->r.total[q]);
+	json_arr_begin(j, "A+_tariff");
+	for (unsigned t = 0; t < TARIFF_MAX; t++)
+		json_int(j, NULL, b->r.tariff[SIM_AP][t]);
+	json_arr_end(j);
+	put_peak(j, "peak", &b->d.total);
+	json_arr_begin(j, "peak_tariff");
+	for (unsigned t = 0; t < TARIFF_MAX; t++)
+		put_peak(j, NULL, &b->d.tariff[t]);
+	json_arr_end(j);
+	json_obj_end(j);
+}
+
+static int
+cmd_expect(int argc, char **argv)
+{
+	struct opts o;
+	int rc = parse_opts(argc, argv, &o);
+	if (rc)
+		return rc;
+	if (!o.serial || !o.have_from || !o.have_to || o.to < o.from) {
+		fprintf(stderr, "metersim expect: needs --meter, --from and --to (from <= to)\n");
+		return 2;
+	}
+	struct sim_meter m;
+	struct sim_fleet *f = open_meter(&o, &m);
+	if (!f)
+		return 1;
+	struct out out = {.m = &m, .csv = o.csv};
+	char ts[32];
+	struct json *j = &out.j;
+	json_init(j, stdout, true);
+	if (!o.csv) {
+		json_obj_begin(j, NULL);
+		json_uint(j, "seed", o.cfg.seed);
+		json_uint(j, "meter", m.serial);
+		json_str(j, "type", sim_type_name(m.type));
+		json_uint(j, "period", m.st->period);
+		json_str(j, "from", iso_utc(o.from, ts));
+		json_str(j, "to", iso_utc(o.to, ts));
+		json_str(j, "installed", iso_utc(m.installed, ts));
+	} else if (o.what & (W_REGISTERS | W_DAILY)) {
+		printf("#register,at,obis,value,unit\n");
+	}
+	struct sim_registers r;
+	if (o.what & W_REGISTERS) {
+		sim_registers(&m, o.to, &r);
+		if (!o.csv)
+			json_arr_begin(j, "registers");
+		put_registers(&out, "register", &r);
+		if (!o.csv)
+			json_arr_end(j);
+	}
+	if (o.what & W_DAILY) {
+		/* register values at every local midnight in (from, to] */
+		if (!o.csv)
+			json_arr_begin(j, "daily");
+		const struct cosem_tz *tz = &o.cfg.tz;
+		for (int64_t d = tariff_local_day(tz, o.from);; d++) {
+			int64_t t = tariff_local_to_utc(tz, d, 0);
+			if (t > o.to)
+				break;
+			if (t <= o.from || t < m.installed)
+				continue;
+			sim_registers(&m, t, &r);
+			put_registers(&out, "daily", &r);
+		}
+		if (!o.csv)
+			json_arr_end(j);
+	}
+	if (o.what & W_INTERVALS) {
+		if (o.csv)
+			printf("#interval,end,local,A+,A-,R+,R-,status\n");
+		else
+			json_arr_begin(j, "intervals");
+		if (sim_intervals(&m, o.from, o.to, put_interval, &out) < 0)
+			rc = 1;
+		if (!o.csv)
+			json_arr_end(j);
+	}
+	if (o.what & W_EVENTS) {
+		struct sim_evbuf ev = {0};
+		if (events_range(&m, o.from, o.to, &ev))
+			rc = 1;
+		if (o.csv)
+			printf("#event,t,local,log,obis,code,name\n");
+		else
+			json_arr_begin(j, "events");
+		for (size_t i = 0; i < ev.n; i++)
+			put_event(&out, &ev.v[i]);
+		if (!o.csv)
+			json_arr_end(j);
+		events_free(&ev);
+	}
+	if (o.what & W_BILLING) {
+		if (!o.csv)
+			json_arr_begin(j, "billing");
+		else
+			printf("#billing,at,obis,value,unit / #billing_peak,at,obis,value,unit,captured\n");
+		for (int64_t b = sim_month_next(&m, o.from); b <= o.to; b = sim_month_next(&m, b)) {
+			if (b <= m.installed)
+				continue;
+			struct sim_billing bill;
+			sim_billing(&m, b, &bill);
+			put_billing(&out, &bill);
+		}
+		if (!o.csv)
+			json_arr_end(j);
+	}
+	if (!o.csv) {
+		json_obj_end(j);
+		json_end(j);
+	}
+	sim_fleet_free(f);
+	if (fflush(stdout) || ferror(stdout))
+		rc = 1;
+	return rc;
+}
+
+/* ---- export -------------------------------------------------------------- */
+
+#define EXPORT_HEADER                                                                       \
+	"serial,type,transport,host,port,hdlc,client_addr,server_addr,security,ek,ak,password," \
+	"system_title,profile_period,gateway,primary_addr,secondary_addr"
+
+static int
+cmd_export(int argc, char **argv)
+{
+	struct opts o;
+	int rc = parse_opts(argc, argv, &o);
+	if (rc)
+		return rc;
+	struct sim_fleet *f = sim_fleet_new(&o.cfg);
+	if (!f) {
+		fprintf(stderr, "metersim: cannot create the fleet\n");
+		return 1;
+	}
+	puts(EXPORT_HEADER);
+	/* gateways: an M-Bus bus carries up to 250 meters, a Modbus gateway
+	 * 247 unit ids; one TCP port each from the base port (10000) */
+	uint16_t gw_base = o.base_port ? o.base_port : 10000;
+	for (uint32_t i = 0; i < o.cfg.count; i++) {
+		struct sim_meter m;
+		sim_meter_load(f, i, &m);
+		char host[16] = "", ek[33] = "", ak[33] = "", st[17], gw[32] = "", prim[8] = "",
+		     sec[17] = "", port[8] = "";
+		uint16_t p = 0;
+		if (o.transport == SIM_TR_TCPIP || o.transport == SIM_TR_HDLC) {
+			sim_meter_addr(&m, o.base_port, host, &p);
+			snprintf(port, sizeof(port), "%u", p);
+		} else if (o.transport == SIM_TR_MBUS) {
+			snprintf(gw, sizeof(gw), "127.0.0.1:%u", (unsigned)(gw_base + i / 250));
+			snprintf(prim, sizeof(prim), "%u", 1 + i % 250);
+			/* identification (BCD, shown as its digits), KAM, version, electricity */
+			snprintf(sec, sizeof(sec), "%08u2d2c%02x02", m.serial, 0x1b);
+		} else if (o.transport == SIM_TR_MODBUS) {
+			snprintf(gw, sizeof(gw), "127.0.0.1:%u", (unsigned)(gw_base + i / 247));
+			snprintf(prim, sizeof(prim), "%u", 1 + i % 247);
+		}
+		if (m.security == SIM_SEC_HLS) {
+			hex(ek, m.ek, 16);
+			hex(ak, m.ak, 16);
+		}
+		hex(st, m.system_title, 8);
+		printf("%08u,%s,%s,%s,%s,%d,%u,%u,%s,%s,%s,%s,%s,%u,%s,%s,%s\n", m.serial,
+		       sim_type_name(m.type), transports[o.transport], host, port,
+		       o.transport == SIM_TR_HDLC, m.client_addr, m.server_addr,
+		       m.security == SIM_SEC_HLS ? "hls" : sim_sec_name(m.security), ek, ak,
+		       m.security == SIM_SEC_LLS ? m.password : "", st, m.st->period, gw, prim, sec);
+	}
+	sim_fleet_free(f);
+	if (fflush(stdout) || ferror(stdout))
+		return 1;
+	return 0;
+}
+
+/* ---- info ------------------------------------------------------------------ */
+
+static int
+cmd_info(int argc, char **argv)
+{
+	struct opts o;
+	int rc = parse_opts(argc, argv, &o);
+	if (rc)
+		return rc;
+	if (!o.serial) {
+		fprintf(stderr, "metersim info: needs --meter\n");
+		return 2;
+	}
+	struct sim_meter m;
+	struct sim_fleet *f = open_meter(&o, &m);
+	if (!f)
+		return 1;
+	int64_t at = o.have_at ? o.at : (int64_t)time(NULL);
+	if (at < m.installed)
+		at = m.installed;
+	dev_advance(&m, at);
+	char ts[32], lt[40], buf[40], host[16];
+	uint16_t port;
+	struct json j;
+	json_init(&j, stdout, true);
+	json_obj_begin(&j, NULL);
+	json_uint(&j, "serial", m.serial);
+	json_uint(&j, "index", m.index);
+	json_str(&j, "type", sim_type_name(m.type));
+	json_uint(&j, "phases", m.phases);
+	json_bool(&j, "exporter", m.exporter);
+	json_str(&j, "firmware", m.firmware);
+	json_str(&j, "security", sim_sec_name(m.security));
+	json_uint(&j, "client_addr", m.client_addr);
+	json_uint(&j, "server_addr", m.server_addr);
+	hex(buf, m.system_title, 8);
+	json_str(&j, "system_title", buf);
+	if (m.security == SIM_SEC_HLS) {
+		json_hex(&j, "ek", m.ek, 16);
+		json_hex(&j, "ak", m.ak, 16);
+	}
+	if (m.security == SIM_SEC_LLS)
+		json_str(&j, "password", m.password);
+	sim_meter_addr(&m, 0, host, &port);
+	json_str(&j, "host", host);
+	json_uint(&j, "port", port);
+	json_uint(&j, "profile_period", m.st->period);
+	json_str(&j, "installed", iso_utc(m.installed, ts));
+	json_double(&j, "mean_w", m.mean_w);
+	json_double(&j, "pv_peak_w", m.pv_peak_w);
+	json_double(&j, "drift_ppm", m.drift_ppm);
+	json_str(&j, "at", iso_utc(at, ts));
+	json_str(&j, "local", iso_local(&m, at, lt));
+	int64_t clk = sim_clock_ms(&m, at);
+	json_int(&j, "clock_offset_ms", clk - at * 1000);
+	const struct dev_state *d = &m.st->dev;
+	json_obj_begin(&j, "breaker");
+	json_bool(&j, "output_state", d->control == DEV_CONNECTED);
+	json_uint(&j, "control_state", d->control);
+	json_uint(&j, "control_mode", d->mode);
+	json_obj_end(&j);
+	json_obj_begin(&j, "limiter");
+	json_uint(&j, "threshold_normal", d->thr_normal);
+	json_uint(&j, "threshold_emergency", d->thr_emergency);
+	json_uint(&j, "min_over_threshold_duration", d->min_over);
+	json_uint(&j, "min_under_threshold_duration", d->min_under);
+	json_bool(&j, "emergency", d->emergency);
+	json_obj_end(&j);
+	json_obj_begin(&j, "payment");
+	json_str(&j, "mode", d->payment == DEV_PAY_PREPAID ? "prepayment" : "credit");
+	if (d->payment == DEV_PAY_PREPAID)
+		json_int(&j, "credit_wh", dev_credit(&m, at));
+	json_obj_end(&j);
+	struct sim_registers r;
+	sim_registers(&m, at, &r);
+	json_uint(&j, "active_tariff", r.active_tariff);
+	json_obj_begin(&j, "registers");
+	for (unsigned q = 0; q < SIM_NQ; q++)
+		json_int(&j, sim_q_name((uint8_t)q), r.total[q]);
+	json_obj_end(&j);
+	struct sim_instant in;
+	sim_instant(&m, at, &in);
+	json_obj_begin(&j, "instant");
+	json_int(&j, "p_import_w", in.p_import);
+	json_int(&j, "p_export_w", in.p_export);
+	json_arr_begin(&j, "voltage_dv");
+	for (int p = 0; p < 3; p++)
+		json_uint(&j, NULL, in.u[p]);
+	json_arr_end(&j);
+	json_arr_begin(&j, "current_ma");
+	for (int p = 0; p < 3; p++)
+		json_uint(&j, NULL, in.i[p]);
+	json_arr_end(&j);
+	json_arr_begin(&j, "power_w");
+	for (int p = 0; p < 3; p++)
+		json_int(&j, NULL, in.p[p]);
+	json_arr_end(&j);
+	json_obj_end(&j);
+	json_obj_end(&j);
+	json_end(&j);
+	sim_fleet_free(f);
+	return 0;
+}
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+} commands[] = {
+	{"expect", cmd_expect, "ground truth for one meter and time range"},
+	{"export", cmd_export, "fleet inventory CSV for ammctl meter import"},
+	{"info", cmd_info, "one meter's identity and state"},
+};
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "metersim: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
