@@ -85,8 +85,10 @@ int cosem_tz_offset(const struct cosem_tz *tz, int64_t utc);
  * Date-time to UTC seconds since the epoch.  Needs year..second specified
  * (hundredths are dropped).  With a specified deviation it is exact.
  * Without, tz (may be NULL: treat as UTC) gives the offset; in the repeated
- * autumn hour the status DST bit picks summer (set) or winter time.
- * Errors: METER_ERANGE (unspecified or impossible fields).
+ * autumn hour the status DST bit picks summer (set) or winter time (an
+ * unspecified status, 0xff, has the bit set and so reads as summer).
+ * Errors: METER_ERANGE (unspecified or impossible fields, a deviation
+ * beyond +-840 minutes, or a local time in the spring-forward gap).
  */
 int cosem_datetime_to_utc(const struct cosem_datetime *dt, const struct cosem_tz *tz,
 			  int64_t *utc);
