@@ -267,6 +267,7 @@ main(int argc, char **argv)
 	struct ammd *d = &st.d;
 	struct config_diag *diag;
 	const char *path = CONFIG_DEFAULT_PATH;
+	char *abspath = NULL;
 	bool checkonly = false, detach;
 	int ch, pri = LOG_ERR;
 
@@ -295,6 +296,9 @@ main(int argc, char **argv)
 
 	detach = !d->debug && !under_systemd();
 	log_init(detach, d->debug ? LOG_DEBUG : LOG_INFO);
+	/* daemon() moves to "/": a reload must still find a relative path. */
+	if (detach && (abspath = realpath(path, NULL)) != NULL)
+		path = abspath;
 	d->config_path = path;
 
 	if ((diag = malloc(sizeof(*diag))) == NULL)
@@ -365,5 +369,6 @@ main(int argc, char **argv)
 	config_free(d->cfg);
 	event_base_free(d->base);
 	log_info("exiting");
+	free(abspath);
 	return AMMD_EXIT_OK;
 }
