@@ -1,0 +1,498 @@
+/*
+ * test_sim_model.c: the simulator's ground truth is self-consistent —
+ * registers are exact integrals of the load profile at every period,
+ * tariff registers add up to the totals, per-phase values fit the meter
+ * type, DST days have 23 and 25 hours of intervals, everything is a
+ * deterministic function of the seed, and event logs enumerate stably and
+ * wrap at 200 entries.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../sim/model.h"
+
+#define DAY 86400
+
+static int64_t
+utc(int y, unsigned m, unsigned d, int h)
+{
+	return cosem_days_from_civil(y, m, d) * DAY + h * 3600;
+}
+
+static struct sim_fleet *
+fleet(uint64_t seed, uint32_t count, uint16_t period)
+{
+	struct sim_fleet_cfg cfg = {seed, count, period, utc(2024, 1, 1, 0), COSEM_TZ_CPH};
+	struct sim_fleet *f = sim_fleet_new(&cfg);
+	cr_assert_not_null(f);
+	return f;
+}
+
+/* Indices of the first meters with each type, and the first exporter. */
+static unsigned
+pick_meters(struct sim_fleet *f, uint32_t idx[8])
+{
+	unsigned n = 0;
+	bool type_seen[3] = {0}, exp_seen = false;
+	for (uint32_t i = 0; i < f->cfg.count && n < 8; i++) {
+		struct sim_meter m;
+		sim_meter_load(f, i, &m);
+		if (!type_seen[m.type] || (m.exporter && !exp_seen) || n < 2) {
+			type_seen[m.type] = true;
+			exp_seen |= m.exporter;
+			idx[n++] = i;
+		}
+	}
+	cr_assert(type_seen[0] && type_seen[1] && type_seen[2] && exp_seen,
+		  "the sample must cover every type and an exporter");
+	return n;
+}
+
+struct sum {
+	int64_t e[SIM_NQ];
+	long n;
+	bool negative;
+	int64_t last_end;
+	uint16_t period;
+	bool misaligned;
+};
+
+static void
+sum_cb(void *arg, const struct sim_interval *iv)
+{
+	struct sum *s = arg;
+	for (unsigned q = 0; q < SIM_NQ; q++) {
+		if (iv->e[q] > 100000000u)
+			s->negative = true; /* a negative difference wrapped */
+		s->e[q] += iv->e[q];
+	}
+	if (iv->end % s->period || (s->last_end && iv->end != s->last_end + s->period))
+		s->misaligned = true;
+	s->last_end = iv->end;
+	s->n++;
+}
+
+Test(sim_model, registers_are_exact_integrals_of_the_profile)
+{
+	static const uint16_t periods[] = {300, 900, 1800, 3600};
+	static const uint64_t seeds[] = {1, 4242};
+	int64_t t1 = utc(2024, 3, 1, 0), t2 = t1 + 60 * DAY;
+	for (unsigned s = 0; s < 2; s++) {
+		for (unsigned p = 0; p < 4; p++) {
+			struct sim_fleet *f = fleet(seeds[s], 200, periods[p]);
+			uint32_t idx[8];
+			unsigned n = pick_meters(f, idx);
+			for (unsigned k = 0; k < n; k++) {
+				struct sim_meter m;
+				sim_meter_load(f, idx[k], &m);
+				struct sum sm = {.period = periods[p]};
+				long got = sim_intervals(&m, t1, t2, sum_cb, &sm);
+				cr_assert_eq(got, 60L * DAY / periods[p]);
+				cr_assert_eq(sm.n, got);
+				cr_assert(!sm.negative, "negative interval energy, meter %u", m.serial);
+				cr_assert(!sm.misaligned);
+				struct sim_registers r1, r2;
+				sim_registers(&m, t1, &r1);
+				sim_registers(&m, t2, &r2);
+				for (unsigned q = 0; q < SIM_NQ; q++) {
+					cr_assert_eq(r2.total[q] - r1.total[q], sm.e[q],
+						     "seed %llu period %u meter %u %s: %lld != %lld",
+						     (unsigned long long)seeds[s], periods[p], m.serial,
+						     sim_q_name((uint8_t)q), (long long)(r2.total[q] - r1.total[q]),
+						     (long long)sm.e[q]);
+					int64_t tsum = 0;
+					for (unsigned t = 0; t < TARIFF_MAX; t++) {
+						cr_assert_geq(r2.tariff[q][t], r1.tariff[q][t]);
+						tsum += r2.tariff[q][t];
+					}
+					cr_assert_eq(tsum, r2.total[q], "tariffs must add up to the total");
+				}
+				cr_assert_gt(sm.e[SIM_AP], 0);
+				if (m.exporter)
+					cr_assert_gt(sm.e[SIM_AM], 0, "an exporter exports in spring");
+				else
+					cr_assert_eq(sm.e[SIM_AM], 0);
+			}
+			sim_fleet_free(f);
+		}
+	}
+}
+
+Test(sim_model, consumption_has_daily_and_seasonal_shape)
+{
+	struct sim_fleet *f = fleet(7, 50, 3600);
+	struct sim_meter m;
+	sim_meter_load(f, 3, &m);
+	/* winter uses more than summer; the evening more than the small hours */
+	int64_t jan = sim_energy(&m, SIM_AP, utc(2024, 2, 1, 0)) - sim_energy(&m, SIM_AP, utc(2024, 1, 1, 0));
+	int64_t jul = sim_energy(&m, SIM_AP, utc(2024, 8, 1, 0)) - sim_energy(&m, SIM_AP, utc(2024, 7, 1, 0));
+	cr_assert_gt(jan, jul);
+	int64_t eve = 0, night = 0;
+	for (int d = 0; d < 28; d++) {
+		int64_t day = utc(2024, 2, 1, 0) + d * DAY;
+		eve += sim_energy(&m, SIM_AP, day + 18 * 3600) - sim_energy(&m, SIM_AP, day + 16 * 3600);
+		night += sim_energy(&m, SIM_AP, day + 3 * 3600) - sim_energy(&m, SIM_AP, day + 1 * 3600);
+	}
+	cr_assert_gt(eve, night);
+	/* the mean matches the meter's scale within the shape's swing */
+	double mean = (double)jan / (31 * 24);
+	cr_assert(mean > m.mean_w * 0.8 && mean < m.mean_w * 1.5, "mean %f vs %f", mean, m.mean_w);
+	sim_fleet_free(f);
+}
+
+Test(sim_model, per_phase_values_fit_the_type)
+{
+	struct sim_fleet *f = fleet(3, 200, 900);
+	uint32_t idx[8];
+	unsigned n = pick_meters(f, idx);
+	for (unsigned k = 0; k < n; k++) {
+		struct sim_meter m;
+		sim_meter_load(f, idx[k], &m);
+		for (int64_t t = utc(2024, 6, 1, 0); t < utc(2024, 6, 2, 0); t += 1234) {
+			struct sim_instant in;
+			sim_instant(&m, t, &in);
+			int64_t s = t / SIM_GRID * SIM_GRID;
+			int64_t e = sim_energy(&m, SIM_AP, s + SIM_GRID) - sim_energy(&m, SIM_AP, s);
+			cr_assert_eq(in.p_import, e * 3600 / SIM_GRID, "power = the interval's energy");
+			cr_assert_eq(in.p[0] + in.p[1] + in.p[2], in.p_import);
+			cr_assert_eq(in.phases, m.phases);
+			for (int ph = 0; ph < 3; ph++) {
+				bool measured = m.type == SIM_TYPE_382M || ph == 0 ||
+						(m.type == SIM_TYPE_282 && ph == 2);
+				if (!measured) {
+					cr_assert_eq(in.u[ph], 0);
+					cr_assert_eq(in.p[ph], 0);
+					cr_assert_eq(in.i[ph], 0);
+					continue;
+				}
+				double nominal = m.type == SIM_TYPE_282 ? 4000 : 2300;
+				cr_assert(in.u[ph] > nominal * 0.95 && in.u[ph] < nominal * 1.05,
+					  "voltage %u on %s", in.u[ph], sim_type_name(m.type));
+				cr_assert_geq(in.p[ph], 0);
+				/* |S| >= P: current at least P / U */
+				cr_assert_geq((double)in.i[ph] + 1, in.p[ph] * 1000.0 / (in.u[ph] / 10.0));
+			}
+		}
+	}
+	sim_fleet_free(f);
+}
+
+static void
+count_cb(void *arg, const struct sim_interval *iv)
+{
+	long *n = arg;
+	(void)iv;
+	(*n)++;
+}
+
+Test(sim_model, dst_days_have_23_and_25_hours_of_intervals)
+{
+	static const struct {
+		int y;
+		unsigned m, d;
+		uint16_t period;
+		long want;
+	} cases[] = {
+		{2024, 3, 31, 900, 92}, {2024, 10, 27, 900, 100}, {2024, 3, 30, 900, 96},
+		{2024, 3, 31, 3600, 23}, {2024, 10, 27, 3600, 25}, {2024, 10, 27, 300, 300},
+	};
+	struct cosem_tz tz = COSEM_TZ_CPH;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sim_fleet *f = fleet(1, 10, cases[i].period);
+		struct sim_meter m;
+		sim_meter_load(f, 0, &m);
+		int64_t day = cosem_days_from_civil(cases[i].y, cases[i].m, cases[i].d);
+		int64_t a = tariff_local_to_utc(&tz, day, 0), b = tariff_local_to_utc(&tz, day + 1, 0);
+		long n = 0;
+		cr_assert_eq(sim_intervals(&m, a, b, count_cb, &n), cases[i].want);
+		cr_assert_eq(n, cases[i].want, "%d-%02u-%02u at %u s", cases[i].y, cases[i].m,
+			     cases[i].d, cases[i].period);
+		sim_fleet_free(f);
+	}
+}
+
+Test(sim_model, dst_status_bit_and_change_event)
+{
+	struct sim_fleet *f = fleet(1, 10, 900);
+	struct sim_meter m;
+	sim_meter_load(f, 0, &m);
+	/* summer time starts at 01:00 UTC on 2024-03-31 */
+	int64_t t = utc(2024, 3, 31, 1);
+	struct sim_evbuf ev = {0};
+	cr_assert_eq(events_range(&m, t - 3600, t + 3600, &ev), 0);
+	bool found = false;
+	for (size_t i = 0; i < ev.n; i++)
+		if (ev.v[i].code == EV_DST_CHANGE) {
+			cr_assert_eq(ev.v[i].t, t);
+			cr_assert_eq(ev.v[i].log, SIM_LOG_RTC);
+			found = true;
+		}
+	cr_assert(found);
+	events_free(&ev);
+	sim_fleet_free(f);
+}
+
+struct collect {
+	struct sim_interval v[256];
+	long n;
+};
+
+static void
+collect_cb(void *arg, const struct sim_interval *iv)
+{
+	struct collect *c = arg;
+	if (c->n < 256)
+		c->v[c->n++] = *iv;
+}
+
+Test(sim_model, dst_status_bit_follows_interval_end)
+{
+	struct sim_fleet *f = fleet(1, 10, 900);
+	struct sim_meter m;
+	sim_meter_load(f, 0, &m);
+	struct collect c = {0};
+	int64_t t = utc(2024, 3, 31, 1);
+	sim_intervals(&m, t - 1800, t + 1800, collect_cb, &c);
+	cr_assert_eq(c.n, 4);
+	cr_assert_eq(c.v[0].status & SIM_ST_DST, 0);
+	cr_assert_eq(c.v[1].end, t);
+	cr_assert_eq(c.v[1].status & SIM_ST_DST, SIM_ST_DST);
+	cr_assert_eq(c.v[3].status & SIM_ST_DST, SIM_ST_DST);
+	sim_fleet_free(f);
+}
+
+Test(sim_model, deterministic_per_seed)
+{
+	int64_t t1 = utc(2024, 5, 1, 0), t2 = t1 + 2 * DAY;
+	struct sim_fleet *a = fleet(99, 1000, 900), *b = fleet(99, 1000, 900), *c = fleet(100, 1000, 900);
+	int differ = 0;
+	for (uint32_t i = 0; i < 1000; i += 97) {
+		struct sim_meter ma, mb, mc;
+		sim_meter_load(a, i, &ma);
+		sim_meter_load(b, i, &mb);
+		sim_meter_load(c, i, &mc);
+		cr_assert_eq(ma.serial, mb.serial);
+		cr_assert_eq(memcmp(ma.ek, mb.ek, 16), 0);
+		cr_assert_eq(memcmp(ma.base, mb.base, sizeof(ma.base)), 0);
+		struct collect *ca = calloc(1, sizeof(*ca)), *cb = calloc(1, sizeof(*cb)),
+			       *cc = calloc(1, sizeof(*cc));
+		sim_intervals(&ma, t1, t2, collect_cb, ca);
+		sim_intervals(&mb, t1, t2, collect_cb, cb);
+		sim_intervals(&mc, t1, t2, collect_cb, cc);
+		cr_assert_eq(ca->n, 192);
+		cr_assert_eq(memcmp(ca, cb, sizeof(*ca)), 0, "same seed, same bytes");
+		differ += ma.serial != mc.serial;
+		differ += memcmp(ca->v, cc->v, sizeof(ca->v)) != 0;
+		free(ca);
+		free(cb);
+		free(cc);
+	}
+	cr_assert_eq(differ, 2 * 11, "a different seed gives a different fleet");
+	sim_fleet_free(a);
+	sim_fleet_free(b);
+	sim_fleet_free(c);
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+Test(sim_model, serials_are_unique_8_digit_and_reversible)
+{
+	struct sim_fleet *f = fleet(5, 100000, 900);
+	uint32_t *s = malloc(100000 * sizeof(*s));
+	for (uint32_t i = 0; i < 100000; i++) {
+		s[i] = sim_fleet_serial(f, i);
+		cr_assert(s[i] >= 10000000 && s[i] <= 99999999);
+		if (i % 101 == 0)
+			cr_assert_eq(sim_fleet_find(f, s[i]), i);
+	}
+	qsort(s, 100000, sizeof(*s), cmp_u32);
+	for (uint32_t i = 1; i < 100000; i++)
+		cr_assert_neq(s[i], s[i - 1]);
+	free(s);
+	cr_assert_lt(sim_fleet_find(f, 123), 0);
+	sim_fleet_free(f);
+}
+
+Test(sim_model, default_calendar_tariffs)
+{
+	static const struct {
+		int y;
+		unsigned m, d;
+		int hour; /* local */
+		uint8_t want;
+	} cases[] = {
+		{2024, 1, 10, 18, 3}, /* winter weekday evening: peak */
+		{2024, 1, 10, 10, 2}, /* winter weekday day */
+		{2024, 1, 10, 3, 1},  /* night */
+		{2024, 1, 13, 18, 1}, /* Saturday */
+		{2024, 6, 12, 18, 2}, /* summer weekday: no peak */
+		{2024, 12, 25, 18, 1}, /* Christmas: special day */
+		{2024, 5, 9, 10, 1},  /* Ascension 2024 */
+		{2025, 5, 9, 10, 2},  /* an ordinary Friday a year later */
+	};
+	struct cosem_tz tz = COSEM_TZ_CPH;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t day = cosem_days_from_civil(cases[i].y, cases[i].m, cases[i].d);
+		int64_t t = tariff_local_to_utc(&tz, day, cases[i].hour * 3600);
+		cr_assert_eq(tariff_at(tariff_default_calendar(), tariff_default_special(), &tz, t),
+			     cases[i].want, "case %zu", i);
+	}
+	cr_assert_eq(tariff_at(NULL, NULL, &tz, utc(2024, 1, 10, 17)), 1);
+	cr_assert_eq(tariff_calendar_check(tariff_default_calendar()), 0);
+	cr_assert_eq(tariff_special_check(tariff_default_special()), 0);
+}
+
+Test(sim_model, local_time_conversion_in_gap_and_overlap)
+{
+	struct cosem_tz tz = COSEM_TZ_CPH;
+	int64_t d = cosem_days_from_civil(2024, 3, 31);
+	/* 02:30 does not exist: the instant after the gap */
+	cr_assert_eq(tariff_local_to_utc(&tz, d, 2 * 3600 + 1800), utc(2024, 3, 31, 1) + 1800);
+	d = cosem_days_from_civil(2024, 10, 27);
+	/* 02:30 happens twice: the first (summer time) */
+	cr_assert_eq(tariff_local_to_utc(&tz, d, 2 * 3600 + 1800), utc(2024, 10, 27, 0) + 1800);
+	cr_assert_eq(tariff_local_day(&tz, utc(2024, 10, 26, 22) + 1), d);
+}
+
+static bool
+ev_same(const struct sim_event *a, const struct sim_event *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i].t != b[i].t || a[i].code != b[i].code || a[i].log != b[i].log)
+			return false;
+	return true;
+}
+
+Test(sim_model, events_enumerate_identically_and_in_range)
+{
+	struct sim_fleet *f = fleet(11, 100, 900);
+	int64_t t1 = utc(2024, 2, 1, 0), t2 = utc(2024, 6, 1, 0);
+	size_t total = 0;
+	for (uint32_t i = 0; i < 100; i += 9) {
+		struct sim_meter m;
+		sim_meter_load(f, i, &m);
+		struct sim_evbuf a = {0}, b = {0}, s1 = {0}, s2 = {0};
+		cr_assert_eq(events_range(&m, t1, t2, &a), 0);
+		cr_assert_eq(events_range(&m, t1, t2, &b), 0);
+		cr_assert_eq(a.n, b.n);
+		cr_assert(ev_same(a.v, b.v, a.n));
+		for (size_t k = 0; k < a.n; k++) {
+			cr_assert(a.v[k].t > t1 && a.v[k].t <= t2);
+			if (k)
+				cr_assert_geq(a.v[k].t, a.v[k - 1].t);
+			cr_assert_eq(a.v[k].log, events_code_log(a.v[k].code));
+			cr_assert_str_neq(events_code_name(a.v[k].code), "unknown");
+		}
+		/* a split range gives the same events */
+		int64_t mid = utc(2024, 3, 17, 5) + 77;
+		events_range(&m, t1, mid, &s1);
+		events_range(&m, mid, t2, &s2);
+		cr_assert_eq(s1.n + s2.n, a.n);
+		cr_assert(ev_same(s1.v, a.v, s1.n));
+		cr_assert(ev_same(s2.v, a.v + s1.n, s2.n));
+		total += a.n;
+		events_free(&a);
+		events_free(&b);
+		events_free(&s1);
+		events_free(&s2);
+	}
+	cr_assert_gt(total, 50, "the process produces events");
+	sim_fleet_free(f);
+}
+
+Test(sim_model, logs_hold_200_entries_and_wrap)
+{
+	struct sim_fleet *f = fleet(2, 100, 900);
+	struct sim_meter m;
+	uint32_t i;
+	for (i = 0; i < 100; i++) {
+		sim_meter_load(f, i, &m);
+		if (m.type == SIM_TYPE_382M)
+			break;
+	}
+	cr_assert_lt(i, 100);
+	int64_t at = m.installed + 2 * 365 * DAY;
+	struct sim_evbuf all = {0}, log = {0};
+	cr_assert_eq(events_range(&m, m.installed, at, &all), 0);
+	size_t n_vq = 0;
+	for (size_t k = 0; k < all.n; k++)
+		n_vq += all.v[k].log == SIM_LOG_VQ;
+	cr_assert_gt(n_vq, SIM_LOG_DEPTH, "two years of voltage quality overflow the log");
+	cr_assert_eq(events_log(&m, SIM_LOG_VQ, at, &log), 0);
+	cr_assert_eq(log.n, SIM_LOG_DEPTH);
+	/* the newest 200 of the log, oldest first */
+	size_t seen = 0, k = all.n;
+	while (k-- > 0 && seen < SIM_LOG_DEPTH)
+		if (all.v[k].log == SIM_LOG_VQ) {
+			seen++;
+			cr_assert(ev_same(&all.v[k], &log.v[SIM_LOG_DEPTH - seen], 1));
+		}
+	events_free(&log);
+	/* a young log holds everything */
+	int64_t young = m.installed + 20 * DAY;
+	size_t n_young = 0;
+	for (size_t k2 = 0; k2 < all.n && all.v[k2].t <= young; k2++)
+		n_young += all.v[k2].log == SIM_LOG_VQ;
+	cr_assert_eq(events_log(&m, SIM_LOG_VQ, young, &log), 0);
+	cr_assert_eq(log.n, n_young);
+	events_free(&log);
+	events_free(&all);
+	sim_fleet_free(f);
+}
+
+struct maxcb {
+	uint32_t max;
+	int64_t at;
+};
+
+static void
+max_cb(void *arg, const struct sim_interval *iv)
+{
+	struct maxcb *c = arg;
+	if (iv->e[SIM_AP] > c->max) {
+		c->max = iv->e[SIM_AP];
+		c->at = iv->end;
+	}
+}
+
+Test(sim_model, billing_values_and_peak_demand)
+{
+	struct sim_fleet *f = fleet(8, 20, 900);
+	for (uint32_t i = 0; i < 20; i += 4) {
+		struct sim_meter m;
+		sim_meter_load(f, i, &m);
+		int64_t b = sim_month_next(&m, utc(2024, 4, 10, 0));
+		cr_assert_eq(b, utc(2024, 4, 30, 22), "1 May 00:00 CEST");
+		struct sim_billing bill;
+		sim_billing(&m, b, &bill);
+		struct sim_registers r;
+		sim_registers(&m, b, &r);
+		cr_assert_eq(memcmp(&bill.r, &r, sizeof(r)), 0);
+		/* the peak is the largest 15-minute interval of April, in W */
+		struct maxcb mx = {0};
+		sim_intervals(&m, sim_month_start(&m, b - 1), b, max_cb, &mx);
+		cr_assert_eq(bill.d.total.w, mx.max * 4);
+		cr_assert_eq(bill.d.total.at, mx.at);
+		uint32_t tmax = 0;
+		for (unsigned t = 0; t < TARIFF_MAX; t++)
+			if (bill.d.tariff[t].w > tmax)
+				tmax = bill.d.tariff[t].w;
+		cr_assert_eq(tmax, bill.d.total.w);
+	}
+	sim_fleet_free(f);
+}
+
+Test(sim_model, memory_per_meter)
+{
+	size_t per = sizeof(struct sim_state);
+	cr_log_info("per-meter state: %zu bytes (budget 2048)", per);
+	cr_assert_leq(per, 2048);
+	cr_assert_leq(per, 256, "idle meters should cost far below the budget");
+}
