@@ -7,10 +7,13 @@
  * /metrics exports the lag.  Nothing here blocks; a health check reports
  * state its module already holds.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -283,7 +286,6 @@ http_bind(struct http *h, const struct config_addr *a)
 			log_warn("http: cannot listen on %s", name);
 			return -1;
 		}
-		log_info("http: listening on %s", name);
 	} else
 		log_info("http: endpoint turned off (http_listen is empty)");
 	if (h->sock != NULL)
@@ -291,6 +293,18 @@ http_bind(struct http *h, const struct config_addr *a)
 	h->sock = s;
 	h->bound = *a;
 	h->port = a->port;
+	if (s != NULL) {
+		/* Port 0 asks the kernel for one: learn which. */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&ss, &sl) == 0)
+			h->port = ntohs(ss.ss_family == AF_INET6
+				? ((struct sockaddr_in6 *)&ss)->sin6_port
+				: ((struct sockaddr_in *)&ss)->sin_port);
+		struct config_addr real = *a;
+		real.port = (uint16_t)h->port;
+		log_info("http: listening on %s", config_addr_format(&real, name, sizeof(name)));
+	}
 	return 0;
 }
 

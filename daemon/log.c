@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -54,12 +55,12 @@ log_level_parse(const char *name)
 {
 	/* Only the levels an operator would choose; "error" and "warn" are
 	 * accepted because everyone types them. */
-	if (strcmp(name, "error") == 0)
+	if (strcasecmp(name, "error") == 0)
 		return LOG_ERR;
-	if (strcmp(name, "warn") == 0)
+	if (strcasecmp(name, "warn") == 0)
 		return LOG_WARNING;
 	for (int i = LOG_ERR; i <= LOG_DEBUG; i++)
-		if (strcmp(name, level_names[i]) == 0)
+		if (strcasecmp(name, level_names[i]) == 0)
 			return i;
 	return -1;
 }
