@@ -46,8 +46,9 @@ ssize_t wrapper_encode(struct mbuf *out, uint16_t src_wport, uint16_t dst_wport,
  * caller's receive buffer, or the negotiated max PDU size; 0 means 65535).
  * Returns bytes consumed (8 + length) and fills *w, or METER_ENEEDMORE,
  * METER_EMALFORMED (version not 1), METER_ELENGTH (length over max_apdu).
- * The header is checked as soon as its 8 bytes are there, so a bad stream
- * is refused before its body arrives.
+ * The version is checked as soon as its two bytes are there and the length
+ * as soon as the header is, so a bad stream is refused before its body
+ * arrives.
  */
 ssize_t wrapper_parse(const uint8_t *buf, size_t len, size_t max_apdu, struct wrapper_pdu *w);
 
