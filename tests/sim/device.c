@@ -421,6 +421,12 @@ dev_set_payment_mode(struct sim_meter *m, int64_t t, uint8_t mode)
 		return 0;
 	d->payment = mode;
 	d->cut_at = -1;
+	if (mode == DEV_PAY_PREPAID) {
+		/* the countdown starts from what is left, never from a debt */
+		int64_t c = credit_at(m, t);
+		d->credit_ref_t = t;
+		d->credit_ref_wh = c > 0 ? c : 0;
+	}
 	const struct tariff_special *sp = dev_calendar_at(d->j, t).sp;
 	const struct tariff_calendar *tou = d->j && d->j->tou ? d->j->tou : tariff_default_calendar();
 	/* Kamstrup: prepayment runs on a single tariff; credit mode gets the
