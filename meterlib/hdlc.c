@@ -53,21 +53,21 @@ static const uint16_t crc_table[256] = {
 /* Control bytes with the P/F bit (0x10) cleared. */
 #define CTL_SNRM 0x83
 #define CTL_DISC 0x43
-#define CTL_UA	 0x63
-#define CTL_DM	 0x0f
+#define CTL_UA   0x63
+#define CTL_DM   0x0f
 #define CTL_FRMR 0x87
-#define CTL_UI	 0x03
-#define CTL_RR	 0x01
-#define CTL_RNR	 0x05
-#define CTL_PF	 0x10
+#define CTL_UI   0x03
+#define CTL_RR   0x01
+#define CTL_RNR  0x05
+#define CTL_PF   0x10
 
 /* Parameter identifiers of the 81 80 group. */
-#define PARAM_FORMAT	  0x81
-#define PARAM_GROUP	  0x80
-#define PARAM_INFO_TX	  0x05
-#define PARAM_INFO_RX	  0x06
-#define PARAM_WINDOW_TX	  0x07
-#define PARAM_WINDOW_RX	  0x08
+#define PARAM_FORMAT    0x81
+#define PARAM_GROUP     0x80
+#define PARAM_INFO_TX   0x05
+#define PARAM_INFO_RX   0x06
+#define PARAM_WINDOW_TX 0x07
+#define PARAM_WINDOW_RX 0x08
 
 uint16_t
 hdlc_crc16(const uint8_t *p, size_t n)
@@ -561,9 +561,9 @@ const char *
 hdlc_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-	    [HDLC_I] = "I",	  [HDLC_RR] = "RR", [HDLC_RNR] = "RNR",	  [HDLC_SNRM] = "SNRM",
-	    [HDLC_DISC] = "DISC", [HDLC_UA] = "UA", [HDLC_DM] = "DM",	  [HDLC_FRMR] = "FRMR",
-	    [HDLC_UI] = "UI",
+	    [HDLC_I] = "I",       [HDLC_RR] = "RR",     [HDLC_RNR] = "RNR",
+	    [HDLC_SNRM] = "SNRM", [HDLC_DISC] = "DISC", [HDLC_UA] = "UA",
+	    [HDLC_DM] = "DM",     [HDLC_FRMR] = "FRMR", [HDLC_UI] = "UI",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

@@ -29,19 +29,19 @@
 
 #include "bytes.h"
 
-#define HDLC_FLAG	   0x7e
-#define HDLC_MAX_LENGTH	   2047 /* 11-bit length field */
-#define HDLC_MAX_FRAME	   (HDLC_MAX_LENGTH + 2) /* with both flags */
+#define HDLC_FLAG       0x7e
+#define HDLC_MAX_LENGTH 2047                  /* 11-bit length field */
+#define HDLC_MAX_FRAME  (HDLC_MAX_LENGTH + 2) /* with both flags */
 /* Largest information field that fits any address sizes (4 + 4 bytes). */
-#define HDLC_MAX_INFO	   (HDLC_MAX_LENGTH - 15)
-#define HDLC_DEFAULT_INFO  128 /* max information length when not negotiated */
+#define HDLC_MAX_INFO       (HDLC_MAX_LENGTH - 15)
+#define HDLC_DEFAULT_INFO   128 /* max information length when not negotiated */
 #define HDLC_DEFAULT_WINDOW 1
-#define HDLC_LLC_LEN	   3
+#define HDLC_LLC_LEN        3
 
 /* LLC header in front of every APDU in an I or UI frame. */
-#define HDLC_LLC_DST	   0xe6
-#define HDLC_LLC_CMD	   0xe6 /* source LSAP of a command (client to server) */
-#define HDLC_LLC_RSP	   0xe7 /* source LSAP of a response (server to client) */
+#define HDLC_LLC_DST 0xe6
+#define HDLC_LLC_CMD 0xe6 /* source LSAP of a command (client to server) */
+#define HDLC_LLC_RSP 0xe7 /* source LSAP of a response (server to client) */
 
 enum hdlc_type {
 	HDLC_I = 1, /* information */
@@ -69,20 +69,20 @@ struct hdlc_addr {
 };
 
 struct hdlc_frame {
-	uint8_t type;	      /* enum hdlc_type */
-	bool segmented;	      /* S bit: more segments of this APDU follow */
-	bool flagged;	      /* parse: the opening flag was present */
-	uint16_t length;      /* length field: format through FCS */
+	uint8_t type;    /* enum hdlc_type */
+	bool segmented;  /* S bit: more segments of this APDU follow */
+	bool flagged;    /* parse: the opening flag was present */
+	uint16_t length; /* length field: format through FCS */
 	struct hdlc_addr dest;
 	struct hdlc_addr src;
-	uint8_t control;      /* raw control byte (parse); encode builds its own */
-	uint8_t ns;	      /* I: send sequence number, 0..7 */
-	uint8_t nr;	      /* I, RR, RNR: receive sequence number, 0..7 */
-	bool pf;	      /* poll/final bit */
-	bool has_hcs;	      /* an information field (and so an HCS) is present */
-	uint16_t hcs;	      /* CRC values as received (wire bytes e6 c7 are */
-	uint16_t fcs;	      /*   0xc7e6); hcs is 0 when has_hcs is false */
-	const uint8_t *info;  /* information field in the caller's buffer, or NULL */
+	uint8_t control;     /* raw control byte (parse); encode builds its own */
+	uint8_t ns;          /* I: send sequence number, 0..7 */
+	uint8_t nr;          /* I, RR, RNR: receive sequence number, 0..7 */
+	bool pf;             /* poll/final bit */
+	bool has_hcs;        /* an information field (and so an HCS) is present */
+	uint16_t hcs;        /* CRC values as received (wire bytes e6 c7 are */
+	uint16_t fcs;        /*   0xc7e6); hcs is 0 when has_hcs is false */
+	const uint8_t *info; /* information field in the caller's buffer, or NULL */
 	size_t info_len;
 };
 

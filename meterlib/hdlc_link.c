@@ -123,8 +123,7 @@ reset_sequence(struct hdlc_link *l)
 
 /* Append one frame without information field to out. */
 static int
-emit(struct hdlc_link *l, struct mbuf *out, uint8_t type, bool pf, const uint8_t *info,
-     size_t ilen)
+emit(struct hdlc_link *l, struct mbuf *out, uint8_t type, bool pf, const uint8_t *info, size_t ilen)
 {
 	struct hdlc_frame f = {
 	    .type = type,
@@ -410,7 +409,7 @@ rx_append(struct hdlc_link *l, const struct hdlc_frame *f, bool ui, struct hdlc_
 /* Answer a SNRM: the UA carries what we will use, from our side. */
 static int
 server_snrm(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out,
-	    struct hdlc_event *ev)
+            struct hdlc_event *ev)
 {
 	struct hdlc_params peer, ours;
 	uint8_t info[32];
@@ -462,8 +461,7 @@ client_ua(struct hdlc_link *l, const struct hdlc_frame *f, struct hdlc_event *ev
 }
 
 static int
-on_iframe(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out,
-	  struct hdlc_event *ev)
+on_iframe(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out, struct hdlc_event *ev)
 {
 	int rc;
 
@@ -527,7 +525,7 @@ for_us(const struct hdlc_link *l, const struct hdlc_frame *f)
 
 static int
 server_frame(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out,
-	     struct hdlc_event *ev)
+             struct hdlc_event *ev)
 {
 	int rc;
 
@@ -561,7 +559,7 @@ server_frame(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out,
 
 static int
 client_frame(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out,
-	     struct hdlc_event *ev)
+             struct hdlc_event *ev)
 {
 	switch (l->state) {
 	case HDLC_LINK_CONNECTING:
@@ -603,7 +601,7 @@ client_frame(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out,
 
 static int
 handle_frame(struct hdlc_link *l, const struct hdlc_frame *f, struct mbuf *out,
-	     struct hdlc_event *ev)
+             struct hdlc_event *ev)
 {
 	if (!for_us(l, f)) {
 		l->frames_ignored++;

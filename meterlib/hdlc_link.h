@@ -44,14 +44,11 @@
 /* Room for one maximum frame plus the tail of a read that began another. */
 #define HDLC_LINK_RXBUF (2 * HDLC_MAX_FRAME + 2)
 
-enum hdlc_role {
-	HDLC_CLIENT = 1,
-	HDLC_SERVER
-};
+enum hdlc_role { HDLC_CLIENT = 1, HDLC_SERVER };
 
 enum hdlc_link_state {
 	HDLC_LINK_DISCONNECTED = 0,
-	HDLC_LINK_CONNECTING,	 /* client: SNRM sent, waiting for UA */
+	HDLC_LINK_CONNECTING, /* client: SNRM sent, waiting for UA */
 	HDLC_LINK_CONNECTED,
 	HDLC_LINK_DISCONNECTING, /* client: DISC sent, waiting for UA or DM */
 };
@@ -60,36 +57,36 @@ enum hdlc_event_type {
 	HDLC_EV_NONE = 0,     /* all fed input handled: feed more bytes */
 	HDLC_EV_CONNECTED,    /* client: UA to our SNRM; server: SNRM answered */
 	HDLC_EV_DISCONNECTED, /* UA to our DISC, DM, or (server) DISC answered */
-	HDLC_EV_APDU,	      /* a complete APDU (LLC header stripped) */
-	HDLC_EV_ERROR,	      /* protocol error; see err.  The caller usually
-				 disconnects; the link stays usable otherwise */
+	HDLC_EV_APDU,         /* a complete APDU (LLC header stripped) */
+	HDLC_EV_ERROR,        /* protocol error; see err.  The caller usually
+	                         disconnects; the link stays usable otherwise */
 };
 
 struct hdlc_event {
-	int type;	     /* enum hdlc_event_type */
+	int type;            /* enum hdlc_event_type */
 	const uint8_t *apdu; /* HDLC_EV_APDU: in the reassembly buffer */
 	size_t apdu_len;
-	bool ui;	     /* HDLC_EV_APDU came in UI frames (push, broadcast) */
-	int err;	     /* HDLC_EV_ERROR: METER_EPROTO (wrong N(S) or N(R),
-				FRMR received, bad LLC), METER_ENOSPC (APDU
-				larger than the reassembly buffer, dropped);
-				HDLC_EV_DISCONNECTED: METER_EREJECTED when the
-				peer answered SNRM with DM, METER_EABORTED for
-				a DM while connected, else 0 */
-	uint8_t frame;	     /* HDLC_EV_ERROR / DISCONNECTED: type of the frame
-				that caused it (enum hdlc_type), 0 if none */
+	bool ui;       /* HDLC_EV_APDU came in UI frames (push, broadcast) */
+	int err;       /* HDLC_EV_ERROR: METER_EPROTO (wrong N(S) or N(R),
+	                  FRMR received, bad LLC), METER_ENOSPC (APDU
+	                  larger than the reassembly buffer, dropped);
+	                  HDLC_EV_DISCONNECTED: METER_EREJECTED when the
+	                  peer answered SNRM with DM, METER_EABORTED for
+	                  a DM while connected, else 0 */
+	uint8_t frame; /* HDLC_EV_ERROR / DISCONNECTED: type of the frame
+	                  that caused it (enum hdlc_type), 0 if none */
 };
 
 struct hdlc_link_config {
-	int role;		   /* enum hdlc_role */
-	struct hdlc_addr local;	   /* our address (server: upper/lower) */
+	int role;                  /* enum hdlc_role */
+	struct hdlc_addr local;    /* our address (server: upper/lower) */
 	struct hdlc_addr remote;   /* the peer's; a server with remote.size 0
-				      accepts any client and answers it */
+	                              accepts any client and answers it */
 	struct hdlc_params params; /* client: proposed in SNRM; server: its
-				      limits.  Seen from this side: tx is what
-				      we send.  Zero fields mean the default. */
-	bool send_params;	   /* client: put the parameter group in SNRM */
-	uint8_t *rxbuf;		   /* reassembly buffer, caller-owned */
+	                              limits.  Seen from this side: tx is what
+	                              we send.  Zero fields mean the default. */
+	bool send_params;          /* client: put the parameter group in SNRM */
+	uint8_t *rxbuf;            /* reassembly buffer, caller-owned */
 	size_t rxcap;
 };
 
@@ -102,45 +99,45 @@ struct hdlc_link {
 	/* configuration */
 	int role;
 	struct hdlc_addr local, remote;
-	bool any_client;	/* server: remote taken from each SNRM */
+	bool any_client; /* server: remote taken from each SNRM */
 	struct hdlc_params proposed;
 	bool send_params;
 	uint8_t *rxbuf;
 	size_t rxcap;
 
 	/* link state and negotiated parameters */
-	int state;		/* enum hdlc_link_state */
-	uint16_t max_info_tx;	/* largest information field we may send */
-	uint16_t max_info_rx;	/* largest we accept */
-	uint8_t window_tx;	/* frames we may send before an RR */
+	int state;            /* enum hdlc_link_state */
+	uint16_t max_info_tx; /* largest information field we may send */
+	uint16_t max_info_rx; /* largest we accept */
+	uint8_t window_tx;    /* frames we may send before an RR */
 	uint8_t window_rx;
-	uint8_t vs, vr;		/* V(S), V(R), modulo 8 */
+	uint8_t vs, vr; /* V(S), V(R), modulo 8 */
 
 	/* receive side: bytes fed but not yet handled, and reassembly */
 	uint8_t in[HDLC_LINK_RXBUF];
-	size_t in_off;		/* bytes at the front already handled */
+	size_t in_off; /* bytes at the front already handled */
 	size_t in_len;
-	size_t rx_len;		/* APDU bytes reassembled so far */
-	bool rx_active;		/* a segmented APDU is being received */
-	bool rx_ui;		/* ... in UI frames */
-	int rx_err;		/* it is being dropped: report this at its end */
-	bool peer_busy;		/* RNR received */
+	size_t rx_len;  /* APDU bytes reassembled so far */
+	bool rx_active; /* a segmented APDU is being received */
+	bool rx_ui;     /* ... in UI frames */
+	int rx_err;     /* it is being dropped: report this at its end */
+	bool peer_busy; /* RNR received */
 
 	/* send side: the APDU being segmented (caller-owned) */
 	const uint8_t *tx;
 	size_t tx_len;
-	size_t tx_acked;	/* APDU bytes the peer has acknowledged */
-	size_t tx_sent;		/* APDU bytes sent (acked or not) */
-	uint8_t tx_ack_ns;	/* N(S) of the first unacknowledged frame */
-	uint8_t tx_unacked;	/* frames sent and not acknowledged */
-	bool tx_final_sent;	/* the last segment has gone out */
+	size_t tx_acked;    /* APDU bytes the peer has acknowledged */
+	size_t tx_sent;     /* APDU bytes sent (acked or not) */
+	uint8_t tx_ack_ns;  /* N(S) of the first unacknowledged frame */
+	uint8_t tx_unacked; /* frames sent and not acknowledged */
+	bool tx_final_sent; /* the last segment has gone out */
 
 	/* what hdlc_link_resend() repeats: enum hdlc_type, 0 for nothing */
 	uint8_t last_sent;
 
 	/* counters, for the caller's statistics */
-	uint32_t frames_in;	/* good frames addressed to us */
-	uint32_t frames_bad;	/* checksum or format errors (skipped) */
+	uint32_t frames_in;      /* good frames addressed to us */
+	uint32_t frames_bad;     /* checksum or format errors (skipped) */
 	uint32_t frames_ignored; /* good frames for another address */
 	uint32_t frames_out;
 };

@@ -12,7 +12,7 @@
 
 ssize_t
 wrapper_encode(struct mbuf *out, uint16_t src_wport, uint16_t dst_wport, const uint8_t *apdu,
-	       size_t len)
+               size_t len)
 {
 	if (len > UINT16_MAX)
 		return METER_ELENGTH;

@@ -23,8 +23,8 @@
 #include "bytes.h"
 
 #define WRAPPER_HEADER_LEN 8
-#define WRAPPER_VERSION	   1
-#define WRAPPER_PORT	   4059 /* IANA port of DLMS/COSEM over TCP and UDP */
+#define WRAPPER_VERSION    1
+#define WRAPPER_PORT       4059 /* IANA port of DLMS/COSEM over TCP and UDP */
 
 struct wrapper_pdu {
 	uint16_t version;
@@ -39,7 +39,7 @@ struct wrapper_pdu {
  * METER_ELENGTH when len exceeds 65535, METER_ENOSPC (out->err set too).
  */
 ssize_t wrapper_encode(struct mbuf *out, uint16_t src_wport, uint16_t dst_wport,
-		       const uint8_t *apdu, size_t len);
+                       const uint8_t *apdu, size_t len);
 
 /*
  * Parse one PDU at the start of buf.  max_apdu bounds the length field (the
@@ -60,10 +60,10 @@ ssize_t wrapper_parse(const uint8_t *buf, size_t len, size_t max_apdu, struct wr
 struct wrapper_stream {
 	uint8_t *buf;
 	size_t cap;
-	size_t len;	 /* bytes held */
-	size_t done;	 /* bytes of the PDU last returned, dropped next call */
+	size_t len;  /* bytes held */
+	size_t done; /* bytes of the PDU last returned, dropped next call */
 	size_t max_apdu;
-	int err;	 /* sticky: once a header is bad the stream is lost */
+	int err; /* sticky: once a header is bad the stream is lost */
 };
 
 /* METER_EINVAL when cap cannot hold a header. */

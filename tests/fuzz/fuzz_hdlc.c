@@ -72,10 +72,10 @@ run_link(int role, const uint8_t *data, size_t size, size_t chunk)
 	static uint8_t rx[4096], outbuf[8 * HDLC_MAX_FRAME], apdu[300];
 	struct hdlc_link_config cfg = {
 	    .role = role,
-	    .local = role == HDLC_CLIENT ? (struct hdlc_addr){16, 0, 1}
-					 : (struct hdlc_addr){1, 17, 2},
-	    .remote = role == HDLC_CLIENT ? (struct hdlc_addr){1, 17, 2}
-					  : (struct hdlc_addr){0, 0, 0},
+	    .local =
+	        role == HDLC_CLIENT ? (struct hdlc_addr){16, 0, 1} : (struct hdlc_addr){1, 17, 2},
+	    .remote =
+	        role == HDLC_CLIENT ? (struct hdlc_addr){1, 17, 2} : (struct hdlc_addr){0, 0, 0},
 	    .params = {128, 128, 7, 7},
 	    .send_params = true,
 	    .rxbuf = rx,

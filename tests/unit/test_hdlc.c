@@ -81,17 +81,17 @@ check_addr(const struct dlms_vector *v, const char *side, const struct hdlc_addr
 		snprintf(key, sizeof(key), "%s_upper", side);
 		cr_assert_not_null(meaning_get(v->meaning, key, val, sizeof(val)), "%s", v->id);
 		cr_assert_eq(a->upper, num(val), "%s: %s upper %u want %s", v->id, side, a->upper,
-			     val);
+		             val);
 		snprintf(key, sizeof(key), "%s_lower", side);
 		cr_assert_not_null(meaning_get(v->meaning, key, val, sizeof(val)), "%s", v->id);
 		cr_assert_eq(a->lower, num(val), "%s: %s lower %u want %s", v->id, side, a->lower,
-			     val);
+		             val);
 	}
 }
 
 static void
 check_params(const struct dlms_vector *v, const struct hdlc_frame *f, const char *rec,
-	     size_t *reencoded)
+             size_t *reencoded)
 {
 	struct hdlc_params p;
 	uint8_t buf[64];
@@ -156,11 +156,13 @@ Test(hdlc, frames_match_meaning)
 			continue;
 		}
 		positive++;
-		cr_assert_eq(r, (ssize_t)len, "%s: parse %zd (%s)", v->id, r, meter_strerror((int)r));
+		cr_assert_eq(r, (ssize_t)len, "%s: parse %zd (%s)", v->id, r,
+		             meter_strerror((int)r));
 		meaning_get(v->meaning, "flags", val, sizeof(val));
 		cr_assert_eq(f.flagged, strcmp(val, "both") == 0, "%s", v->id);
 		meaning_get(v->meaning, "format", val, sizeof(val));
-		cr_assert_eq(0xa000u | (f.segmented ? 0x800u : 0) | f.length, num(val), "%s", v->id);
+		cr_assert_eq(0xa000u | (f.segmented ? 0x800u : 0) | f.length, num(val), "%s",
+		             v->id);
 		meaning_get(v->meaning, "segmented", val, sizeof(val));
 		cr_assert_eq(f.segmented, strcmp(val, "yes") == 0, "%s", v->id);
 		meaning_get(v->meaning, "length", val, sizeof(val));
@@ -215,7 +217,7 @@ Test(hdlc, frames_match_meaning)
 		mbuf_init(&m, out, sizeof(out));
 		cr_assert_eq(hdlc_encode(&m, &f), (ssize_t)f.length + 2, "%s", v->id);
 		cr_assert_eq(memcmp(out + 1, p + (f.flagged ? 1 : 0), f.length), 0,
-			     "%s: re-encoded %s", v->id, to_hex(out, m.len));
+		             "%s: re-encoded %s", v->id, to_hex(out, m.len));
 		cr_assert_eq(out[0], HDLC_FLAG);
 		cr_assert_eq(out[m.len - 1], HDLC_FLAG);
 		tail_free(p);
@@ -297,15 +299,15 @@ static const struct {
 	const char *hex;
 	int rc;
 } bad_frames[] = {
-    {"b00800232193", METER_EMALFORMED},	  /* format type B */
-    {"a00502232193", METER_ELENGTH},	  /* length 5 < minimum */
-    {"a00800020321930000", METER_EMALFORMED},	  /* 3-byte address */
-    {"a00a00000000002193", METER_EMALFORMED},	  /* no end bit in 4 bytes */
-    {"a0070223219300", METER_ELENGTH},		  /* no room for the FCS */
-    {"a008032193000000", METER_ELENGTH},	  /* 1 byte between control and FCS */
-    {"7ea00703215303c700", METER_EMALFORMED},	  /* no closing flag */
-    {"a00703215303c8", METER_ECHECKSUM},	  /* FCS off by one */
-    {"a0070321b9f2e0", METER_ECHECKSUM},	  /* REJ control, bad FCS */
+    {"b00800232193", METER_EMALFORMED},       /* format type B */
+    {"a00502232193", METER_ELENGTH},          /* length 5 < minimum */
+    {"a00800020321930000", METER_EMALFORMED}, /* 3-byte address */
+    {"a00a00000000002193", METER_EMALFORMED}, /* no end bit in 4 bytes */
+    {"a0070223219300", METER_ELENGTH},        /* no room for the FCS */
+    {"a008032193000000", METER_ELENGTH},      /* 1 byte between control and FCS */
+    {"7ea00703215303c700", METER_EMALFORMED}, /* no closing flag */
+    {"a00703215303c8", METER_ECHECKSUM},      /* FCS off by one */
+    {"a0070321b9f2e0", METER_ECHECKSUM},      /* REJ control, bad FCS */
 };
 
 Test(hdlc, malformed_frames)
@@ -318,7 +320,7 @@ Test(hdlc, malformed_frames)
 		cr_assert_not_null(p);
 		ssize_t r = hdlc_parse(p, len, &f);
 		cr_assert_eq(r, bad_frames[i].rc, "%s: %zd want %d", bad_frames[i].hex, r,
-			     bad_frames[i].rc);
+		             bad_frames[i].rc);
 		tail_free(p);
 	}
 	/* A REJ with a good FCS: well-formed, but DLMS does not use it. */
@@ -338,8 +340,8 @@ Test(hdlc, malformed_frames)
 
 Test(hdlc, encode_every_type)
 {
-	static const uint8_t types[] = {HDLC_I,	   HDLC_RR, HDLC_RNR, HDLC_SNRM, HDLC_DISC,
-					HDLC_UA,   HDLC_DM, HDLC_FRMR, HDLC_UI};
+	static const uint8_t types[] = {HDLC_I,  HDLC_RR, HDLC_RNR,  HDLC_SNRM, HDLC_DISC,
+	                                HDLC_UA, HDLC_DM, HDLC_FRMR, HDLC_UI};
 	static const struct hdlc_addr addrs[] = {{0x7f, 0, 1}, {1, 0x11, 2}, {0x3fff, 0x1234, 4}};
 	const uint8_t info[] = {0xe6, 0xe6, 0x00, 0x7e, 0x7e};
 	uint8_t buf[64];
@@ -351,14 +353,14 @@ Test(hdlc, encode_every_type)
 			for (int k = 0; k < 16; k++) {
 				bool has_info = types[t] == HDLC_I || types[t] == HDLC_UI;
 				struct hdlc_frame f = {.type = types[t],
-						       .segmented = types[t] == HDLC_I && (k & 1),
-						       .dest = addrs[a],
-						       .src = {0x10, 0, 1},
-						       .ns = (uint8_t)(k & 7),
-						       .nr = (uint8_t)((k * 3) & 7),
-						       .pf = k & 8,
-						       .info = has_info ? info : NULL,
-						       .info_len = has_info ? sizeof(info) : 0};
+				                       .segmented = types[t] == HDLC_I && (k & 1),
+				                       .dest = addrs[a],
+				                       .src = {0x10, 0, 1},
+				                       .ns = (uint8_t)(k & 7),
+				                       .nr = (uint8_t)((k * 3) & 7),
+				                       .pf = k & 8,
+				                       .info = has_info ? info : NULL,
+				                       .info_len = has_info ? sizeof(info) : 0};
 				struct hdlc_frame g;
 				mbuf_init(&m, buf, sizeof(buf));
 				ssize_t n = hdlc_encode(&m, &f);
@@ -413,7 +415,7 @@ Test(hdlc, encode_every_type)
  */
 static void
 scan_stream(const uint8_t *stream, size_t slen, size_t chunk, size_t want,
-	    const struct dlms_vector **rows, size_t nrows)
+            const struct dlms_vector **rows, size_t nrows)
 {
 	uint8_t *rx = malloc(slen + 1);
 	size_t have = 0, fed = 0, found = 0, errors = 0;
@@ -521,8 +523,11 @@ Test(hdlc, addresses)
 		uint16_t upper, lower;
 		int size;
 	} cases[] = {
-	    {"03", 1, 0, 1},	   {"ff", 0x7f, 0, 1},	     {"0223", 1, 17, 2},
-	    {"00020023", 1, 17, 4}, {"fefefeff", 0x3fff, 0x3fff, 4},
+	    {"03", 1, 0, 1},
+	    {"ff", 0x7f, 0, 1},
+	    {"0223", 1, 17, 2},
+	    {"00020023", 1, 17, 4},
+	    {"fefefeff", 0x3fff, 0x3fff, 4},
 	};
 	uint8_t out[4];
 	struct mbuf m;

@@ -28,9 +28,9 @@ struct peer {
 	uint8_t got[16384];
 	size_t got_len;
 	bool got_ui;
-	size_t iframes;	   /* I-frames this side sent */
-	size_t max_burst;  /* most I-frames in one delivery */
-	size_t max_info;   /* largest information field it sent */
+	size_t iframes;   /* I-frames this side sent */
+	size_t max_burst; /* most I-frames in one delivery */
+	size_t max_info;  /* largest information field it sent */
 };
 
 static uint32_t rng = 12345;
@@ -44,7 +44,7 @@ rnd(size_t n)
 
 static void
 peer_init(struct peer *p, int role, struct hdlc_addr local, struct hdlc_addr remote,
-	  struct hdlc_params prm)
+          struct hdlc_params prm)
 {
 	struct hdlc_link_config cfg = {
 	    .role = role,
@@ -168,7 +168,7 @@ static const struct hdlc_addr ANY = {0, 0, 0};
 
 static void
 connect_pair(struct peer *c, struct peer *s, struct hdlc_params cp, struct hdlc_params sp,
-	     enum chunking how)
+             enum chunking how)
 {
 	peer_init(c, HDLC_CLIENT, CLIENT, SERVER, cp);
 	peer_init(s, HDLC_SERVER, SERVER, ANY, sp);
@@ -189,10 +189,10 @@ connect_pair(struct peer *c, struct peer *s, struct hdlc_params cp, struct hdlc_
 Test(hdlc_link, negotiation)
 {
 	static struct peer c, s;
-	struct hdlc_params cp = {.max_info_tx = 128, .max_info_rx = 256, .window_tx = 1,
-				 .window_rx = 7};
-	struct hdlc_params sp = {.max_info_tx = 200, .max_info_rx = 100, .window_tx = 7,
-				 .window_rx = 7};
+	struct hdlc_params cp = {
+	    .max_info_tx = 128, .max_info_rx = 256, .window_tx = 1, .window_rx = 7};
+	struct hdlc_params sp = {
+	    .max_info_tx = 200, .max_info_rx = 100, .window_tx = 7, .window_rx = 7};
 
 	connect_pair(&c, &s, cp, sp, WHOLE);
 	cr_assert_eq(c.l.max_info_tx, 100); /* the server receives at most 100 */
@@ -222,8 +222,8 @@ big_transfer(uint8_t window, enum chunking how)
 {
 	static struct peer c, s;
 	static uint8_t req[BIG], rsp[BIG];
-	struct hdlc_params prm = {.max_info_tx = 128, .max_info_rx = 128, .window_tx = window,
-				  .window_rx = window};
+	struct hdlc_params prm = {
+	    .max_info_tx = 128, .max_info_rx = 128, .window_tx = window, .window_rx = window};
 
 	for (size_t i = 0; i < BIG; i++) {
 		req[i] = (uint8_t)(i * 7 + 1);
@@ -310,8 +310,14 @@ Test(hdlc_link, out_of_sequence_is_an_error)
 	struct mbuf m;
 
 	connect_pair(&c, &s, P128, P128, WHOLE);
-	struct hdlc_frame f = {.type = HDLC_I, .dest = CLIENT, .src = SERVER, .ns = 3,
-			       .nr = 0, .pf = true, .info = info, .info_len = sizeof(info)};
+	struct hdlc_frame f = {.type = HDLC_I,
+	                       .dest = CLIENT,
+	                       .src = SERVER,
+	                       .ns = 3,
+	                       .nr = 0,
+	                       .pf = true,
+	                       .info = info,
+	                       .info_len = sizeof(info)};
 	mbuf_init(&m, buf, sizeof(buf));
 	cr_assert_gt(hdlc_encode(&m, &f), 0);
 	deliver(&c, buf, m.len, WHOLE);
@@ -357,7 +363,7 @@ Test(hdlc_link, lost_rr_and_resend)
 	cr_assert_eq(hdlc_link_send(&c.l, req, sizeof(req), &c.out), 0);
 	deliver(&s, c.outbuf, c.out.len, RANDOM);
 	mbuf_init(&c.out, c.outbuf, sizeof(c.outbuf));
-	cr_assert_gt(s.out.len, 0); /* its RR */
+	cr_assert_gt(s.out.len, 0);                    /* its RR */
 	mbuf_init(&s.out, s.outbuf, sizeof(s.outbuf)); /* ... lost */
 	cr_assert_eq(hdlc_link_resend(&c.l, &c.out), 0);
 	exchange(&c, &s, RANDOM);
@@ -387,7 +393,7 @@ Test(hdlc_link, lost_rr_and_resend)
 	cr_assert_eq(hdlc_link_send(&s.l, req, sizeof(req), &s.out), 0);
 	deliver(&c, s.outbuf, s.out.len, WHOLE);
 	mbuf_init(&s.out, s.outbuf, sizeof(s.outbuf));
-	mbuf_init(&c.out, c.outbuf, sizeof(c.outbuf)); /* client's RR lost */
+	mbuf_init(&c.out, c.outbuf, sizeof(c.outbuf));   /* client's RR lost */
 	cr_assert_eq(hdlc_link_resend(&c.l, &c.out), 0); /* client polls again */
 	exchange(&c, &s, WHOLE);
 	cr_assert_eq(c.apdus, 2);
@@ -400,8 +406,12 @@ Test(hdlc_link, foreign_addresses_are_ignored)
 	static struct peer c, s;
 	uint8_t buf[64], info[] = {0xe6, 0xe7, 0x00, 0x01};
 	struct mbuf m;
-	struct hdlc_frame f = {.type = HDLC_I, .dest = {17, 0, 1}, .src = SERVER, .pf = true,
-			       .info = info, .info_len = sizeof(info)};
+	struct hdlc_frame f = {.type = HDLC_I,
+	                       .dest = {17, 0, 1},
+	                       .src = SERVER,
+	                       .pf = true,
+	                       .info = info,
+	                       .info_len = sizeof(info)};
 
 	connect_pair(&c, &s, P128, P128, WHOLE);
 	mbuf_init(&m, buf, sizeof(buf));
@@ -546,8 +556,11 @@ Test(hdlc_link, reassembly_overflow_and_bad_config)
 	static uint8_t req[3000];
 	struct hdlc_link l;
 	uint8_t rx[8];
-	struct hdlc_link_config cfg = {.role = HDLC_CLIENT, .local = CLIENT, .remote = SERVER,
-				       .rxbuf = rx, .rxcap = sizeof(rx)};
+	struct hdlc_link_config cfg = {.role = HDLC_CLIENT,
+	                               .local = CLIENT,
+	                               .remote = SERVER,
+	                               .rxbuf = rx,
+	                               .rxcap = sizeof(rx)};
 
 	cr_assert_eq(hdlc_link_init(&l, &cfg), 0);
 	cfg.role = 3;

@@ -94,17 +94,18 @@ Test(wrapper, headers_match_meaning)
 		struct mbuf b;
 		mbuf_init(&b, out, sizeof(out));
 		cr_assert_eq(wrapper_encode(&b, w.src_wport, w.dst_wport, w.apdu, w.length),
-			     (ssize_t)len);
+		             (ssize_t)len);
 		cr_assert_eq(memcmp(out, p, len), 0, "%s", rows[i]->id);
 		/* Every prefix asks for more; a tight bound refuses. */
 		for (size_t k = 0; k < len; k++) {
 			uint8_t *q = malloc(k ? k : 1);
 			memcpy(q, p, k);
 			cr_assert_eq(wrapper_parse(q, k, 0, &w), METER_ENEEDMORE, "%s %zu",
-				     rows[i]->id, k);
+			             rows[i]->id, k);
 			free(q);
 		}
-		cr_assert_eq(wrapper_parse(p, len, len - WRAPPER_HEADER_LEN - 1, &w), METER_ELENGTH);
+		cr_assert_eq(wrapper_parse(p, len, len - WRAPPER_HEADER_LEN - 1, &w),
+		             METER_ELENGTH);
 		cr_assert_eq(wrapper_parse(p, len, len - WRAPPER_HEADER_LEN, &w), (ssize_t)len);
 		good++;
 		tail_free(p);
@@ -117,7 +118,7 @@ Test(wrapper, headers_match_meaning)
 /* Feed a byte string through a stream in chunks of `chunk`; collect PDUs. */
 static size_t
 run_stream(const uint8_t *in, size_t len, size_t chunk, struct wrapper_pdu *got,
-	   uint8_t (*copies)[256], size_t cap, int *err)
+           uint8_t (*copies)[256], size_t cap, int *err)
 {
 	uint8_t *buf = malloc(300);
 	struct wrapper_stream s;
@@ -173,7 +174,7 @@ Test(wrapper, stream_two_messages_every_chunk)
 		uint8_t copies[4][256];
 		int err;
 		cr_assert_eq(run_stream(p, len, chunk, got, copies, 4, &err), 2, "chunk %zu",
-			     chunk);
+		             chunk);
 		cr_assert_eq(err, 0);
 		cr_assert_str_eq(to_hex(copies[0], got[0].length), h1);
 		cr_assert_str_eq(to_hex(copies[1], got[1].length), h2);
