@@ -521,7 +521,12 @@ conf_handler(void *user, const char *section, const char *name, const char *valu
 		return 1;
 	}
 	if (opt_set(o, p->c, value, p->cont, why, sizeof(why)) != 0) {
-		diag_add(p->d, p->lineno, "[%s] %s: %s, not \"%.60s\"", section, name, why, value);
+		/* Never echo what may be a secret into a log. */
+		if (strcmp(name, "dsn") == 0 || strstr(name, "password") != NULL)
+			diag_add(p->d, p->lineno, "[%s] %s: %s", section, name, why);
+		else
+			diag_add(p->d, p->lineno, "[%s] %s: %s, not \"%.60s\"", section, name, why,
+			    value);
 		return 1;
 	}
 	if (!p->cont)

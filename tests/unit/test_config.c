@@ -272,7 +272,8 @@ static const struct bad_case bad_cases[] = {
 	{"[mqtt]\n\ntls_cert = /c.pem\n", 3, "tls_cert and tls_key go together"},
 	{"[mqtt]\npassword = x\n", 2, "needs a username"},
 	{"[mqtt]\nusername = u\npassword = x\npassword_file = f\n", 3, "exclusive"},
-	{"[mqtt]\nclient_id = a\x01z\n", 2, "control character"},
+	{"[mqtt]\nclient_id = a\x01z\n", 2, "control character, not"},
+	{"[mqtt]\nusername = u\npassword = hun\x01ter2\n", 3, "[mqtt] password: contains a control character"},
 	{"[collection]\nwindow_start = 24:00\n", 2, "window_start: must be a time of day"},
 	{"[collection]\nwindow_start = 7\n", 2, "window_start"},
 	{"[collection]\nwindow_length = 2d\n", 2, "window_length"},
@@ -306,6 +307,13 @@ Test(config, bad_values_name_the_line)
 		cr_assert_not_null(strstr(diag.err[0].msg, t->says), "case %zu: \"%s\" lacks \"%s\"",
 		    i, diag.err[0].msg, t->says);
 	}
+}
+
+Test(config, secrets_are_not_echoed)
+{
+	cr_assert_null(parse("[database]\ndsn = password=hun\x02ter2\n"));
+	cr_assert_eq(diag.err[0].line, 2);
+	cr_assert_null(strstr(diag.err[0].msg, "hun"), "%s", diag.err[0].msg);
 }
 
 Test(config, every_error_is_reported)
