@@ -137,6 +137,8 @@ hex(char *out, const uint8_t *p, size_t n)
 }
 
 static const char *transports[] = {"tcpip", "hdlc", "gprs", "mbus", "modbus"};
+/* ammctl's inventory knows HDLC over TCP as tcpip with hdlc=1. */
+static const char *inventory_transport[] = {"tcpip", "tcpip", "gprs", "mbus", "modbus"};
 
 /* Parse the options every command shares plus the command's own. */
 static int
@@ -575,16 +577,18 @@ cmd_export(int argc, char **argv)
 			snprintf(gw, sizeof(gw), "127.0.0.1:%u", (unsigned)(gw_base + i / 247));
 			snprintf(prim, sizeof(prim), "%u", 1 + i % 247);
 		}
-		if (m.security == SIM_SEC_HLS) {
+		/* M-Bus and Modbus meters speak no DLMS: no association security */
+		uint8_t sec_mode = o.transport >= SIM_TR_MBUS ? SIM_SEC_NONE : m.security;
+		uint16_t client = sec_mode == SIM_SEC_NONE ? 16 : m.client_addr;
+		if (sec_mode == SIM_SEC_HLS) {
 			hex(ek, m.ek, 16);
 			hex(ak, m.ak, 16);
 		}
 		hex(st, m.system_title, 8);
 		printf("%08u,%s,%s,%s,%s,%d,%u,%u,%s,%s,%s,%s,%s,%u,%s,%s,%s\n", m.serial,
-		       sim_type_name(m.type), transports[o.transport], host, port,
-		       o.transport == SIM_TR_HDLC, m.client_addr, m.server_addr,
-		       m.security == SIM_SEC_HLS ? "hls" : sim_sec_name(m.security), ek, ak,
-		       m.security == SIM_SEC_LLS ? m.password : "", st, m.st->period, gw, prim, sec);
+		       sim_type_name(m.type), inventory_transport[o.transport], host, port,
+		       o.transport == SIM_TR_HDLC, client, m.server_addr, sim_sec_name(sec_mode), ek,
+		       ak, sec_mode == SIM_SEC_LLS ? m.password : "", st, m.st->period, gw, prim, sec);
 	}
 	sim_fleet_free(f);
 	if (fflush(stdout) || ferror(stdout))
