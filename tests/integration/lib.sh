@@ -69,7 +69,8 @@ _as_pg() {
 # PG_SOCK (unix socket directory), PG_SUPER_DSN (superuser, for setup only).
 pg_start() {
 	[ -x "$PGBIN/initdb" ] || die "no PostgreSQL 15 at $PGBIN (apt-get install postgresql-15)"
-	PG_DIR=$(mktemp -d "$LIB_TMP_ROOT/amm-pg.XXXXXX") || die "mktemp"
+	# /tmp rather than $TMPDIR: the postgres user must be able to reach it.
+	PG_DIR=$(mktemp -d "${AMM_PG_TMP:-/tmp}/amm-pg.XXXXXX") || die "mktemp"
 	chmod 755 "$PG_DIR"
 	mkdir -p "$PG_DIR/sock"
 	if [ "$(id -u)" = 0 ]; then chown -R postgres: "$PG_DIR"; fi

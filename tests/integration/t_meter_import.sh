@@ -83,6 +83,10 @@ printf 'serial,transport,host,security,ek,ak,password,system_title\r\n# a commen
 out=$("$AMMCTL" meter import - <"$work/q2.csv" 2>&1) || fail "CRLF/quoted import from stdin: $out"
 expect_eq "CRLF, comments and quotes, from stdin" "a,\"b\"" \
 	"$(q "$dsn" "SELECT k.password FROM meter_key k JOIN meter m ON m.id = k.meter_id WHERE serial = 'Q2'")"
+printf 'serial,transport,host,security,ek,ak,password,system_title\nQ4,tcpip,h,lls,,,x\\y\tz\\N,\n' >"$work/q4.csv"
+out=$("$AMMCTL" meter import "$work/q4.csv" 2>&1) || fail "backslash/tab import: $out"
+expect_eq "backslashes and tabs reach the database as written (COPY escaping)" "t" \
+	"$(q "$dsn" "SELECT k.password = E'x\\\\y\\tz\\\\N' FROM meter_key k JOIN meter m ON m.id = k.meter_id WHERE serial = 'Q4'")"
 expect_status "import of a missing file exits 1" 1 "$AMMCTL" meter import "$work/nonexistent.csv"
 expect_status "import without a file exits 2" 2 "$AMMCTL" meter import
 
@@ -94,12 +98,12 @@ expect_status "add with a bad value fails" 1 "$AMMCTL" meter add X2 transport=tc
 
 # list and show
 out=$("$AMMCTL" meter list)
-expect_eq "list: a header, a line per meter, a count" "1004" "$(echo "$out" | wc -l)"
-expect_eq "list: count line" "1002 meters" "$(echo "$out" | tail -1)"
+expect_eq "list: a header, a line per meter, a count" "1005" "$(echo "$out" | wc -l)"
+expect_eq "list: count line" "1003 meters" "$(echo "$out" | tail -1)"
 expect_match "list: a tcpip meter's line" "^X1 +382M +tcpip +192\.0\.2\.1:4060 +none +300 yes +unknown +never$" "$out"
 expect_match "list: an mbus meter's line" "^KAM00000010 +282 +mbus +10\.9\.0\.2:10001/11 +none +3600 yes" "$out"
 out=$("$AMMCTL" meter list --json)
-expect_eq "list --json: every meter, and X1's fields" "1002 X1 382M tcpip 192.0.2.1:4060 300 True None" \
+expect_eq "list --json: every meter, and X1's fields" "1003 X1 382M tcpip 192.0.2.1:4060 300 True None" \
 	"$(echo "$out" | python3 -c 'import json,sys
 a = json.load(sys.stdin); x = [m for m in a if m["serial"] == "X1"][0]
 print(len(a), x["serial"], x["type"], x["transport"], x["address"], x["profile_period"], x["enabled"], x["last_contact"])')"
