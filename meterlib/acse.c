@@ -15,33 +15,33 @@
 #include "meter_error.h"
 
 /* 2.16.756.5.8 (joint-iso-itu-t country ch, DLMS UA) as BER: 60 85 74 05 08. */
-static const uint8_t dlms_ua_oid[] = { 0x60, 0x85, 0x74, 0x05, 0x08 };
-#define OID_ARC_CONTEXT	  1
+static const uint8_t dlms_ua_oid[] = {0x60, 0x85, 0x74, 0x05, 0x08};
+#define OID_ARC_CONTEXT   1
 #define OID_ARC_MECHANISM 2
-#define DLMS_OID_LEN	  7
+#define DLMS_OID_LEN      7
 
 /* AARQ field tags (context-specific, constructed when EXPLICIT). */
-#define AARQ_CONTEXT	   0xa1
+#define AARQ_CONTEXT       0xa1
 #define AARQ_CALLING_TITLE 0xa6
-#define AARQ_ACSE_REQ	   0x8a
-#define AARQ_MECHANISM	   0x8b
-#define AARQ_AUTH_VALUE	   0xac
+#define AARQ_ACSE_REQ      0x8a
+#define AARQ_MECHANISM     0x8b
+#define AARQ_AUTH_VALUE    0xac
 /* AARE field tags. */
-#define AARE_CONTEXT	      0xa1
-#define AARE_RESULT	      0xa2
-#define AARE_DIAGNOSTIC	      0xa3
+#define AARE_CONTEXT          0xa1
+#define AARE_RESULT           0xa2
+#define AARE_DIAGNOSTIC       0xa3
 #define AARE_RESPONDING_TITLE 0xa4
-#define AARE_ACSE_REQ	      0x88
-#define AARE_MECHANISM	      0x89
-#define AARE_AUTH_VALUE	      0xaa
+#define AARE_ACSE_REQ         0x88
+#define AARE_MECHANISM        0x89
+#define AARE_AUTH_VALUE       0xaa
 /* Shared. */
-#define ACSE_USER_INFO	   0xbe
-#define RELEASE_REASON	   0x80
-#define BER_INTEGER	   0x02
+#define ACSE_USER_INFO     0xbe
+#define RELEASE_REASON     0x80
+#define BER_INTEGER        0x02
 #define BER_OCTET_STRING   0x04
-#define BER_OID		   0x06
-#define AUTH_CHARSTRING	   0x80
-#define AUTH_BITSTRING	   0x81
+#define BER_OID            0x06
+#define AUTH_CHARSTRING    0x80
+#define AUTH_BITSTRING     0x81
 #define CONFORMANCE_TAG_HI 0x5f
 #define CONFORMANCE_TAG_LO 0x1f
 
@@ -137,8 +137,8 @@ ber_small_int(const uint8_t *p, size_t n, uint8_t *v)
 static int
 dlms_oid_arc(const uint8_t *p, size_t n, uint8_t kind, uint8_t *arc)
 {
-	if (n != DLMS_OID_LEN || memcmp(p, dlms_ua_oid, sizeof(dlms_ua_oid)) != 0 ||
-	    p[5] != kind || p[6] & 0x80)
+	if (n != DLMS_OID_LEN || memcmp(p, dlms_ua_oid, sizeof(dlms_ua_oid)) != 0 || p[5] != kind ||
+	    p[6] & 0x80)
 		return METER_EMALFORMED;
 	*arc = p[6];
 	return 0;
@@ -404,7 +404,7 @@ acse_service_error_decode(const uint8_t *buf, size_t len, struct acse_service_er
 	memset(e, 0, sizeof(*e));
 	if (len < 4)
 		return len && buf[0] != ACSE_APDU_SERVICE_ERROR ? METER_EMALFORMED
-									 : METER_ENEEDMORE;
+		                                                : METER_ENEEDMORE;
 	if (buf[0] != ACSE_APDU_SERVICE_ERROR || len != 4)
 		return METER_EMALFORMED;
 	e->choice = buf[1];
@@ -589,7 +589,8 @@ acse_aarq_decode(const uint8_t *buf, size_t len, struct acse_aarq *a)
 				return rc;
 			break;
 		default:
-			/* protocol-version, called-*, calling AE fields, implementation-information */
+			/* protocol-version, called-*, calling AE fields, implementation-information
+			 */
 			break;
 		}
 	}
@@ -598,7 +599,7 @@ acse_aarq_decode(const uint8_t *buf, size_t len, struct acse_aarq *a)
 
 static int
 check_common(enum acse_context ctx, enum acse_mech mech, const uint8_t *title, size_t tlen,
-	     size_t alen)
+             size_t alen)
 {
 	if ((unsigned)ctx > 127 || (unsigned)mech > 127)
 		return METER_EINVAL;
@@ -618,7 +619,7 @@ acse_aarq_encode(struct mbuf *out, const struct acse_aarq *a)
 	int rc;
 
 	if ((rc = check_common(a->context, a->mechanism, a->calling_ap_title,
-			       a->calling_ap_title_len, a->auth_value_len)))
+	                       a->calling_ap_title_len, a->auth_value_len)))
 		return rc;
 	n = tlv_size(tlv_size(DLMS_OID_LEN));
 	if (a->calling_ap_title)
@@ -637,7 +638,7 @@ acse_aarq_encode(struct mbuf *out, const struct acse_aarq *a)
 	put_dlms_oid(out, OID_ARC_CONTEXT, (uint8_t)a->context);
 	if (a->calling_ap_title)
 		put_wrapped(out, AARQ_CALLING_TITLE, BER_OCTET_STRING, a->calling_ap_title,
-			    a->calling_ap_title_len);
+		            a->calling_ap_title_len);
 	if (req) {
 		put_tlv_header(out, AARQ_ACSE_REQ, 2);
 		mbuf_u8(out, 7); /* unused bits: only bit 0 (authentication) is defined */
@@ -649,7 +650,7 @@ acse_aarq_encode(struct mbuf *out, const struct acse_aarq *a)
 	}
 	if (a->auth_value)
 		put_wrapped(out, AARQ_AUTH_VALUE, AUTH_CHARSTRING, a->auth_value,
-			    a->auth_value_len);
+		            a->auth_value_len);
 	user_info_put(out, &a->user);
 	return finish(out, start);
 }
@@ -753,10 +754,11 @@ acse_aare_encode(struct mbuf *out, const struct acse_aare *a)
 	int rc;
 
 	if ((rc = check_common(a->context, a->mechanism, a->responding_ap_title,
-			       a->responding_ap_title_len, a->auth_value_len)))
+	                       a->responding_ap_title_len, a->auth_value_len)))
 		return rc;
 	if ((unsigned)a->result > ACSE_REJECTED_TRANSIENT || a->diag > 127 ||
-	    (a->diag_source != ACSE_DIAG_SERVICE_USER && a->diag_source != ACSE_DIAG_SERVICE_PROVIDER))
+	    (a->diag_source != ACSE_DIAG_SERVICE_USER &&
+	     a->diag_source != ACSE_DIAG_SERVICE_PROVIDER))
 		return METER_EINVAL;
 	n = tlv_size(tlv_size(DLMS_OID_LEN)) + tlv_size(tlv_size(1)) +
 	    tlv_size(tlv_size(tlv_size(1)));
@@ -783,7 +785,7 @@ acse_aare_encode(struct mbuf *out, const struct acse_aare *a)
 	mbuf_u8(out, a->diag);
 	if (a->responding_ap_title)
 		put_wrapped(out, AARE_RESPONDING_TITLE, BER_OCTET_STRING, a->responding_ap_title,
-			    a->responding_ap_title_len);
+		            a->responding_ap_title_len);
 	if (req) {
 		put_tlv_header(out, AARE_ACSE_REQ, 2);
 		mbuf_u8(out, 7);
@@ -795,7 +797,7 @@ acse_aare_encode(struct mbuf *out, const struct acse_aare *a)
 	}
 	if (a->auth_value)
 		put_wrapped(out, AARE_AUTH_VALUE, AUTH_CHARSTRING, a->auth_value,
-			    a->auth_value_len);
+		            a->auth_value_len);
 	user_info_put(out, &a->user);
 	return finish(out, start);
 }
@@ -881,30 +883,30 @@ acse_rlre_encode(struct mbuf *out, const struct acse_release *r)
 /* ---- names ----------------------------------------------------------------- */
 
 static const char *const conformance_names[24] = {
-	"reserved-zero",
-	"general-protection",
-	"general-block-transfer",
-	"read",
-	"write",
-	"unconfirmed-write",
-	"delta-value-encoding",
-	"reserved-seven",
-	"attribute0-supported-with-set",
-	"priority-mgmt-supported",
-	"attribute0-supported-with-get",
-	"block-transfer-with-get-or-read",
-	"block-transfer-with-set-or-write",
-	"block-transfer-with-action",
-	"multiple-references",
-	"information-report",
-	"data-notification",
-	"access",
-	"parameterized-access",
-	"get",
-	"set",
-	"selective-access",
-	"event-notification",
-	"action",
+    "reserved-zero",
+    "general-protection",
+    "general-block-transfer",
+    "read",
+    "write",
+    "unconfirmed-write",
+    "delta-value-encoding",
+    "reserved-seven",
+    "attribute0-supported-with-set",
+    "priority-mgmt-supported",
+    "attribute0-supported-with-get",
+    "block-transfer-with-get-or-read",
+    "block-transfer-with-set-or-write",
+    "block-transfer-with-action",
+    "multiple-references",
+    "information-report",
+    "data-notification",
+    "access",
+    "parameterized-access",
+    "get",
+    "set",
+    "selective-access",
+    "event-notification",
+    "action",
 };
 
 const char *
@@ -947,8 +949,8 @@ acse_context_name(int ctx)
 const char *
 acse_mech_name(int mech)
 {
-	static const char *const names[] = { "none",	 "LLS",	     "HLS",	   "HLS_MD5",
-					     "HLS_SHA1", "HLS_GMAC", "HLS_SHA256", "HLS_ECDSA" };
+	static const char *const names[] = {"none",     "LLS",      "HLS",        "HLS_MD5",
+	                                    "HLS_SHA1", "HLS_GMAC", "HLS_SHA256", "HLS_ECDSA"};
 
 	return mech >= 0 && mech < 8 ? names[mech] : "unknown";
 }
@@ -971,21 +973,21 @@ const char *
 acse_user_diag_name(int diag)
 {
 	static const char *const names[] = {
-		"null",
-		"no-reason-given",
-		"application-context-name-not-supported",
-		"calling-AP-title-not-recognized",
-		"calling-AP-invocation-identifier-not-recognized",
-		"calling-AE-qualifier-not-recognized",
-		"calling-AE-invocation-identifier-not-recognized",
-		"called-AP-title-not-recognized",
-		"called-AP-invocation-identifier-not-recognized",
-		"called-AE-qualifier-not-recognized",
-		"called-AE-invocation-identifier-not-recognized",
-		"authentication-mechanism-name-not-recognised",
-		"authentication-mechanism-name-required",
-		"authentication-failure",
-		"authentication-required",
+	    "null",
+	    "no-reason-given",
+	    "application-context-name-not-supported",
+	    "calling-AP-title-not-recognized",
+	    "calling-AP-invocation-identifier-not-recognized",
+	    "calling-AE-qualifier-not-recognized",
+	    "calling-AE-invocation-identifier-not-recognized",
+	    "called-AP-title-not-recognized",
+	    "called-AP-invocation-identifier-not-recognized",
+	    "called-AE-qualifier-not-recognized",
+	    "called-AE-invocation-identifier-not-recognized",
+	    "authentication-mechanism-name-not-recognised",
+	    "authentication-mechanism-name-required",
+	    "authentication-failure",
+	    "authentication-required",
 	};
 
 	return diag >= 0 && diag < 15 ? names[diag] : "unknown";

@@ -46,10 +46,10 @@
 #define ACSE_TAG_RLRE 0x63
 
 /* xDLMS APDU tags found in user-information. */
-#define ACSE_APDU_INITIATE_REQUEST	0x01
-#define ACSE_APDU_INITIATE_RESPONSE	0x08
-#define ACSE_APDU_SERVICE_ERROR 0x0e
-#define ACSE_APDU_GLO_INITIATE_REQUEST	0x21
+#define ACSE_APDU_INITIATE_REQUEST      0x01
+#define ACSE_APDU_INITIATE_RESPONSE     0x08
+#define ACSE_APDU_SERVICE_ERROR         0x0e
+#define ACSE_APDU_GLO_INITIATE_REQUEST  0x21
 #define ACSE_APDU_GLO_INITIATE_RESPONSE 0x28
 
 #define ACSE_DLMS_VERSION 6
@@ -76,15 +76,11 @@ enum acse_mech {
 	ACSE_MECH_HLS_ECDSA = 7
 };
 
-enum acse_result {
-	ACSE_ACCEPTED = 0,
-	ACSE_REJECTED_PERMANENT = 1,
-	ACSE_REJECTED_TRANSIENT = 2
-};
+enum acse_result { ACSE_ACCEPTED = 0, ACSE_REJECTED_PERMANENT = 1, ACSE_REJECTED_TRANSIENT = 2 };
 
 enum acse_diag_source {
-	ACSE_DIAG_SERVICE_USER = 1,	/* [1] acse-service-user */
-	ACSE_DIAG_SERVICE_PROVIDER = 2	/* [2] acse-service-provider */
+	ACSE_DIAG_SERVICE_USER = 1,    /* [1] acse-service-user */
+	ACSE_DIAG_SERVICE_PROVIDER = 2 /* [2] acse-service-provider */
 };
 
 /* acse-service-user diagnostics. */
@@ -108,9 +104,10 @@ enum acse_user_diag {
 /* acse-service-provider diagnostics: null 0, no-reason-given 1, no-common-acse-version 2. */
 #define ACSE_DIAG_NO_COMMON_ACSE_VERSION 2
 
-/* RLRQ reasons: normal 0, urgent 1, user-defined 30; RLRE: normal 0, not-finished 1, user-defined 30. */
-#define ACSE_RELEASE_NORMAL	  0
-#define ACSE_RELEASE_URGENT	  1
+/* RLRQ reasons: normal 0, urgent 1, user-defined 30; RLRE: normal 0, not-finished 1,
+ * user-defined 30. */
+#define ACSE_RELEASE_NORMAL       0
+#define ACSE_RELEASE_URGENT       1
 #define ACSE_RELEASE_NOT_FINISHED 1
 #define ACSE_RELEASE_USER_DEFINED 30
 
@@ -118,29 +115,29 @@ enum acse_user_diag {
  * Conformance block: 24 bits, bit 0 is the most significant as in the
  * Green Book, so bit n is the mask 1 << (23 - n).
  */
-#define ACSE_CONF_BIT(n)			  (1u << (23 - (n)))
-#define ACSE_CONF_GENERAL_PROTECTION		  ACSE_CONF_BIT(1)
-#define ACSE_CONF_GENERAL_BLOCK_TRANSFER	  ACSE_CONF_BIT(2)
-#define ACSE_CONF_READ				  ACSE_CONF_BIT(3)
-#define ACSE_CONF_WRITE				  ACSE_CONF_BIT(4)
-#define ACSE_CONF_UNCONFIRMED_WRITE		  ACSE_CONF_BIT(5)
-#define ACSE_CONF_DELTA_VALUE_ENCODING		  ACSE_CONF_BIT(6)
-#define ACSE_CONF_ATTRIBUTE0_WITH_SET		  ACSE_CONF_BIT(8)
-#define ACSE_CONF_PRIORITY_MGMT			  ACSE_CONF_BIT(9)
-#define ACSE_CONF_ATTRIBUTE0_WITH_GET		  ACSE_CONF_BIT(10)
-#define ACSE_CONF_BLOCK_TRANSFER_WITH_GET	  ACSE_CONF_BIT(11)
-#define ACSE_CONF_BLOCK_TRANSFER_WITH_SET	  ACSE_CONF_BIT(12)
-#define ACSE_CONF_BLOCK_TRANSFER_WITH_ACTION	  ACSE_CONF_BIT(13)
-#define ACSE_CONF_MULTIPLE_REFERENCES		  ACSE_CONF_BIT(14)
-#define ACSE_CONF_INFORMATION_REPORT		  ACSE_CONF_BIT(15)
-#define ACSE_CONF_DATA_NOTIFICATION		  ACSE_CONF_BIT(16)
-#define ACSE_CONF_ACCESS			  ACSE_CONF_BIT(17)
-#define ACSE_CONF_PARAMETERIZED_ACCESS		  ACSE_CONF_BIT(18)
-#define ACSE_CONF_GET				  ACSE_CONF_BIT(19)
-#define ACSE_CONF_SET				  ACSE_CONF_BIT(20)
-#define ACSE_CONF_SELECTIVE_ACCESS		  ACSE_CONF_BIT(21)
-#define ACSE_CONF_EVENT_NOTIFICATION		  ACSE_CONF_BIT(22)
-#define ACSE_CONF_ACTION			  ACSE_CONF_BIT(23)
+#define ACSE_CONF_BIT(n)                     (1u << (23 - (n)))
+#define ACSE_CONF_GENERAL_PROTECTION         ACSE_CONF_BIT(1)
+#define ACSE_CONF_GENERAL_BLOCK_TRANSFER     ACSE_CONF_BIT(2)
+#define ACSE_CONF_READ                       ACSE_CONF_BIT(3)
+#define ACSE_CONF_WRITE                      ACSE_CONF_BIT(4)
+#define ACSE_CONF_UNCONFIRMED_WRITE          ACSE_CONF_BIT(5)
+#define ACSE_CONF_DELTA_VALUE_ENCODING       ACSE_CONF_BIT(6)
+#define ACSE_CONF_ATTRIBUTE0_WITH_SET        ACSE_CONF_BIT(8)
+#define ACSE_CONF_PRIORITY_MGMT              ACSE_CONF_BIT(9)
+#define ACSE_CONF_ATTRIBUTE0_WITH_GET        ACSE_CONF_BIT(10)
+#define ACSE_CONF_BLOCK_TRANSFER_WITH_GET    ACSE_CONF_BIT(11)
+#define ACSE_CONF_BLOCK_TRANSFER_WITH_SET    ACSE_CONF_BIT(12)
+#define ACSE_CONF_BLOCK_TRANSFER_WITH_ACTION ACSE_CONF_BIT(13)
+#define ACSE_CONF_MULTIPLE_REFERENCES        ACSE_CONF_BIT(14)
+#define ACSE_CONF_INFORMATION_REPORT         ACSE_CONF_BIT(15)
+#define ACSE_CONF_DATA_NOTIFICATION          ACSE_CONF_BIT(16)
+#define ACSE_CONF_ACCESS                     ACSE_CONF_BIT(17)
+#define ACSE_CONF_PARAMETERIZED_ACCESS       ACSE_CONF_BIT(18)
+#define ACSE_CONF_GET                        ACSE_CONF_BIT(19)
+#define ACSE_CONF_SET                        ACSE_CONF_BIT(20)
+#define ACSE_CONF_SELECTIVE_ACCESS           ACSE_CONF_BIT(21)
+#define ACSE_CONF_EVENT_NOTIFICATION         ACSE_CONF_BIT(22)
+#define ACSE_CONF_ACTION                     ACSE_CONF_BIT(23)
 
 /* xDLMS InitiateRequest (A-XDR, tag 0x01). */
 struct acse_initiate_req {
@@ -171,20 +168,20 @@ struct acse_initiate_resp {
 
 /* ConfirmedServiceError (tag 0x0e), as sent in an AARE that refuses the Initiate. */
 struct acse_service_error {
-	uint8_t choice;	       /* 1 = initiateError */
+	uint8_t choice;        /* 1 = initiateError */
 	uint8_t service_error; /* 6 = initiate */
-	uint8_t value;	       /* initiate: 0 other, 1 dlms-version-too-low,
-				  2 incompatible-conformance, 3 pdu-size-too-short,
-				  4 refused-by-the-VDE-Handler */
+	uint8_t value;         /* initiate: 0 other, 1 dlms-version-too-low,
+	                          2 incompatible-conformance, 3 pdu-size-too-short,
+	                          4 refused-by-the-VDE-Handler */
 };
 
 enum acse_ui_kind {
-	ACSE_UI_NONE = 0,	 /* no user-information */
-	ACSE_UI_INITIATE_REQ,	 /* .u.req decoded */
-	ACSE_UI_INITIATE_RESP,	 /* .u.resp decoded */
-	ACSE_UI_SERVICE_ERROR,	 /* .u.err decoded */
-	ACSE_UI_CIPHERED,	 /* glo-initiate-*, general-glo: unprotect ui first */
-	ACSE_UI_OTHER		 /* something else: only the raw bytes */
+	ACSE_UI_NONE = 0,      /* no user-information */
+	ACSE_UI_INITIATE_REQ,  /* .u.req decoded */
+	ACSE_UI_INITIATE_RESP, /* .u.resp decoded */
+	ACSE_UI_SERVICE_ERROR, /* .u.err decoded */
+	ACSE_UI_CIPHERED,      /* glo-initiate-*, general-glo: unprotect ui first */
+	ACSE_UI_OTHER          /* something else: only the raw bytes */
 };
 
 struct acse_user_info {
@@ -204,9 +201,9 @@ struct acse_aarq {
 	size_t calling_ap_title_len;
 	/* sender-acse-requirements: authentication functional unit */
 	bool acse_requirements; /* the field is present */
-	bool authentication;	/* its authentication bit */
+	bool authentication;    /* its authentication bit */
 	enum acse_mech mechanism;
-	bool mechanism_present; /* set by decode; encode also emits it when mechanism != NONE */
+	bool mechanism_present;    /* set by decode; encode also emits it when mechanism != NONE */
 	const uint8_t *auth_value; /* calling-authentication-value (charstring): password or CtoS */
 	size_t auth_value_len;
 	/* decode: user information; encode: only ui/ui_len are used */
@@ -217,7 +214,7 @@ struct acse_aare {
 	enum acse_context context;
 	enum acse_result result;
 	enum acse_diag_source diag_source;
-	uint8_t diag; /* enum acse_user_diag, or provider diagnostic */
+	uint8_t diag;                       /* enum acse_user_diag, or provider diagnostic */
 	const uint8_t *responding_ap_title; /* server system title; NULL when absent */
 	size_t responding_ap_title_len;
 	bool acse_requirements;

@@ -9,6 +9,7 @@
  * the tag does not verify; authentication-only APDUs are copied out only
  * after their tag has verified.
  */
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -96,15 +97,15 @@ struct gcm_job {
 	int encrypt;
 	const uint8_t *key;
 	const uint8_t *iv;
-	bool aad;		   /* feed SC ‖ AK as AAD (A bit set) */
+	bool aad; /* feed SC ‖ AK as AAD (A bit set) */
 	uint8_t sc;
 	const uint8_t *ak;
-	const uint8_t *aad_tail;   /* more AAD: plaintext (A only) or challenge */
+	const uint8_t *aad_tail; /* more AAD: plaintext (A only) or challenge */
 	size_t aad_tail_len;
-	const uint8_t *in;	   /* data to en/decrypt (E bit set) */
+	const uint8_t *in; /* data to en/decrypt (E bit set) */
 	uint8_t *out;
 	size_t len;
-	uint8_t *tag;		   /* 12 bytes, written (encrypt) or checked (decrypt); NULL: none */
+	uint8_t *tag; /* 12 bytes, written (encrypt) or checked (decrypt); NULL: none */
 };
 
 /* Returns 0, METER_EAUTH (decrypt: tag mismatch) or METER_ECRYPTO. */
@@ -126,7 +127,8 @@ gcm_run(const struct gcm_job *j)
 		    EVP_CipherUpdate(ctx, NULL, &n, j->ak, DLMS_KEY_LEN) != 1)
 			goto fail;
 	}
-	if (j->aad_tail_len && EVP_CipherUpdate(ctx, NULL, &n, j->aad_tail, (int)j->aad_tail_len) != 1)
+	if (j->aad_tail_len &&
+	    EVP_CipherUpdate(ctx, NULL, &n, j->aad_tail, (int)j->aad_tail_len) != 1)
 		goto fail;
 	if (j->len && EVP_CipherUpdate(ctx, j->out, &n, j->in, (int)j->len) != 1)
 		goto fail;
@@ -222,11 +224,11 @@ check_sc(uint8_t sc)
 
 int
 dlms_protect(struct mbuf *out, enum dlms_cipher_kind kind, uint8_t sc, const struct dlms_keys *k,
-	     const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN], uint32_t ic, const uint8_t *apdu,
-	     size_t len)
+             const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN], uint32_t ic, const uint8_t *apdu,
+             size_t len)
 {
 	bool a = sc & DLMS_SC_AUTH, e = sc & DLMS_SC_ENC;
-	struct gcm_job j = { .encrypt = 1 };
+	struct gcm_job j = {.encrypt = 1};
 	uint8_t iv[DLMS_IV_LEN], *body, *tag = NULL;
 	size_t start = out->len;
 	int tagv, rc;
@@ -249,7 +251,7 @@ dlms_protect(struct mbuf *out, enum dlms_cipher_kind kind, uint8_t sc, const str
 	case DLMS_CIPHER_GENERAL_GLO:
 	case DLMS_CIPHER_GENERAL_DED:
 		mbuf_u8(out, kind == DLMS_CIPHER_GENERAL_GLO ? DLMS_TAG_GENERAL_GLO_CIPHERING
-							      : DLMS_TAG_GENERAL_DED_CIPHERING);
+		                                             : DLMS_TAG_GENERAL_DED_CIPHERING);
 		mbuf_u8(out, DLMS_SYSTEM_TITLE_LEN);
 		mbuf_put(out, sys_title, DLMS_SYSTEM_TITLE_LEN);
 		break;
@@ -338,10 +340,10 @@ dlms_ciphered_parse(const uint8_t *buf, size_t len, struct dlms_ciphered *c)
 
 int
 dlms_unprotect(struct mbuf *out, const struct dlms_ciphered *c, const struct dlms_keys *k,
-	       const uint8_t *peer_title, uint8_t require, struct dlms_rx_counter *rx)
+               const uint8_t *peer_title, uint8_t require, struct dlms_rx_counter *rx)
 {
 	bool a = c->sc & DLMS_SC_AUTH, e = c->sc & DLMS_SC_ENC;
-	struct gcm_job j = { .encrypt = 0 };
+	struct gcm_job j = {.encrypt = 0};
 	const uint8_t *st = peer_title;
 	uint8_t iv[DLMS_IV_LEN], tag[DLMS_GCM_TAG_LEN], *dst;
 	size_t start = out->len, dlen;
@@ -364,6 +366,8 @@ dlms_unprotect(struct mbuf *out, const struct dlms_ciphered *c, const struct dlm
 		return METER_EREPLAY;
 	if (a && c->body_len < DLMS_GCM_TAG_LEN)
 		return METER_EMALFORMED;
+	if (c->body_len > INT_MAX) /* EVP counts in int */
+		return METER_EUNSUPPORTED;
 	dlen = c->body_len - (a ? DLMS_GCM_TAG_LEN : 0);
 	if ((dst = mbuf_reserve(out, dlen)) == NULL)
 		return METER_ENOSPC;
@@ -404,13 +408,14 @@ dlms_unprotect(struct mbuf *out, const struct dlms_ciphered *c, const struct dlm
 
 int
 dlms_hls_gmac(uint8_t out[DLMS_HLS_GMAC_LEN], uint8_t sc, const struct dlms_keys *k,
-	      const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN], uint32_t ic, const uint8_t *challenge,
-	      size_t clen)
+              const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN], uint32_t ic, const uint8_t *challenge,
+              size_t clen)
 {
-	struct gcm_job j = { .encrypt = 1 };
+	struct gcm_job j = {.encrypt = 1};
 	uint8_t iv[DLMS_IV_LEN];
 
-	if (k == NULL || sys_title == NULL || (challenge == NULL && clen) || !(sc & DLMS_SC_AUTH))
+	if (k == NULL || sys_title == NULL || (challenge == NULL && clen) || clen > INT_MAX ||
+	    !(sc & DLMS_SC_AUTH))
 		return METER_EINVAL;
 	make_iv(iv, sys_title, ic);
 	out[0] = sc;
@@ -431,8 +436,8 @@ dlms_hls_gmac(uint8_t out[DLMS_HLS_GMAC_LEN], uint8_t sc, const struct dlms_keys
 
 int
 dlms_hls_gmac_check(const uint8_t *resp, size_t rlen, const struct dlms_keys *k,
-		    const uint8_t peer_title[DLMS_SYSTEM_TITLE_LEN], const uint8_t *challenge,
-		    size_t clen, uint32_t *ic)
+                    const uint8_t peer_title[DLMS_SYSTEM_TITLE_LEN], const uint8_t *challenge,
+                    size_t clen, uint32_t *ic)
 {
 	uint8_t want[DLMS_HLS_GMAC_LEN];
 	uint32_t v;
@@ -454,7 +459,7 @@ dlms_hls_gmac_check(const uint8_t *resp, size_t rlen, const struct dlms_keys *k,
 
 static ssize_t
 key_wrap_run(int encrypt, uint8_t *out, size_t cap, const uint8_t *kek, const uint8_t *in,
-	     size_t len)
+             size_t len)
 {
 	EVP_CIPHER_CTX *ctx;
 	size_t want;
@@ -489,14 +494,14 @@ fail:
 
 ssize_t
 dlms_key_wrap(uint8_t *out, size_t cap, const uint8_t kek[DLMS_KEY_LEN], const uint8_t *key,
-	      size_t keylen)
+              size_t keylen)
 {
 	return key_wrap_run(1, out, cap, kek, key, keylen);
 }
 
 ssize_t
 dlms_key_unwrap(uint8_t *out, size_t cap, const uint8_t kek[DLMS_KEY_LEN], const uint8_t *wrapped,
-		size_t len)
+                size_t len)
 {
 	return key_wrap_run(0, out, cap, kek, wrapped, len);
 }

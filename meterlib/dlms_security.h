@@ -41,17 +41,17 @@
 #include "bytes.h"
 
 #define DLMS_SYSTEM_TITLE_LEN 8
-#define DLMS_KEY_LEN	      16
+#define DLMS_KEY_LEN          16
 #define DLMS_GCM_TAG_LEN      12
-#define DLMS_IV_LEN	      12
+#define DLMS_IV_LEN           12
 /* SC ‖ IC ‖ 12-byte GMAC: the authentication value of HLS mechanism 5. */
 #define DLMS_HLS_GMAC_LEN 17
 
 /* Security control byte. */
 #define DLMS_SC_SUITE_MASK 0x0f
-#define DLMS_SC_AUTH	   0x10 /* A: authenticated */
-#define DLMS_SC_ENC	   0x20 /* E: encrypted */
-#define DLMS_SC_KEY_SET	   0x40 /* 1 = broadcast key, 0 = unicast */
+#define DLMS_SC_AUTH       0x10 /* A: authenticated */
+#define DLMS_SC_ENC        0x20 /* E: encrypted */
+#define DLMS_SC_KEY_SET    0x40 /* 1 = broadcast key, 0 = unicast */
 #define DLMS_SC_COMPRESS   0x80
 
 /* Ciphered APDU tags that are not a glo/ded twin of a plaintext tag. */
@@ -61,10 +61,10 @@
 
 /* How a plaintext APDU is to be protected. */
 enum dlms_cipher_kind {
-	DLMS_CIPHER_GLO,	 /* glo-xxx tag, global (unicast/broadcast) key */
-	DLMS_CIPHER_DED,	 /* ded-xxx tag, dedicated key */
+	DLMS_CIPHER_GLO,         /* glo-xxx tag, global (unicast/broadcast) key */
+	DLMS_CIPHER_DED,         /* ded-xxx tag, dedicated key */
 	DLMS_CIPHER_GENERAL_GLO, /* 0xdb, carries the system title */
-	DLMS_CIPHER_GENERAL_DED	 /* 0xdc, carries the system title */
+	DLMS_CIPHER_GENERAL_DED  /* 0xdc, carries the system title */
 };
 
 /*
@@ -87,8 +87,8 @@ struct dlms_rx_counter {
  * Pointers are into the buffer given to dlms_ciphered_parse().
  */
 struct dlms_ciphered {
-	uint8_t tag;		     /* glo/ded tag, 0xdb or 0xdc */
-	uint8_t plain_tag;	     /* plaintext twin of a glo/ded tag; 0 for general-* */
+	uint8_t tag;                 /* glo/ded tag, 0xdb or 0xdc */
+	uint8_t plain_tag;           /* plaintext twin of a glo/ded tag; 0 for general-* */
 	const uint8_t *system_title; /* general-*: the sender's, else NULL */
 	uint8_t sc;
 	uint32_t ic;
@@ -122,8 +122,8 @@ bool dlms_is_ciphered_tag(uint8_t tag);
  * out->err is set too), METER_ECRYPTO.
  */
 int dlms_protect(struct mbuf *out, enum dlms_cipher_kind kind, uint8_t sc,
-		 const struct dlms_keys *k, const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN],
-		 uint32_t ic, const uint8_t *apdu, size_t len);
+                 const struct dlms_keys *k, const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN],
+                 uint32_t ic, const uint8_t *apdu, size_t len);
 
 /*
  * Parse the framing of a ciphered APDU at buf: tag, (system title), length,
@@ -155,7 +155,7 @@ ssize_t dlms_ciphered_parse(const uint8_t *buf, size_t len, struct dlms_ciphered
  * METER_ECRYPTO.
  */
 int dlms_unprotect(struct mbuf *out, const struct dlms_ciphered *c, const struct dlms_keys *k,
-		   const uint8_t *peer_title, uint8_t require, struct dlms_rx_counter *rx);
+                   const uint8_t *peer_title, uint8_t require, struct dlms_rx_counter *rx);
 
 /*
  * HLS-GMAC (mechanism 5), pass 3 and 4:
@@ -167,8 +167,8 @@ int dlms_unprotect(struct mbuf *out, const struct dlms_ciphered *c, const struct
  * METER_EINVAL / METER_ECRYPTO.
  */
 int dlms_hls_gmac(uint8_t out[DLMS_HLS_GMAC_LEN], uint8_t sc, const struct dlms_keys *k,
-		  const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN], uint32_t ic,
-		  const uint8_t *challenge, size_t clen);
+                  const uint8_t sys_title[DLMS_SYSTEM_TITLE_LEN], uint32_t ic,
+                  const uint8_t *challenge, size_t clen);
 
 /*
  * Check the peer's f(challenge) (resp, rlen bytes) for the challenge we
@@ -178,8 +178,8 @@ int dlms_hls_gmac(uint8_t out[DLMS_HLS_GMAC_LEN], uint8_t sc, const struct dlms_
  * GMAC, wrong length, SC without A); METER_ECRYPTO.
  */
 int dlms_hls_gmac_check(const uint8_t *resp, size_t rlen, const struct dlms_keys *k,
-			const uint8_t peer_title[DLMS_SYSTEM_TITLE_LEN], const uint8_t *challenge,
-			size_t clen, uint32_t *ic);
+                        const uint8_t peer_title[DLMS_SYSTEM_TITLE_LEN], const uint8_t *challenge,
+                        size_t clen, uint32_t *ic);
 
 /*
  * AES key wrap (RFC 3394) with a 128-bit KEK, as used to transfer keys
@@ -188,9 +188,9 @@ int dlms_hls_gmac_check(const uint8_t *resp, size_t rlen, const struct dlms_keys
  * METER_EINVAL (lengths), METER_ENOSPC (cap too small), METER_EAUTH
  * (unwrap: integrity check failed; out is wiped), METER_ECRYPTO.
  */
-ssize_t dlms_key_wrap(uint8_t *out, size_t cap, const uint8_t kek[DLMS_KEY_LEN],
-		      const uint8_t *key, size_t keylen);
+ssize_t dlms_key_wrap(uint8_t *out, size_t cap, const uint8_t kek[DLMS_KEY_LEN], const uint8_t *key,
+                      size_t keylen);
 ssize_t dlms_key_unwrap(uint8_t *out, size_t cap, const uint8_t kek[DLMS_KEY_LEN],
-			const uint8_t *wrapped, size_t len);
+                        const uint8_t *wrapped, size_t len);
 
 #endif

@@ -75,6 +75,7 @@ want_num(const char *id, const char *m, const char *key)
 }
 
 static char tmp[8][4096];
+static size_t deciphered; /* ciphered user-information rows taken all the way down */
 
 static const char *
 fmt_hex(int slot, const uint8_t *p, size_t n)
@@ -110,6 +111,61 @@ fmt_acse_req(int slot, bool present, bool auth)
 	return tmp[slot];
 }
 
+static size_t
+unhex_field(const char *m, const char *key, uint8_t *out, size_t cap)
+{
+	char v[1024];
+	size_t n = 0, len;
+	uint8_t *b;
+
+	cr_assert_not_null(get(m, key, v, sizeof(v)), "no %s", key);
+	v[strspn(v, "0123456789abcdef")] = '\0';
+	b = hex_tail(v, &len);
+	cr_assert_not_null(b);
+	if (len <= cap) {
+		memcpy(out, b, len);
+		n = len;
+	}
+	tail_free(b);
+	return n;
+}
+
+/*
+ * What a session engine does with a ciphered user-information: unprotect
+ * it with the keys of the cipher row and decode the Initiate inside.
+ */
+static void
+decipher_user_info(const char *id, const struct dlms_vector *see, const struct dlms_ciphered *c)
+{
+	struct dlms_keys k;
+	uint8_t st[8], plain[256], want[256], re[256];
+	size_t wlen;
+	struct mbuf out, rb;
+	struct acse_user_info pu;
+
+	cr_assert_eq(unhex_field(see->meaning, "key", k.ek, 16), 16, "%s", id);
+	cr_assert_eq(unhex_field(see->meaning, "auth_key", k.ak, 16), 16, "%s", id);
+	cr_assert_eq(unhex_field(see->meaning, "system_title", st, 8), 8, "%s", id);
+	wlen = unhex_field(see->meaning, "plaintext_hex", want, sizeof(want));
+	mbuf_init(&out, plain, sizeof(plain));
+	cr_assert_eq(dlms_unprotect(&out, c, &k, st, DLMS_SC_AUTH | DLMS_SC_ENC, NULL), 0, "%s",
+	             id);
+	cr_assert_eq(out.len, wlen, "%s", id);
+	cr_assert_eq(memcmp(plain, want, wlen), 0, "%s", id);
+	cr_assert_eq(acse_user_info_decode(plain, out.len, &pu), 0, "%s", id);
+	cr_assert_eq(pu.kind,
+	             c->plain_tag == ACSE_APDU_INITIATE_REQUEST ? ACSE_UI_INITIATE_REQ
+	                                                        : ACSE_UI_INITIATE_RESP,
+	             "%s", id);
+	mbuf_init(&rb, re, sizeof(re));
+	cr_assert_eq(pu.kind == ACSE_UI_INITIATE_REQ ? acse_initiate_req_encode(&rb, &pu.u.req)
+	                                             : acse_initiate_resp_encode(&rb, &pu.u.resp),
+	             0);
+	cr_assert_eq(rb.len, wlen, "%s", id);
+	cr_assert_eq(memcmp(re, want, wlen), 0, "%s: plaintext Initiate re-encoded", id);
+	deciphered++;
+}
+
 static void
 check_user_info(const char *id, const char *m, const struct acse_user_info *u)
 {
@@ -135,15 +191,16 @@ check_user_info(const char *id, const char *m, const struct acse_user_info *u)
 		const struct acse_initiate_req *q = &u->u.req;
 		cr_assert_eq(u->kind, ACSE_UI_INITIATE_REQ, "%s", id);
 		expect_field(id, flat, "dedicated_key",
-			     q->dedicated_key ? fmt_hex(0, q->dedicated_key, q->dedicated_key_len)
-					      : "absent");
+		             q->dedicated_key ? fmt_hex(0, q->dedicated_key, q->dedicated_key_len)
+		                              : "absent");
 		get(flat, "response_allowed", v, sizeof(v));
 		cr_assert_eq(q->response_allowed, strstr(v, "true") != NULL, "%s", id);
 		get(flat, "proposed_qos", v, sizeof(v));
 		cr_assert_eq(q->proposed_qos, strcmp(v, "absent") == 0 ? -1 : num(v), "%s", id);
 		cr_assert_eq(q->dlms_version, want_num(id, flat, "dlms_version"), "%s", id);
 		cr_assert_eq(q->conformance, want_num(id, flat, "proposed_conformance"), "%s", id);
-		cr_assert_eq(q->max_pdu, want_num(id, flat, "client_max_receive_pdu_size"), "%s", id);
+		cr_assert_eq(q->max_pdu, want_num(id, flat, "client_max_receive_pdu_size"), "%s",
+		             id);
 		rc = acse_initiate_req_encode(&out, q);
 	} else if (strcmp(type, "InitiateResponse") == 0) {
 		const struct acse_initiate_resp *p = &u->u.resp;
@@ -151,8 +208,10 @@ check_user_info(const char *id, const char *m, const struct acse_user_info *u)
 		get(flat, "negotiated_qos", v, sizeof(v));
 		cr_assert_eq(p->negotiated_qos, strcmp(v, "absent") == 0 ? -1 : num(v), "%s", id);
 		cr_assert_eq(p->dlms_version, want_num(id, flat, "dlms_version"), "%s", id);
-		cr_assert_eq(p->conformance, want_num(id, flat, "negotiated_conformance"), "%s", id);
-		cr_assert_eq(p->max_pdu, want_num(id, flat, "server_max_receive_pdu_size"), "%s", id);
+		cr_assert_eq(p->conformance, want_num(id, flat, "negotiated_conformance"), "%s",
+		             id);
+		cr_assert_eq(p->max_pdu, want_num(id, flat, "server_max_receive_pdu_size"), "%s",
+		             id);
 		cr_assert_eq(p->vaa_name, want_num(id, flat, "vaa_name"), "%s", id);
 		cr_assert(!p->vaa_name_truncated);
 		rc = acse_initiate_resp_encode(&out, p);
@@ -166,7 +225,8 @@ check_user_info(const char *id, const char *m, const struct acse_user_info *u)
 		/* Ciphered: only the framing is ours to check here. */
 		struct dlms_ciphered c;
 		cr_assert_eq(u->kind, ACSE_UI_CIPHERED, "%s", id);
-		cr_assert_eq(dlms_ciphered_parse(u->ui, u->ui_len, &c), (ssize_t)u->ui_len, "%s", id);
+		cr_assert_eq(dlms_ciphered_parse(u->ui, u->ui_len, &c), (ssize_t)u->ui_len, "%s",
+		             id);
 		cr_assert_eq(c.tag, want_num(id, flat, "tag"), "%s", id);
 		cr_assert_eq(c.body_len + 5, (size_t)want_num(id, flat, "length"), "%s", id);
 		cr_assert_eq(c.sc, want_num(id, flat, "security_control"), "%s", id);
@@ -177,6 +237,7 @@ check_user_info(const char *id, const char *m, const struct acse_user_info *u)
 			const struct dlms_vector *see = dlms_vector(v);
 			cr_assert_not_null(see, "%s: no row %s", id, v);
 			cr_assert_str_eq(to_hex(u->ui, u->ui_len), see->hex, "%s", id);
+			decipher_user_info(id, see, &c);
 		}
 		return;
 	} else {
@@ -189,7 +250,7 @@ check_user_info(const char *id, const char *m, const struct acse_user_info *u)
 
 static void
 check_reencoded(const char *id, const uint8_t *want, size_t n, const uint8_t *got, size_t glen,
-		int rc)
+                int rc)
 {
 	cr_assert_eq(rc, 0, "%s: encode %s", id, meter_strerror(rc));
 	cr_assert_eq(glen, n, "%s: %zu bytes, want %zu", id, glen, n);
@@ -211,15 +272,15 @@ check_apdu(const char *id, const char *type, const char *m, const uint8_t *b, si
 		cr_assert_eq(got, (ssize_t)n, "%s: decode %zd", id, got);
 		expect_field(id, m, "application_context", acse_context_name(a.context));
 		expect_field(id, m, "calling_ap_title",
-			     fmt_hex(0, a.calling_ap_title, a.calling_ap_title_len));
+		             fmt_hex(0, a.calling_ap_title, a.calling_ap_title_len));
 		expect_field(id, m, "sender_acse_requirements",
-			     fmt_acse_req(1, a.acse_requirements, a.authentication));
+		             fmt_acse_req(1, a.acse_requirements, a.authentication));
 		expect_field(id, m, "mechanism",
-			     a.mechanism_present
-				     ? fmt_name_num(2, acse_mech_name(a.mechanism), a.mechanism)
-				     : NULL);
+		             a.mechanism_present
+		                 ? fmt_name_num(2, acse_mech_name(a.mechanism), a.mechanism)
+		                 : NULL);
 		expect_field(id, m, "calling_authentication_value",
-			     fmt_charstring(3, a.auth_value, a.auth_value_len));
+		             fmt_charstring(3, a.auth_value, a.auth_value_len));
 		check_user_info(id, m, &a.user);
 		check_reencoded(id, b, n, re, out.len, acse_aarq_encode(&out, &a));
 	} else if (strcmp(type, "AARE") == 0) {
@@ -228,21 +289,22 @@ check_apdu(const char *id, const char *type, const char *m, const uint8_t *b, si
 		got = acse_aare_decode(b, n, &a);
 		cr_assert_eq(got, (ssize_t)n, "%s: decode %zd", id, got);
 		expect_field(id, m, "application_context", acse_context_name(a.context));
-		expect_field(id, m, "result", fmt_name_num(0, acse_result_name(a.result), a.result));
+		expect_field(id, m, "result",
+		             fmt_name_num(0, acse_result_name(a.result), a.result));
 		cr_assert_eq(a.diag_source, ACSE_DIAG_SERVICE_USER, "%s", id);
-		snprintf(diag, sizeof(diag), "acse-service-user:%s(%d)", acse_user_diag_name(a.diag),
-			 a.diag);
+		snprintf(diag, sizeof(diag), "acse-service-user:%s(%d)",
+		         acse_user_diag_name(a.diag), a.diag);
 		expect_field(id, m, "result_source_diagnostic", diag);
 		expect_field(id, m, "responding_ap_title",
-			     fmt_hex(1, a.responding_ap_title, a.responding_ap_title_len));
+		             fmt_hex(1, a.responding_ap_title, a.responding_ap_title_len));
 		expect_field(id, m, "responder_acse_requirements",
-			     fmt_acse_req(2, a.acse_requirements, a.authentication));
+		             fmt_acse_req(2, a.acse_requirements, a.authentication));
 		expect_field(id, m, "mechanism",
-			     a.mechanism_present
-				     ? fmt_name_num(3, acse_mech_name(a.mechanism), a.mechanism)
-				     : NULL);
+		             a.mechanism_present
+		                 ? fmt_name_num(3, acse_mech_name(a.mechanism), a.mechanism)
+		                 : NULL);
 		expect_field(id, m, "responding_authentication_value",
-			     fmt_charstring(4, a.auth_value, a.auth_value_len));
+		             fmt_charstring(4, a.auth_value, a.auth_value_len));
 		check_user_info(id, m, &a.user);
 		check_reencoded(id, b, n, re, out.len, acse_aare_encode(&out, &a));
 	} else if (strcmp(type, "RLRQ") == 0 || strcmp(type, "RLRE") == 0) {
@@ -259,9 +321,9 @@ check_apdu(const char *id, const char *type, const char *m, const uint8_t *b, si
 		}
 		check_user_info(id, m, &r.user);
 		check_reencoded(id, b, n, re, out.len,
-				rq ? acse_rlrq_encode(&out, &r) : acse_rlre_encode(&out, &r));
+		                rq ? acse_rlrq_encode(&out, &r) : acse_rlre_encode(&out, &r));
 	} else if (strcmp(type, "InitiateRequest") == 0 || strcmp(type, "InitiateResponse") == 0 ||
-		   strcmp(type, "ConfirmedServiceError") == 0) {
+	           strcmp(type, "ConfirmedServiceError") == 0) {
 		/* Same checks as inside user-information: build that shape. */
 		struct acse_user_info u;
 		char wrapped[4096];
@@ -306,14 +368,14 @@ check_conformance(const struct dlms_vector *v, const uint8_t *b, size_t n)
 
 Test(acse, every_acse_row)
 {
-	static const char *const types[] = { "AARQ",
-					     "AARE",
-					     "RLRQ",
-					     "RLRE",
-					     "InitiateRequest",
-					     "InitiateResponse",
-					     "ConfirmedServiceError",
-					     "ConformanceBitStringContents" };
+	static const char *const types[] = {"AARQ",
+	                                    "AARE",
+	                                    "RLRQ",
+	                                    "RLRE",
+	                                    "InitiateRequest",
+	                                    "InitiateResponse",
+	                                    "ConfirmedServiceError",
+	                                    "ConformanceBitStringContents"};
 	size_t n, seen = 0, framed = 0;
 	const struct dlms_vector *v = dlms_vectors(&n);
 	char type[64], inner[4096], flat[4096], info[4096];
@@ -342,15 +404,16 @@ Test(acse, every_acse_row)
 		}
 		/* ACSE APDUs inside HDLC I-frames and wrapper PDUs of the corpus. */
 		const char *key = strcmp(v[i].layer, "hdlc") == 0      ? "apdu"
-				  : strcmp(v[i].layer, "wrapper") == 0 ? "payload"
-								       : NULL;
+		                  : strcmp(v[i].layer, "wrapper") == 0 ? "payload"
+		                                                       : NULL;
 		if (key == NULL || meaning_get(v[i].meaning, key, inner, sizeof(inner)) == NULL ||
 		    (strncmp(inner, "{AAR", 4) != 0 && strncmp(inner, "{RLR", 4) != 0))
 			continue;
 		flatten(inner, flat, sizeof(flat));
 		meaning_type(flat, type, sizeof(type));
 		if (strcmp(v[i].layer, "hdlc") == 0) {
-			cr_assert_not_null(meaning_get(v[i].meaning, "info_hex", info, sizeof(info)));
+			cr_assert_not_null(
+			    meaning_get(v[i].meaning, "info_hex", info, sizeof(info)));
 			b = hex_tail(info + 6, &len); /* after the LLC header e6e6/e7 00 */
 		} else {
 			b = hex_tail(v[i].hex + 16, &len); /* after the 8-byte wrapper header */
@@ -362,6 +425,7 @@ Test(acse, every_acse_row)
 	}
 	cr_assert_eq(seen, 45, "apdu rows checked: %zu", seen);
 	cr_assert_eq(framed, 5, "hdlc/wrapper rows checked: %zu", framed);
+	cr_assert_eq(deciphered, 5, "ciphered user-information deciphered: %zu", deciphered);
 }
 
 Test(acse, real_meter_short_aare)
@@ -399,9 +463,9 @@ Test(acse, real_meter_short_aare)
 /* Every prefix of every well-formed ACSE row asks for more bytes. */
 Test(acse, truncation_needs_more)
 {
-	static const char *const ids[] = { "aarq-lls-ciphered-gb", "aare-hls-gmac-stoc",
-					   "rlrq-ciphered-gb", "rlre-initiate-response",
-					   "aare-rejected-dlms-version" };
+	static const char *const ids[] = {"aarq-lls-ciphered-gb", "aare-hls-gmac-stoc",
+	                                  "rlrq-ciphered-gb", "rlre-initiate-response",
+	                                  "aare-rejected-dlms-version"};
 	struct acse_aarq q;
 	struct acse_aare e;
 	struct acse_release r;
@@ -460,8 +524,8 @@ Test(acse, broken_lengths_and_tags)
 	}
 	cr_assert_eq(acse_aarq_decode(b, len, &a), (ssize_t)len);
 	/* Wrong APDU tag. */
-	cr_assert_eq(acse_aare_decode(b, len, (struct acse_aare *)&(struct acse_aare){ 0 }),
-		     METER_EMALFORMED);
+	cr_assert_eq(acse_aare_decode(b, len, (struct acse_aare *)&(struct acse_aare){0}),
+	             METER_EMALFORMED);
 	/* Not a DLMS UA application context (arc 756 → 757). */
 	b[8] ^= 0x01;
 	cr_assert_eq(acse_aarq_decode(b, len, &a), METER_EMALFORMED);
@@ -472,35 +536,38 @@ Test(acse, broken_lengths_and_tags)
 	tail_free(b);
 
 	/* An unknown field is stepped over; a missing application context is refused. */
-	static const uint8_t rlrq_extra[] = { 0x62, 0x06, 0x9d, 0x01, 0x55, 0x80, 0x01, 0x01 };
+	static const uint8_t rlrq_extra[] = {0x62, 0x06, 0x9d, 0x01, 0x55, 0x80, 0x01, 0x01};
 	cr_assert_eq(acse_rlrq_decode(rlrq_extra, sizeof(rlrq_extra), &r), 8);
 	cr_assert(r.reason_present);
 	cr_assert_eq(r.reason, ACSE_RELEASE_URGENT);
-	static const uint8_t aarq_no_ctx[] = { 0x60, 0x04, 0x8a, 0x02, 0x07, 0x80 };
+	static const uint8_t aarq_no_ctx[] = {0x60, 0x04, 0x8a, 0x02, 0x07, 0x80};
 	cr_assert_eq(acse_aarq_decode(aarq_no_ctx, sizeof(aarq_no_ctx), &a), METER_EMALFORMED);
 	/* A bit-string authentication value is not something DLMS uses. */
-	static const uint8_t aarq_bits[] = { 0x60, 0x0f, 0xa1, 0x09, 0x06, 0x07, 0x60, 0x85, 0x74,
-					     0x05, 0x08, 0x01, 0x01, 0xac, 0x02, 0x81, 0x00 };
+	static const uint8_t aarq_bits[] = {0x60, 0x0f, 0xa1, 0x09, 0x06, 0x07, 0x60, 0x85, 0x74,
+	                                    0x05, 0x08, 0x01, 0x01, 0xac, 0x02, 0x81, 0x00};
 	cr_assert_eq(acse_aarq_decode(aarq_bits, sizeof(aarq_bits), &a), METER_EUNSUPPORTED);
 }
 
 /* Generated associations: every mechanism, with and without ciphering, both directions. */
 Test(acse, round_trip_every_mechanism)
 {
-	static const uint8_t title[8] = { 'A', 'M', 'M', 0, 0, 0, 0, 1 };
+	static const uint8_t title[8] = {'A', 'M', 'M', 0, 0, 0, 0, 1};
 	static const uint8_t secret[16] = "0123456789abcdef";
 	uint8_t ireq[64], iresp[64], wire[512], again[512];
 	struct mbuf ib, ob, wb;
 
-	struct acse_initiate_req q = { .response_allowed = true, .proposed_qos = -1,
-				       .dlms_version = ACSE_DLMS_VERSION,
-				       .conformance = ACSE_CONF_GET | ACSE_CONF_SET |
-						      ACSE_CONF_ACTION | ACSE_CONF_SELECTIVE_ACCESS |
-						      ACSE_CONF_BLOCK_TRANSFER_WITH_GET,
-				       .max_pdu = 1200 };
-	struct acse_initiate_resp p = { .negotiated_qos = -1, .dlms_version = ACSE_DLMS_VERSION,
-					.conformance = q.conformance, .max_pdu = 512,
-					.vaa_name = ACSE_VAA_NAME_LN };
+	struct acse_initiate_req q = {.response_allowed = true,
+	                              .proposed_qos = -1,
+	                              .dlms_version = ACSE_DLMS_VERSION,
+	                              .conformance = ACSE_CONF_GET | ACSE_CONF_SET |
+	                                             ACSE_CONF_ACTION | ACSE_CONF_SELECTIVE_ACCESS |
+	                                             ACSE_CONF_BLOCK_TRANSFER_WITH_GET,
+	                              .max_pdu = 1200};
+	struct acse_initiate_resp p = {.negotiated_qos = -1,
+	                               .dlms_version = ACSE_DLMS_VERSION,
+	                               .conformance = q.conformance,
+	                               .max_pdu = 512,
+	                               .vaa_name = ACSE_VAA_NAME_LN};
 	mbuf_init(&ib, ireq, sizeof(ireq));
 	cr_assert_eq(acse_initiate_req_encode(&ib, &q), 0);
 	mbuf_init(&ob, iresp, sizeof(iresp));
@@ -508,8 +575,8 @@ Test(acse, round_trip_every_mechanism)
 
 	for (int mech = ACSE_MECH_NONE; mech <= ACSE_MECH_HLS_ECDSA; mech++) {
 		for (int ciph = 0; ciph < 2; ciph++) {
-			struct acse_aarq a = { 0 }, d;
-			struct acse_aare r = { 0 }, e;
+			struct acse_aarq a = {0}, d;
+			struct acse_aare r = {0}, e;
 			bool auth = mech != ACSE_MECH_NONE;
 			size_t alen = mech == ACSE_MECH_LLS ? 8 : 16;
 
@@ -548,8 +615,8 @@ Test(acse, round_trip_every_mechanism)
 			cr_assert_eq(memcmp(again, wire, wb.len), 0, "mech %d ciph %d", mech, ciph);
 
 			r.context = a.context;
-			r.result = auth && mech != ACSE_MECH_LLS ? ACSE_ACCEPTED
-								  : ACSE_REJECTED_TRANSIENT;
+			r.result =
+			    auth && mech != ACSE_MECH_LLS ? ACSE_ACCEPTED : ACSE_REJECTED_TRANSIENT;
 			r.diag_source = ACSE_DIAG_SERVICE_USER;
 			r.diag = mech >= ACSE_MECH_HLS ? ACSE_DIAG_AUTH_REQUIRED : ACSE_DIAG_NULL;
 			if (ciph) {
@@ -587,11 +654,12 @@ Test(acse, long_user_information_and_errors)
 {
 	/* A user-information over 127 bytes takes BER long-form lengths. */
 	uint8_t ui[300], wire[400];
-	struct acse_release r = { .reason_present = true, .reason = ACSE_RELEASE_NORMAL }, d;
-	struct acse_aare a = { .context = ACSE_CTX_LN, .diag_source = ACSE_DIAG_SERVICE_PROVIDER,
-			       .diag = ACSE_DIAG_NO_COMMON_ACSE_VERSION,
-			       .result = ACSE_REJECTED_PERMANENT },
-			 e;
+	struct acse_release r = {.reason_present = true, .reason = ACSE_RELEASE_NORMAL}, d;
+	struct acse_aare a = {.context = ACSE_CTX_LN,
+	                      .diag_source = ACSE_DIAG_SERVICE_PROVIDER,
+	                      .diag = ACSE_DIAG_NO_COMMON_ACSE_VERSION,
+	                      .result = ACSE_REJECTED_PERMANENT},
+	                 e;
 	struct mbuf b;
 
 	memset(ui, 0x5a, sizeof(ui));
@@ -618,7 +686,7 @@ Test(acse, long_user_information_and_errors)
 
 	a.context = (enum acse_context)200;
 	cr_assert_eq(acse_aare_encode(&b, &a), METER_EINVAL);
-	struct acse_initiate_req q = { .proposed_qos = 300 };
+	struct acse_initiate_req q = {.proposed_qos = 300};
 	cr_assert_eq(acse_initiate_req_encode(&b, &q), METER_EINVAL);
 }
 

@@ -119,9 +119,10 @@ check_ciphering(struct cipher_row *r, enum dlms_cipher_kind kind)
 	mbuf_init(&out, buf, sizeof(buf));
 	rc = dlms_protect(&out, kind, r->sc, &r->k, r->st, r->ic, r->plain, r->plain_len);
 	cr_assert_eq(rc, 0, "%s: protect %s", r->v->id, meter_strerror(rc));
-	cr_assert_eq(out.len, r->wire_len, "%s: %zu bytes, want %zu", r->v->id, out.len, r->wire_len);
+	cr_assert_eq(out.len, r->wire_len, "%s: %zu bytes, want %zu", r->v->id, out.len,
+	             r->wire_len);
 	cr_assert_eq(memcmp(buf, r->wire, r->wire_len), 0, "%s: got %s", r->v->id,
-		     to_hex(buf, out.len));
+	             to_hex(buf, out.len));
 }
 
 static void
@@ -135,18 +136,18 @@ check_gmac(struct cipher_row *r)
 	cr_assert_eq(r->wire_len, DLMS_HLS_GMAC_LEN, "%s", r->v->id);
 	cr_assert_eq(dlms_hls_gmac(f, r->sc, &r->k, r->st, r->ic, chal, clen), 0);
 	cr_assert_eq(memcmp(f, r->wire, DLMS_HLS_GMAC_LEN), 0, "%s: got %s", r->v->id,
-		     to_hex(f, sizeof(f)));
+	             to_hex(f, sizeof(f)));
 	cr_assert_eq(dlms_hls_gmac_check(r->wire, r->wire_len, &r->k, r->st, chal, clen, &ic), 0);
 	cr_assert_eq(ic, r->ic);
 	memcpy(bad, r->wire, sizeof(bad));
 	bad[DLMS_HLS_GMAC_LEN - 1] ^= 1;
 	cr_assert_eq(dlms_hls_gmac_check(bad, sizeof(bad), &r->k, r->st, chal, clen, NULL),
-		     METER_EAUTH);
+	             METER_EAUTH);
 	chal[0] ^= 1; /* an answer to another challenge */
 	cr_assert_eq(dlms_hls_gmac_check(r->wire, r->wire_len, &r->k, r->st, chal, clen, NULL),
-		     METER_EAUTH);
+	             METER_EAUTH);
 	cr_assert_eq(dlms_hls_gmac_check(r->wire, r->wire_len - 1, &r->k, r->st, chal, clen, NULL),
-		     METER_EAUTH);
+	             METER_EAUTH);
 }
 
 static void
@@ -161,7 +162,7 @@ check_key_wrap(struct cipher_row *r)
 	n = dlms_key_wrap(out, sizeof(out), kek, key, klen);
 	cr_assert_eq(n, (ssize_t)r->wire_len, "%s: %zd", r->v->id, n);
 	cr_assert_eq(memcmp(out, r->wire, r->wire_len), 0, "%s: got %s", r->v->id,
-		     to_hex(out, (size_t)n));
+	             to_hex(out, (size_t)n));
 	n = dlms_key_unwrap(back, sizeof(back), kek, r->wire, r->wire_len);
 	cr_assert_eq(n, (ssize_t)klen);
 	cr_assert_eq(memcmp(back, key, klen), 0);
@@ -185,17 +186,18 @@ Test(dlms_security, every_cipher_row)
 		rows++;
 		load_row(&v[i], &r);
 		if (!r.verified) {
-			/* The corpus could not recompute these (no keys, or ECDH inputs missing). */
+			/* The corpus could not recompute these (no keys, or ECDH inputs missing).
+			 */
 			cr_log_info("skip %s: verified=%s", v[i].id, r.verified_text);
 			if (strcmp(r.type, "GeneralGloCiphering") == 0) {
 				/* Still check the framing we can see. */
 				struct dlms_ciphered c;
 				cr_assert_eq(dlms_ciphered_parse(r.wire, r.wire_len, &c),
-					     (ssize_t)r.wire_len, "%s", v[i].id);
+				             (ssize_t)r.wire_len, "%s", v[i].id);
 			} else if (strcmp(r.type, "GeneralCiphering") == 0) {
 				struct dlms_ciphered c;
 				cr_assert_eq(dlms_ciphered_parse(r.wire, r.wire_len, &c),
-					     METER_EUNSUPPORTED, "%s", v[i].id);
+				             METER_EUNSUPPORTED, "%s", v[i].id);
 			}
 			skipped++;
 		} else if (strcmp(r.type, "GlobalCiphering") == 0) {
@@ -242,7 +244,7 @@ Test(dlms_security, invocation_counter_must_increase)
 	load("cipher-glo-get-request-sc30", &r);
 	cr_assert_gt(dlms_ciphered_parse(r.wire, r.wire_len, &c), 0);
 
-	rx = (struct dlms_rx_counter){ .last = r.ic, .seen = true };
+	rx = (struct dlms_rx_counter){.last = r.ic, .seen = true};
 	mbuf_init(&out, buf, sizeof(buf));
 	cr_assert_eq(dlms_unprotect(&out, &c, &r.k, r.st, 0, &rx), METER_EREPLAY);
 	cr_assert_eq(out.len, 0);
@@ -260,8 +262,9 @@ Test(dlms_security, invocation_counter_must_increase)
 
 	/* The next counter is taken. */
 	mbuf_init(&out, wire, sizeof(wire));
-	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GLO, r.sc, &r.k, r.st, r.ic + 1, r.plain,
-				  r.plain_len), 0);
+	cr_assert_eq(
+	    dlms_protect(&out, DLMS_CIPHER_GLO, r.sc, &r.k, r.st, r.ic + 1, r.plain, r.plain_len),
+	    0);
 	cr_assert_gt(dlms_ciphered_parse(wire, out.len, &c), 0);
 	mbuf_init(&out, buf, sizeof(buf));
 	cr_assert_eq(dlms_unprotect(&out, &c, &r.k, r.st, 0, &rx), 0);
@@ -269,9 +272,10 @@ Test(dlms_security, invocation_counter_must_increase)
 	cr_assert_eq(memcmp(buf, r.plain, r.plain_len), 0);
 
 	/* Nothing accepted yet: any counter, even 0, is taken. */
-	rx = (struct dlms_rx_counter){ 0 };
+	rx = (struct dlms_rx_counter){0};
 	mbuf_init(&out, wire, sizeof(wire));
-	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GLO, r.sc, &r.k, r.st, 0, r.plain, r.plain_len), 0);
+	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GLO, r.sc, &r.k, r.st, 0, r.plain, r.plain_len),
+	             0);
 	cr_assert_gt(dlms_ciphered_parse(wire, out.len, &c), 0);
 	mbuf_init(&out, buf, sizeof(buf));
 	cr_assert_eq(dlms_unprotect(&out, &c, &r.k, r.st, 0, &rx), 0);
@@ -284,7 +288,7 @@ Test(dlms_security, tag_failure_leaves_no_plaintext)
 {
 	struct cipher_row r;
 	struct dlms_ciphered c;
-	struct dlms_rx_counter rx = { 0 };
+	struct dlms_rx_counter rx = {0};
 	uint8_t buf[256], *bad;
 	struct mbuf out;
 
@@ -353,17 +357,17 @@ Test(dlms_security, policy_and_limits)
 	/* Output too small: ENOSPC and nothing written. */
 	mbuf_init(&out, buf, r.wire_len - 1);
 	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GLO, 0x30, &r.k, r.st, 1, r.plain, r.plain_len),
-		     METER_ENOSPC);
+	             METER_ENOSPC);
 	cr_assert_eq(out.len, 0);
 	mbuf_init(&out, buf, sizeof(buf));
 	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GLO, 0x00, &r.k, r.st, 1, r.plain, r.plain_len),
-		     METER_EINVAL);
+	             METER_EINVAL);
 	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GLO, 0x32, &r.k, r.st, 1, r.plain, r.plain_len),
-		     METER_EUNSUPPORTED);
+	             METER_EUNSUPPORTED);
 	/* A data-notification has no glo twin: general-glo only. */
-	uint8_t dn[] = { 0x0f, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00 };
+	uint8_t dn[] = {0x0f, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00};
 	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GLO, 0x30, &r.k, r.st, 1, dn, sizeof(dn)),
-		     METER_EINVAL);
+	             METER_EINVAL);
 
 	/* Truncated framing asks for more; a short body is malformed. */
 	for (size_t n = 0; n < r.wire_len; n++)
@@ -397,8 +401,9 @@ Test(dlms_security, general_glo_title_checks)
 
 	/* general-ded-ciphering round trip with our title. */
 	mbuf_init(&out, buf, sizeof(buf));
-	cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_GENERAL_DED, 0x30, &r.k, r.st, 7, r.plain,
-				  r.plain_len), 0);
+	cr_assert_eq(
+	    dlms_protect(&out, DLMS_CIPHER_GENERAL_DED, 0x30, &r.k, r.st, 7, r.plain, r.plain_len),
+	    0);
 	cr_assert_eq(buf[0], DLMS_TAG_GENERAL_DED_CIPHERING);
 	uint8_t plain[512];
 	struct mbuf po;
@@ -416,13 +421,14 @@ Test(dlms_security, ded_ciphering_round_trip_all_modes)
 	struct dlms_ciphered c;
 	uint8_t wire[256], plain[256];
 	struct mbuf out, po;
-	const uint8_t scs[] = { 0x10, 0x20, 0x30, 0x31 };
+	const uint8_t scs[] = {0x10, 0x20, 0x30, 0x31};
 
 	load("cipher-glo-get-request-sc30", &r);
 	for (size_t i = 0; i < sizeof(scs); i++) {
 		mbuf_init(&out, wire, sizeof(wire));
 		cr_assert_eq(dlms_protect(&out, DLMS_CIPHER_DED, scs[i], &r.k, r.st, 100 + i,
-					  r.plain, r.plain_len), 0);
+		                          r.plain, r.plain_len),
+		             0);
 		cr_assert_eq(wire[0], 0xd0, "ded-get-request");
 		cr_assert_eq(dlms_ciphered_parse(wire, out.len, &c), (ssize_t)out.len);
 		cr_assert_eq(c.plain_tag, 0xc0);
@@ -442,12 +448,10 @@ Test(dlms_security, tag_table)
 		uint8_t plain, glo;
 		int ded;
 	} t[] = {
-		{ 0x01, 0x21, -1 },   { 0x05, 0x25, 0x45 }, { 0x06, 0x26, 0x46 },
-		{ 0x08, 0x28, -1 },   { 0x0c, 0x2c, 0x4c }, { 0x0d, 0x2d, 0x4d },
-		{ 0x0e, 0x2e, 0x4e }, { 0x16, 0x36, 0x56 }, { 0x18, 0x38, 0x58 },
-		{ 0xc0, 0xc8, 0xd0 }, { 0xc1, 0xc9, 0xd1 }, { 0xc2, 0xca, 0xd2 },
-		{ 0xc3, 0xcb, 0xd3 }, { 0xc4, 0xcc, 0xd4 }, { 0xc5, 0xcd, 0xd5 },
-		{ 0xc7, 0xcf, 0xd7 },
+	    {0x01, 0x21, -1},   {0x05, 0x25, 0x45}, {0x06, 0x26, 0x46}, {0x08, 0x28, -1},
+	    {0x0c, 0x2c, 0x4c}, {0x0d, 0x2d, 0x4d}, {0x0e, 0x2e, 0x4e}, {0x16, 0x36, 0x56},
+	    {0x18, 0x38, 0x58}, {0xc0, 0xc8, 0xd0}, {0xc1, 0xc9, 0xd1}, {0xc2, 0xca, 0xd2},
+	    {0xc3, 0xcb, 0xd3}, {0xc4, 0xcc, 0xd4}, {0xc5, 0xcd, 0xd5}, {0xc7, 0xcf, 0xd7},
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -462,7 +466,7 @@ Test(dlms_security, tag_table)
 		}
 	}
 	/* No twins: data-notification, exception-response, access; 0xc6/0xce/0xd6 unused. */
-	const uint8_t none[] = { 0x0f, 0xd8, 0xd9, 0xc6, 0x00, 0x60 };
+	const uint8_t none[] = {0x0f, 0xd8, 0xd9, 0xc6, 0x00, 0x60};
 	for (size_t i = 0; i < sizeof(none); i++)
 		cr_assert_eq(dlms_glo_tag(none[i]), METER_EUNSUPPORTED, "%02x", none[i]);
 	cr_assert_eq(dlms_plain_tag(0xce), METER_EUNSUPPORTED);
