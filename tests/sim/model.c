@@ -489,6 +489,16 @@ sim_intervals(const struct sim_meter *m, int64_t from, int64_t to, sim_interval_
 	return (long)n;
 }
 
+int
+sim_set_period(struct sim_meter *m, int64_t t, uint16_t period)
+{
+	if (period != 300 && period != 900 && period != 1800 && period != 3600)
+		return METER_ERANGE;
+	m->st->period = period;
+	m->st->profile_from = t;
+	return 0;
+}
+
 /* ---- instantaneous values, demand, billing --------------------------- */
 
 uint32_t

@@ -6,6 +6,10 @@
  * addresses) is derived on demand into a struct sim_meter, which is a
  * scratch value on the caller's stack, never stored per meter.
  *
+ * Commanded behaviour (breaker, limiter, prepayment, calendars) lives in
+ * device.h; a caller simulating it calls dev_advance(m, t) before reading
+ * values at t, so time-driven changes up to t are in the journal.
+ *
  * Units: energies in Wh / varh (scaler 0), power in W, voltage in 0.1 V,
  * current in mA.  Times are UTC seconds since the epoch; local time is
  * the fleet's rule (Europe/Copenhagen by default) through cosem_time.h.
@@ -151,6 +155,11 @@ void sim_registers(const struct sim_meter *m, int64_t t, struct sim_registers *r
 typedef void (*sim_interval_fn)(void *arg, const struct sim_interval *iv);
 long sim_intervals(const struct sim_meter *m, int64_t from, int64_t to, sim_interval_fn fn,
 		   void *arg);
+
+/* A client changes the load-profile period at t: the profile is cleared
+ * (Kamstrup) and holds only intervals ending after t.  Returns 0 or
+ * METER_ERANGE (not 300/900/1800/3600). */
+int sim_set_period(struct sim_meter *m, int64_t t, uint16_t period);
 
 /* Instantaneous values at t (the grid step containing t). */
 void sim_instant(const struct sim_meter *m, int64_t t, struct sim_instant *out);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../sim/model.h"
+#include "meter_error.h"
 
 #define DAY 86400
 
@@ -495,4 +496,18 @@ Test(sim_model, memory_per_meter)
 	cr_log_info("per-meter state: %zu bytes (budget 2048)", per);
 	cr_assert_leq(per, 2048);
 	cr_assert_leq(per, 256, "idle meters should cost far below the budget");
+}
+
+Test(sim_model, changing_the_period_clears_the_profile)
+{
+	struct sim_fleet *f = fleet(1, 10, 900);
+	struct sim_meter m;
+	sim_meter_load(f, 0, &m);
+	int64_t t = utc(2024, 4, 2, 10);
+	long n = 0;
+	cr_assert_eq(sim_set_period(&m, t, 1000), METER_ERANGE);
+	cr_assert_eq(sim_set_period(&m, t, 3600), 0);
+	cr_assert_eq(sim_intervals(&m, t - DAY, t + 2 * 3600, count_cb, &n), 2);
+	cr_assert_eq(n, 2, "only hourly entries after the change");
+	sim_fleet_free(f);
 }
