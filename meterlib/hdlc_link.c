@@ -263,6 +263,9 @@ hdlc_link_send(struct hdlc_link *l, const uint8_t *apdu, size_t len, struct mbuf
 		return METER_ESTATE;
 	if (apdu == NULL || len == 0)
 		return METER_EINVAL;
+	uint8_t vs = l->vs, last = l->last_sent;
+	int rc;
+
 	l->tx = apdu;
 	l->tx_len = len;
 	l->tx_acked = 0;
@@ -270,7 +273,17 @@ hdlc_link_send(struct hdlc_link *l, const uint8_t *apdu, size_t len, struct mbuf
 	l->tx_ack_ns = l->vs;
 	l->tx_unacked = 0;
 	l->tx_final_sent = false;
-	return tx_fill(l, out);
+	if ((rc = tx_fill(l, out)) < 0) {
+		/* The caller discards out: as if never sent. */
+		l->tx = NULL;
+		l->tx_len = 0;
+		l->tx_sent = 0;
+		l->tx_unacked = 0;
+		l->tx_final_sent = false;
+		l->vs = vs;
+		l->last_sent = last;
+	}
+	return rc;
 }
 
 /* Go back to the first unacknowledged frame and send from there. */
@@ -322,6 +335,16 @@ hdlc_link_resend(struct hdlc_link *l, struct mbuf *out)
 	case HDLC_LINK_DISCONNECTING:
 		return emit(l, out, HDLC_DISC, true, NULL, 0);
 	case HDLC_LINK_CONNECTED:
+		if (l->role == HDLC_CLIENT) {
+			/* The primary recovers by polling: the server's RR
+			 * (or its I-frames) then says where to go on from,
+			 * which is right whatever was lost and whatever the
+			 * window, where a blind repeat of a window of
+			 * I-frames would look out of sequence to the peer. */
+			if (l->tx || l->last_sent == HDLC_RR || l->rx_active)
+				return emit(l, out, HDLC_RR, true, NULL, 0);
+			return METER_ESTATE;
+		}
 		if (l->tx)
 			return tx_go_back(l, out);
 		if (l->last_sent == HDLC_RR)

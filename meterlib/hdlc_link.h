@@ -20,8 +20,11 @@
  *     in `out` without an event of their own.
  *
  * Timers are the caller's: when the peer does not answer in time, call
- * hdlc_link_resend() to emit again what the link last sent (SNRM, DISC, RR
- * or the unacknowledged I-frames), or give up and drop the link.
+ * hdlc_link_resend(), or give up and drop the link.  A client repeats SNRM
+ * or DISC, and once connected polls the server with RR: the answer (RR
+ * with the server's N(R), or the server's I-frames again) puts both sides
+ * back in step whatever was lost.  A server repeats its unacknowledged
+ * I-frames or its last RR (servers normally wait to be polled instead).
  *
  * Ownership: the reassembly buffer belongs to the caller and must outlive
  * the link.  The APDU passed to hdlc_link_send() is not copied: the caller
@@ -162,8 +165,8 @@ int hdlc_link_disconnect(struct hdlc_link *l, struct mbuf *out);
  * max_info_tx bytes of information each, up to window_tx frames), and the
  * link sends the rest as the peer's RRs arrive during hdlc_link_poll().
  * Returns 0, METER_ESTATE (not connected, or a previous APDU still busy),
- * METER_EINVAL (empty APDU), METER_ENOSPC (out too small: discard out and
- * call hdlc_link_resend() with a buffer of hdlc_link_out_max() bytes).
+ * METER_EINVAL (empty APDU), METER_ENOSPC (out too small: discard out;
+ * nothing counts as sent, so call again with hdlc_link_out_max() bytes).
  */
 int hdlc_link_send(struct hdlc_link *l, const uint8_t *apdu, size_t len, struct mbuf *out);
 
@@ -192,10 +195,11 @@ size_t hdlc_link_feed(struct hdlc_link *l, const uint8_t *p, size_t n);
 int hdlc_link_poll(struct hdlc_link *l, struct mbuf *out, struct hdlc_event *ev);
 
 /*
- * Emit again what the link last sent, for the caller's timeout: SNRM while
- * connecting, DISC while disconnecting, the unacknowledged I-frames of the
- * APDU being sent, or the last RR.  Returns 0, METER_ESTATE when nothing is
- * outstanding, METER_ENOSPC.
+ * Recover from a silent peer (the caller's timeout): SNRM again while
+ * connecting, DISC again while disconnecting; connected, a client polls
+ * with RR (P=1) while it has an APDU out or a response coming in, and a
+ * server repeats its unacknowledged I-frames or its last RR.  Returns 0,
+ * METER_ESTATE when nothing is outstanding, METER_ENOSPC.
  */
 int hdlc_link_resend(struct hdlc_link *l, struct mbuf *out);
 

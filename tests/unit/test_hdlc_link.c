@@ -590,3 +590,83 @@ Test(hdlc_link, reassembly_overflow_and_bad_config)
 	cr_assert_eq(s.apdus, 1);
 	cr_assert_eq(s.got_len, 1000);
 }
+
+/*
+ * Window 7: the server's RR after a full window is lost, and later the
+ * client's RR after the server's window; the client's poll on timeout puts
+ * both back in step without an error.
+ */
+Test(hdlc_link, window7_lost_rr_recovers_by_poll)
+{
+	static struct peer c, s;
+	static uint8_t req[3000], rsp[3000];
+	struct hdlc_params prm = {128, 128, 7, 7};
+
+	for (size_t i = 0; i < sizeof(req); i++) {
+		req[i] = (uint8_t)(i ^ 0x5a);
+		rsp[i] = (uint8_t)(i * 3);
+	}
+	connect_pair(&c, &s, prm, prm, WHOLE);
+	cr_assert_eq(hdlc_link_send(&c.l, req, sizeof(req), &c.out), 0);
+	inspect(&c, c.outbuf, c.out.len);
+	cr_assert_eq(c.iframes, 7);
+	deliver(&s, c.outbuf, c.out.len, RANDOM);
+	mbuf_init(&c.out, c.outbuf, sizeof(c.outbuf));
+	cr_assert_gt(s.out.len, 0);
+	mbuf_init(&s.out, s.outbuf, sizeof(s.outbuf)); /* its RR is lost */
+	cr_assert_eq(hdlc_link_resend(&c.l, &c.out), 0);
+	struct hdlc_frame f;
+	cr_assert_eq(hdlc_parse(c.outbuf, c.out.len, &f), (ssize_t)c.out.len);
+	cr_assert_eq(f.type, HDLC_RR);
+	cr_assert(f.pf);
+	exchange(&c, &s, RANDOM);
+	cr_assert_eq(s.apdus, 1);
+	cr_assert_eq(memcmp(s.got, req, sizeof(req)), 0);
+
+	cr_assert_eq(hdlc_link_send(&s.l, rsp, sizeof(rsp), &s.out), 0);
+	deliver(&c, s.outbuf, s.out.len, BYTES);
+	mbuf_init(&s.out, s.outbuf, sizeof(s.outbuf));
+	cr_assert_gt(c.out.len, 0);
+	mbuf_init(&c.out, c.outbuf, sizeof(c.outbuf)); /* the client's RR is lost */
+	cr_assert_eq(hdlc_link_resend(&c.l, &c.out), 0);
+	exchange(&c, &s, BYTES);
+	cr_assert_eq(c.apdus, 1);
+	cr_assert_eq(c.got_len, sizeof(rsp));
+	cr_assert_eq(memcmp(c.got, rsp, sizeof(rsp)), 0);
+	cr_assert_eq(c.errors + s.errors, 0);
+
+	/* A lost frame in the middle of a window is an error the caller sees. */
+	cr_assert_eq(hdlc_link_send(&c.l, req, 10, &c.out), 0);
+	exchange(&c, &s, WHOLE);
+	cr_assert_eq(s.apdus, 2);
+	cr_assert_eq(hdlc_link_send(&s.l, rsp, sizeof(rsp), &s.out), 0);
+	size_t drop, off = 0;
+	int r = hdlc_scan(s.outbuf, s.out.len, &f, &drop);
+	cr_assert_eq(r, 1);
+	off = drop; /* the first frame goes missing */
+	deliver(&c, s.outbuf + off, s.out.len - off, WHOLE);
+	cr_assert_eq(c.errors, 6, "one per frame after the gap, %d", c.errors);
+	cr_assert_eq(c.apdus, 1);
+	cr_assert_eq(c.last_err, METER_EPROTO);
+}
+
+Test(hdlc_link, send_into_small_buffer_counts_nothing)
+{
+	static struct peer c, s;
+	static uint8_t req[1000];
+	uint8_t small[100];
+	struct mbuf m;
+	struct hdlc_params prm = {128, 128, 7, 7};
+
+	connect_pair(&c, &s, prm, prm, WHOLE);
+	mbuf_init(&m, small, sizeof(small));
+	cr_assert_eq(hdlc_link_send(&c.l, req, sizeof(req), &m), METER_ENOSPC);
+	cr_assert_not(hdlc_link_tx_busy(&c.l));
+	cr_assert_geq(sizeof(c.outbuf), hdlc_link_out_max(&c.l));
+	cr_assert_eq(hdlc_link_send(&c.l, req, sizeof(req), &c.out), 0);
+	cr_assert_leq(c.out.len, hdlc_link_out_max(&c.l));
+	exchange(&c, &s, WHOLE);
+	cr_assert_eq(s.apdus, 1);
+	cr_assert_eq(s.got_len, sizeof(req));
+	cr_assert_eq(c.errors + s.errors, 0);
+}
