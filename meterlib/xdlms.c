@@ -120,6 +120,8 @@ get_data(struct dctx *c, struct xdlms_data *d)
 	}
 	if ((size_t)n > left)
 		return METER_EMALFORMED; /* the A-XDR layer must never claim more */
+	if ((uint64_t)n > UINT32_MAX)
+		return METER_ELIMIT; /* xdlms_data.len is 32 bits */
 	d->raw = p;
 	d->len = (uint32_t)n;
 	c->r.off += (size_t)n;

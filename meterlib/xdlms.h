@@ -549,7 +549,10 @@ ssize_t xdlms_put_get_response_block(struct mbuf *b, uint8_t iip, uint32_t block
 				     const uint8_t *data, size_t len, size_t *off, size_t max_pdu);
 
 /* Fixed bytes before the raw data of each datablock APDU kind (without the
- * raw-data length field); for xdlms_block_room(). */
+ * raw-data length field); for xdlms_block_room().  A client sending a long
+ * SET or ACTION measures the fixed part of its first APDU (with-first-
+ * datablock / -pblock) by encoding it with raw_len 0 and subtracting the
+ * one length byte, and uses XDLMS_SET_BLOCK_HEADER for the ones after. */
 #define XDLMS_GET_BLOCK_HEADER 9 /* c4 02 iip last number(4) choice */
 #define XDLMS_SET_BLOCK_HEADER 8 /* c1 03 iip last number(4) */
 
