@@ -35,9 +35,12 @@ struct opts {
 
 enum { W_REGISTERS = 1, W_INTERVALS = 2, W_EVENTS = 4, W_BILLING = 8, W_DAILY = 16 };
 
+static void list_commands(FILE *f);
+
 static void
 usage(FILE *f)
 {
+	list_commands(f);
 	fputs("usage: metersim COMMAND [options]\n"
 	      "  expect --meter SERIAL --from T1 --to T2 [--format json|csv]\n"
 	      "         [--what registers,intervals,events,billing,daily]\n"
@@ -711,6 +714,14 @@ static const struct command {
 	{"export", cmd_export, "fleet inventory CSV for ammctl meter import"},
 	{"info", cmd_info, "one meter's identity and state"},
 };
+
+static void
+list_commands(FILE *f)
+{
+	fputs("commands:\n", f);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+}
 
 int
 main(int argc, char **argv)

@@ -98,6 +98,8 @@ mu(const struct sim_meter *m, uint64_t tag, uint64_t x)
 
 /* ---- fleet ---------------------------------------------------------- */
 
+static void meter_basics(struct sim_meter *m);
+
 static uint64_t
 gcd(uint64_t a, uint64_t b)
 {
@@ -142,10 +144,11 @@ sim_fleet_new(const struct sim_fleet_cfg *cfg)
 		free(f);
 		return NULL;
 	}
-	/* The state an uncommanded meter has; the rest of it is zero. */
+	/* The state an uncommanded meter has; the rest of it is zero.  Only
+	 * the parameters the initial state depends on are derived here. */
 	for (uint32_t i = 0; i < cfg->count; i++) {
-		struct sim_meter m;
-		sim_meter_load(f, i, &m);
+		struct sim_meter m = {.fleet = f, .st = &f->st[i], .index = i};
+		meter_basics(&m);
 		f->st[i].period = cfg->period;
 		f->st[i].profile_from = m.installed;
 		dev_init(&f->st[i].dev, &m);
@@ -227,6 +230,18 @@ chan_init(const struct sim_meter *m, struct sim_chan *c, unsigned q, double mean
 	c->cdst = shape_d(c, 2 * 3600) - shape_d(c, 3 * 3600);
 }
 
+/* Type, phases and installation time: what the initial state needs. */
+static void
+meter_basics(struct sim_meter *m)
+{
+	double u = mu(m, H_TYPE, 0);
+	m->type = u < 0.5 ? SIM_TYPE_162 : u < 0.75 ? SIM_TYPE_282 : SIM_TYPE_382M;
+	m->phases = m->type == SIM_TYPE_162 ? 1 : m->type == SIM_TYPE_282 ? 2 : 3;
+	int64_t span = 90 * 24;
+	m->installed = m->fleet->cfg.origin / 3600 * 3600 -
+		       3600 * (int64_t)(1 + mh(m, H_INSTALL, 0) % span);
+}
+
 void
 sim_meter_load(struct sim_fleet *f, uint32_t index, struct sim_meter *m)
 {
@@ -236,9 +251,8 @@ sim_meter_load(struct sim_fleet *f, uint32_t index, struct sim_meter *m)
 	m->index = index;
 	m->serial = sim_fleet_serial(f, index);
 
-	double u = mu(m, H_TYPE, 0);
-	m->type = u < 0.5 ? SIM_TYPE_162 : u < 0.75 ? SIM_TYPE_282 : SIM_TYPE_382M;
-	m->phases = m->type == SIM_TYPE_162 ? 1 : m->type == SIM_TYPE_282 ? 2 : 3;
+	meter_basics(m);
+	double u;
 	m->exporter = mu(m, H_EXPORT, 0) < 0.15;
 	u = mu(m, H_SEC, 0);
 	m->security = u < 0.2 ? SIM_SEC_NONE : u < 0.5 ? SIM_SEC_LLS : SIM_SEC_HLS;
@@ -262,8 +276,6 @@ sim_meter_load(struct sim_fleet *f, uint32_t index, struct sim_meter *m)
 		m->share[0] = 1;
 	}
 
-	int64_t span = 90 * 24;
-	m->installed = f->cfg.origin / 3600 * 3600 - 3600 * (int64_t)(1 + mh(m, H_INSTALL, 0) % span);
 
 	chan_init(m, &m->ch[SIM_AP], SIM_AP, m->mean_w);
 	chan_init(m, &m->ch[SIM_AM], SIM_AM, 0);
