@@ -44,6 +44,15 @@ REVOKE EXECUTE ON FUNCTION ammd_completeness(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ammd_claim_meters(text, integer, interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ammd_set_meter_keys(integer[], bytea[], bytea[], text[], bytea[]) FROM PUBLIC;
 
+-- Everyone may see which schema version this is (ammd checks it at start).
+-- The table is made by the migration runner (daemon/db.c) before 0001.
+DO $$
+BEGIN
+	IF to_regclass('schema_migrations') IS NOT NULL THEN
+		GRANT SELECT ON schema_migrations TO ammd, ammd_operator, ammd_reader;
+	END IF;
+END $$;
+
 -- ---- ammd ----------------------------------------------------------------------
 GRANT SELECT, INSERT, UPDATE, DELETE ON
 	meter, gateway, meter_key, meter_object, meter_profile_layout,

@@ -96,6 +96,10 @@ ok "reader lists meters (ammctl meter list)"
 "$AMMCTL" meter show --dsn "$o" OP1 >/dev/null || fail "operator: meter show"
 ok "operator shows a meter without key rights (ammctl meter show)"
 
+out=$("$AMMCTL" db status --dsn "$r") || fail "reader: db status: $out"
+expect_eq "every role sees the schema version (ammctl db status)" "up to date" "$(echo "$out" | tail -1)"
+refused "an operator cannot migrate" "$o" "DELETE FROM schema_migrations"
+
 # Anyone else: nothing.
 refused "a login without a role reads no meters" "$n" "SELECT * FROM meter"
 refused "a login without a role queues nothing" "$n" "INSERT INTO command (meter_id, kind) VALUES ($mid, 'disconnect')"
