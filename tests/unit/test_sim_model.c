@@ -511,3 +511,57 @@ Test(sim_model, changing_the_period_clears_the_profile)
 	cr_assert_eq(n, 2, "only hourly entries after the change");
 	sim_fleet_free(f);
 }
+
+Test(sim_model, exporters_export_in_daylight_only)
+{
+	struct sim_fleet *f = fleet(21, 200, 3600);
+	unsigned seen = 0;
+	for (uint32_t i = 0; i < 200 && seen < 3; i++) {
+		struct sim_meter m;
+		sim_meter_load(f, i, &m);
+		if (!m.exporter)
+			continue;
+		seen++;
+		struct collect c = {0};
+		/* 2024-06-10 local day: 24 hourly intervals */
+		struct cosem_tz tz = COSEM_TZ_CPH;
+		int64_t d = cosem_days_from_civil(2024, 6, 10);
+		sim_intervals(&m, tariff_local_to_utc(&tz, d, 0), tariff_local_to_utc(&tz, d + 1, 0),
+			      collect_cb, &c);
+		cr_assert_eq(c.n, 24);
+		for (long k = 0; k < c.n; k++) {
+			int hour_end = (int)k + 1; /* local */
+			if (hour_end <= 7 || hour_end >= 21)
+				cr_assert_eq(c.v[k].e[SIM_AM], 0, "export at night, hour %d", hour_end);
+		}
+		cr_assert_gt(c.v[13].e[SIM_AM], c.v[8].e[SIM_AM], "more at 13-14 than at 08-09");
+		/* summer produces more than winter */
+		int64_t jun = sim_energy(&m, SIM_AM, utc(2024, 7, 1, 0)) - sim_energy(&m, SIM_AM, utc(2024, 6, 1, 0));
+		int64_t dec = sim_energy(&m, SIM_AM, utc(2025, 1, 1, 0)) - sim_energy(&m, SIM_AM, utc(2024, 12, 1, 0));
+		cr_assert_gt(jun, 2 * dec);
+	}
+	cr_assert_eq(seen, 3);
+	sim_fleet_free(f);
+}
+
+Test(sim_model, no_jump_at_dst_changes)
+{
+	/* The daily shape follows local time yet stays continuous: the hour
+	 * across each switch is within the range of its neighbours' swing. */
+	struct sim_fleet *f = fleet(4, 30, 900);
+	for (uint32_t i = 0; i < 30; i += 3) {
+		struct sim_meter m;
+		sim_meter_load(f, i, &m);
+		int64_t sw[2] = {utc(2024, 3, 31, 1), utc(2024, 10, 27, 1)};
+		for (int k = 0; k < 2; k++) {
+			struct collect c = {0};
+			sim_intervals(&m, sw[k] - 2 * 3600, sw[k] + 2 * 3600, collect_cb, &c);
+			cr_assert_eq(c.n, 16);
+			for (long j = 1; j < c.n; j++) {
+				double a = c.v[j - 1].e[SIM_AP], b = c.v[j].e[SIM_AP];
+				cr_assert(b < 2.5 * a + 5 && a < 2.5 * b + 5, "jump %f -> %f", a, b);
+			}
+		}
+	}
+	sim_fleet_free(f);
+}
