@@ -447,21 +447,31 @@ SELECT ammd_ensure_partitions(now() - interval '2 months', 5);
 
 -- ---- several instances (DESIGN §8) ----------------------------------------
 
--- Claims up to `n` enabled meters that are due and not leased by a live
--- instance, for `lease`; returns their ids.  SKIP LOCKED lets instances
--- claim concurrently without waiting on each other.
+-- Claims up to `n` enabled meters that are due and not under a live lease
+-- (its own included: a claim returns only meters newly taken), for
+-- `lease`; returns their ids.  SKIP LOCKED lets instances claim
+-- concurrently without waiting on each other; an instance that dies simply
+-- stops renewing and its meters are claimable once the lease runs out.
 CREATE FUNCTION ammd_claim_meters(instance text, n integer, lease interval DEFAULT '5 minutes')
 	RETURNS SETOF integer LANGUAGE sql AS $$
 	UPDATE meter m SET leased_by = instance, lease_until = now() + lease
 	FROM (SELECT id FROM meter
 		WHERE enabled
 		  AND (next_due_at IS NULL OR next_due_at <= now())
-		  AND (lease_until IS NULL OR lease_until < now() OR leased_by = instance)
+		  AND (lease_until IS NULL OR lease_until < now())
 		ORDER BY next_due_at NULLS FIRST, id
 		LIMIT n
 		FOR UPDATE SKIP LOCKED) c
 	WHERE m.id = c.id
 	RETURNING m.id;
+$$;
+
+-- Extends every live lease of `instance` (its heartbeat); returns how many.
+CREATE FUNCTION ammd_renew_leases(instance text, lease interval DEFAULT '5 minutes')
+	RETURNS integer LANGUAGE sql AS $$
+	WITH r AS (UPDATE meter SET lease_until = now() + lease
+		WHERE leased_by = instance AND lease_until >= now() RETURNING 1)
+	SELECT count(*)::integer FROM r;
 $$;
 
 -- ---- completeness ------------------------------------------------------------

@@ -42,6 +42,7 @@ REVOKE EXECUTE ON FUNCTION ammd_ensure_partitions(timestamptz, integer) FROM PUB
 REVOKE EXECUTE ON FUNCTION ammd_command_cancel(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ammd_completeness(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ammd_claim_meters(text, integer, interval) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION ammd_renew_leases(text, interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ammd_set_meter_keys(integer[], bytea[], bytea[], text[], bytea[]) FROM PUBLIC;
 
 -- Everyone may see which schema version this is (ammd checks it at start).
@@ -63,7 +64,7 @@ GRANT SELECT ON command_rate_cap, command_audit, completeness_daily, completenes
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ammd;
 GRANT EXECUTE ON FUNCTION ammd_ensure_partitions(timestamptz, integer),
 	ammd_command_cancel(bigint), ammd_completeness(integer),
-	ammd_claim_meters(text, integer, interval),
+	ammd_claim_meters(text, integer, interval), ammd_renew_leases(text, interval),
 	ammd_set_meter_keys(integer[], bytea[], bytea[], text[], bytea[]) TO ammd;
 
 -- ---- ammd_operator ---------------------------------------------------------------
