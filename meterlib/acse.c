@@ -992,3 +992,11 @@ acse_user_diag_name(int diag)
 
 	return diag >= 0 && diag < 15 ? names[diag] : "unknown";
 }
+
+const char *
+acse_provider_diag_name(int diag)
+{
+	static const char *const names[] = {"null", "no-reason-given", "no-common-acse-version"};
+
+	return diag >= 0 && diag < 3 ? names[diag] : "unknown";
+}

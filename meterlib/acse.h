@@ -290,5 +290,7 @@ const char *acse_context_name(int ctx);
 const char *acse_mech_name(int mech);
 const char *acse_result_name(int result);
 const char *acse_user_diag_name(int diag);
+/* acse-service-provider diagnostics: "null", "no-reason-given", "no-common-acse-version". */
+const char *acse_provider_diag_name(int diag);
 
 #endif

@@ -703,4 +703,7 @@ Test(acse, names)
 	cr_assert_str_eq(acse_user_diag_name(ACSE_DIAG_AUTH_FAILURE), "authentication-failure");
 	cr_assert_str_eq(acse_context_name(ACSE_CTX_SN_CIPHER), "SN_with_ciphering");
 	cr_assert_str_eq(acse_result_name(3), "unknown");
+	cr_assert_str_eq(acse_provider_diag_name(ACSE_DIAG_NO_COMMON_ACSE_VERSION),
+	                 "no-common-acse-version");
+	cr_assert_str_eq(acse_provider_diag_name(3), "unknown");
 }
