@@ -365,6 +365,13 @@ hdlc_link_feed(struct hdlc_link *l, const uint8_t *p, size_t n)
 		l->in_len -= l->in_off;
 		l->in_off = 0;
 	}
+	if (l->flag_held && n) {
+		/* Put back the flag set aside by hdlc_link_poll(). */
+		memmove(l->in + 1, l->in, l->in_len);
+		l->in[0] = HDLC_FLAG;
+		l->in_len++;
+		l->flag_held = false;
+	}
 	room = sizeof(l->in) - l->in_len;
 	if (n > room)
 		n = room;
@@ -651,8 +658,16 @@ hdlc_link_poll(struct hdlc_link *l, struct mbuf *out, struct hdlc_event *ev)
 		rc = hdlc_scan(l->in + l->in_off, l->in_len - l->in_off, &f, &drop);
 		if (rc <= 0) {
 			l->in_off += drop;
-			if (rc == 0)
+			if (rc == 0) {
+				/* A lone closing flag is not a frame in
+				 * progress: hold it aside so the input
+				 * reads as empty until more bytes come. */
+				if (l->in_len - l->in_off == 1 && l->in[l->in_off] == HDLC_FLAG) {
+					l->in_off++;
+					l->flag_held = true;
+				}
 				return HDLC_EV_NONE;
+			}
 			l->frames_bad++;
 			continue;
 		}

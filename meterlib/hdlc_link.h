@@ -118,8 +118,9 @@ struct hdlc_link {
 
 	/* receive side: bytes fed but not yet handled, and reassembly */
 	uint8_t in[HDLC_LINK_RXBUF];
-	size_t in_off; /* bytes at the front already handled */
-	size_t in_len;
+	size_t in_off;  /* bytes at the front already handled */
+	size_t in_len;  /* in_off == in_len: no partial frame waits */
+	bool flag_held; /* a closing flag was set aside: it may open the next */
 	size_t rx_len;  /* APDU bytes reassembled so far */
 	bool rx_active; /* a segmented APDU is being received */
 	bool rx_ui;     /* ... in UI frames */

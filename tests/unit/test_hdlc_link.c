@@ -259,6 +259,8 @@ big_transfer(uint8_t window, enum chunking how)
 	cr_assert_eq(s.max_burst, window);
 	cr_assert_eq(c.errors + s.errors, 0);
 	cr_assert_eq(c.l.frames_bad + s.l.frames_bad, 0);
+	cr_assert_eq(c.l.in_len, c.l.in_off, "nothing half-read left");
+	cr_assert_eq(s.l.in_len, s.l.in_off);
 
 	cr_assert_eq(hdlc_link_disconnect(&c.l, &c.out), 0);
 	exchange(&c, &s, how);
@@ -669,4 +671,43 @@ Test(hdlc_link, send_into_small_buffer_counts_nothing)
 	cr_assert_eq(s.apdus, 1);
 	cr_assert_eq(s.got_len, sizeof(req));
 	cr_assert_eq(c.errors + s.errors, 0);
+}
+
+/*
+ * Frames that share a flag, with the read boundary right after the shared
+ * flag: the flag is set aside (the input reads as empty, no partial frame)
+ * and still opens the next frame.
+ */
+Test(hdlc_link, shared_flag_across_reads)
+{
+	static struct peer c, s;
+	uint8_t buf[128], info[] = {0xe6, 0xe7, 0x00, 0x11};
+	struct mbuf m;
+	size_t first;
+
+	connect_pair(&c, &s, P128, P128, WHOLE);
+	cr_assert_eq(c.l.in_len, c.l.in_off, "idle after connecting");
+	struct hdlc_frame f = {.type = HDLC_I,
+	                       .dest = CLIENT,
+	                       .src = SERVER,
+	                       .segmented = true,
+	                       .pf = true,
+	                       .info = info,
+	                       .info_len = sizeof(info)};
+	mbuf_init(&m, buf, sizeof(buf));
+	cr_assert_gt(hdlc_encode(&m, &f), 0);
+	first = m.len;
+	f.ns = 1;
+	f.segmented = false;
+	cr_assert_gt(hdlc_encode(&m, &f), 0);
+	/* 7E F1 7E 7E F2 7E  ->  7E F1 7E | F2 7E */
+	memmove(buf + first, buf + first + 1, m.len - first - 1);
+	m.len--;
+	deliver(&c, buf, first, WHOLE);
+	cr_assert_eq(c.l.in_len, c.l.in_off, "a lone flag is not a partial frame");
+	cr_assert_eq(c.apdus, 0);
+	deliver(&c, buf + first, m.len - first, WHOLE);
+	cr_assert_eq(c.apdus, 1);
+	cr_assert_eq(c.got_len, 5); /* 1 byte after the LLC, then all 4 of segment 2 */
+	cr_assert_eq(c.errors + (int)c.l.frames_bad, 0);
 }
