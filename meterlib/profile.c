@@ -318,6 +318,28 @@ read_cell(const uint8_t *p, size_t left, struct profile_cell *cell)
 	return METER_EMALFORMED;
 }
 
+/*
+ * Local midnight of the date at p (year, month, day bytes) under the
+ * caller's zone, remembered for the rows that follow: a 15-minute profile
+ * has 96 rows per date, and the DST rule (two civil-date conversions per
+ * candidate offset) is the dearest part of a row.  A date is cached only
+ * when no DST change falls within two hours of it, so one offset holds
+ * for the whole day; the two change days go the long way every row.
+ */
+static void
+remember_day(struct profile_cursor *c, const uint8_t *p, const struct cosem_datetime *dt)
+{
+	const struct cosem_tz *tz = &c->opt.tz;
+	int64_t local0 = cosem_days_from_civil(dt->year, dt->month, dt->day) * 86400;
+	int64_t first = local0 - (int64_t)tz->std_offset * 60 - 3 * 3600;
+	int64_t last = local0 + 86400 - (int64_t)tz->std_offset * 60 + 2 * 3600;
+	bool dst = cosem_tz_is_dst(tz, first);
+
+	c->day_valid = dst == cosem_tz_is_dst(tz, last);
+	memcpy(c->day_key, p, sizeof c->day_key);
+	c->day_utc0 = local0 - (int64_t)(tz->std_offset + (dst ? 60 : 0)) * 60;
+}
+
 /* The clock cell of a row: its UTC time, or the previous one plus the
  * period for a null clock. */
 static int
@@ -339,10 +361,18 @@ row_time(struct profile_cursor *c, const struct profile_cell *cell, struct profi
 		return METER_EMALFORMED;
 	if ((rc = cosem_datetime_decode(cell->ptr, &dt)) < 0)
 		return rc;
-	if ((rc = cosem_datetime_to_utc(&dt, &c->opt.tz, &row->time)) < 0)
-		return rc;
 	row->clock_status = dt.status;
 	row->has_time = true;
+	if (dt.deviation == COSEM_DEVIATION_UNSPEC && c->day_valid &&
+	    memcmp(cell->ptr, c->day_key, sizeof c->day_key) == 0 && dt.hour <= 23 &&
+	    dt.minute <= 59 && dt.second <= 59) {
+		row->time = c->day_utc0 + dt.hour * 3600 + dt.minute * 60 + dt.second;
+		return 0;
+	}
+	if ((rc = cosem_datetime_to_utc(&dt, &c->opt.tz, &row->time)) < 0)
+		return rc;
+	if (dt.deviation == COSEM_DEVIATION_UNSPEC)
+		remember_day(c, cell->ptr, &dt);
 	return 0;
 }
 

@@ -130,6 +130,11 @@ struct profile_cursor {
 	struct profile_options opt;
 	bool have_time;
 	int64_t last_time;
+	/* the last local date seen with an unspecified deviation, when one
+	 * UTC offset holds all day: its midnight in UTC */
+	bool day_valid;
+	uint8_t day_key[4]; /* year, month, day bytes */
+	int64_t day_utc0;
 	/* per column: divide (scaler < 0) or multiply by this power of ten */
 	double factor[PROFILE_MAX_COLUMNS];
 	bool divide[PROFILE_MAX_COLUMNS];
