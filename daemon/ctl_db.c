@@ -28,8 +28,8 @@ static void
 db_usage(FILE *f)
 {
 	fprintf(f, "usage: ammctl db migrate [--dsn DSN] [--sql-dir DIR]\n"
-		   "       ammctl db status  [--dsn DSN] [--sql-dir DIR] [--json]\n"
-		   "DSN defaults to $" DB_ENV ", then to libpq's defaults.\n");
+	           "       ammctl db status  [--dsn DSN] [--sql-dir DIR] [--json]\n"
+	           "DSN defaults to $" DB_ENV ", then to libpq's defaults.\n");
 }
 
 /* Returns 0, or 2 after a usage message. */
@@ -163,10 +163,11 @@ db_cmd_status(int argc, char **argv)
 	} else {
 		printf("database %s, migrations from %s\n", PQdb(c), dir);
 		for (int i = 0; i < n; i++) {
-			const char *state = !v[i].applied ? "pending"
-			    : v[i].changed		       ? "CHANGED since applied"
-			    : v[i].sha256[0] == '\0'	       ? "applied (no file here: newer schema)"
-							       : "applied";
+			const char *state = !v[i].applied  ? "pending"
+			                    : v[i].changed ? "CHANGED since applied"
+			                    : v[i].sha256[0] == '\0'
+			                        ? "applied (no file here: newer schema)"
+			                        : "applied";
 			printf("  %-28s %-22s %s\n", v[i].name, v[i].applied_at, state);
 		}
 		if (pending == 0 && changed == 0)

@@ -51,19 +51,35 @@
 #include "db.h"
 #include "json.h"
 
-#define METER_MAX_ERRORS 20	/* bad lines reported in full */
-#define METER_FLUSH	 (256 * 1024)
+#define METER_MAX_ERRORS 20 /* bad lines reported in full */
+#define METER_FLUSH      (256 * 1024)
 
 enum meter_col {
-	MC_SERIAL, MC_TYPE, MC_TRANSPORT, MC_HOST, MC_PORT, MC_HDLC, MC_CLIENT, MC_SERVER,
-	MC_SECURITY, MC_EK, MC_AK, MC_PASSWORD, MC_SYSTITLE, MC_PERIOD, MC_GATEWAY,
-	MC_PRIMARY, MC_SECONDARY, MC_NCOLS
+	MC_SERIAL,
+	MC_TYPE,
+	MC_TRANSPORT,
+	MC_HOST,
+	MC_PORT,
+	MC_HDLC,
+	MC_CLIENT,
+	MC_SERVER,
+	MC_SECURITY,
+	MC_EK,
+	MC_AK,
+	MC_PASSWORD,
+	MC_SYSTITLE,
+	MC_PERIOD,
+	MC_GATEWAY,
+	MC_PRIMARY,
+	MC_SECONDARY,
+	MC_NCOLS
 };
 
 static const char *const meter_col_names[MC_NCOLS] = {
-	"serial", "type", "transport", "host", "port", "hdlc", "client_addr", "server_addr",
-	"security", "ek", "ak", "password", "system_title", "profile_period", "gateway",
-	"primary_addr", "secondary_addr",
+    "serial",       "type",           "transport",    "host",           "port",
+    "hdlc",         "client_addr",    "server_addr",  "security",       "ek",
+    "ak",           "password",       "system_title", "profile_period", "gateway",
+    "primary_addr", "secondary_addr",
 };
 
 /* One input record: fields point into the caller's line buffer. */
@@ -79,19 +95,19 @@ struct meter_row {
 	const char *type, *transport, *security;
 	const char *host;
 	size_t host_len;
-	int port;			/* 0: none */
+	int port; /* 0: none */
 	bool hdlc;
 	int client_addr, server_addr, period;
 	uint8_t ek[32], ak[32], st[8];
-	size_t ek_len, ak_len;		/* 0: none */
+	size_t ek_len, ak_len; /* 0: none */
 	bool has_st;
-	const char *password;		/* NULL: none */
+	const char *password; /* NULL: none */
 	size_t password_len;
-	const char *gw;			/* host:port, NULL: none */
+	const char *gw; /* host:port, NULL: none */
 	size_t gw_len, gw_host_len;
 	int gw_port;
-	int primary;			/* -1: none */
-	const char *secondary;		/* NULL: none */
+	int primary;           /* -1: none */
+	const char *secondary; /* NULL: none */
 };
 
 /* The temporary table the COPY fills; columns in meter_row_emit() order. */
@@ -114,11 +130,11 @@ static void
 meter_usage(FILE *f)
 {
 	fprintf(f, "usage: ammctl meter import [--dsn DSN] FILE|-\n"
-		   "       ammctl meter add [--dsn DSN] SERIAL key=value...\n"
-		   "       ammctl meter list [--dsn DSN] [--json]\n"
-		   "       ammctl meter show [--dsn DSN] [--json] SERIAL\n"
-		   "       ammctl meter disable|enable [--dsn DSN] SERIAL\n"
-		   "keys (and CSV columns):");
+	           "       ammctl meter add [--dsn DSN] SERIAL key=value...\n"
+	           "       ammctl meter list [--dsn DSN] [--json]\n"
+	           "       ammctl meter show [--dsn DSN] [--json] SERIAL\n"
+	           "       ammctl meter disable|enable [--dsn DSN] SERIAL\n"
+	           "keys (and CSV columns):");
 	for (int i = 0; i < MC_NCOLS; i++)
 		fprintf(f, " %s", meter_col_names[i]);
 	fprintf(f, "\nDSN defaults to $" DB_ENV ", then to libpq's defaults.\n");
@@ -228,7 +244,7 @@ meter_hostname(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':' || c == '[' ||
-			c == ']'))
+		      c == ']'))
 			return false;
 	}
 	return true;
@@ -249,7 +265,11 @@ meter_row_check(const struct meter_fields *f, struct meter_row *r, char *err, si
 	int x;
 
 #define FIELD(c) (v = f->v[c], n = f->v[c] != NULL ? f->n[c] : 0)
-#define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+#define BAD(...)                                                                                   \
+	do {                                                                                       \
+		snprintf(err, errlen, __VA_ARGS__);                                                \
+		return -1;                                                                         \
+	} while (0)
 
 	memset(r, 0, sizeof(*r));
 	r->primary = -1;
@@ -261,7 +281,8 @@ meter_row_check(const struct meter_fields *f, struct meter_row *r, char *err, si
 		BAD("serial longer than 32 characters");
 	for (size_t i = 0; i < n; i++)
 		if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '_' && v[i] != '-')
-			BAD("serial '%.*s': only letters, digits, '.', '_' and '-' allowed", (int)n, v);
+			BAD("serial '%.*s': only letters, digits, '.', '_' and '-' allowed", (int)n,
+			    v);
 	r->serial = v;
 	r->serial_len = n;
 
@@ -337,7 +358,7 @@ meter_row_check(const struct meter_fields *f, struct meter_row *r, char *err, si
 	FIELD(MC_PERIOD);
 	r->period = 900;
 	if (n > 0 && (!meter_int(v, n, 1, 86400, &x) ||
-			 (x != 60 && x != 300 && x != 600 && x != 900 && x != 1800 && x != 3600)))
+	              (x != 60 && x != 300 && x != 600 && x != 900 && x != 1800 && x != 3600)))
 		BAD("profile_period '%.*s': expected 60, 300, 600, 900, 1800 or 3600", (int)n, v);
 	if (n > 0)
 		r->period = x;
@@ -457,7 +478,8 @@ meter_csv_split(char *line, char **fv, size_t *fn, int max, char *err, size_t er
 			p++;
 			for (;;) {
 				if (*p == '\0') {
-					snprintf(err, errlen, "unterminated quoted field %d", nf + 1);
+					snprintf(err, errlen, "unterminated quoted field %d",
+					         nf + 1);
 					return -1;
 				}
 				if (*p == '"') {
@@ -472,13 +494,15 @@ meter_csv_split(char *line, char **fv, size_t *fn, int max, char *err, size_t er
 				*w++ = *p++;
 			}
 			if (*p != ',' && *p != '\0') {
-				snprintf(err, errlen, "text after the closing quote of field %d", nf + 1);
+				snprintf(err, errlen, "text after the closing quote of field %d",
+				         nf + 1);
 				return -1;
 			}
 		} else {
 			while (*p != ',' && *p != '\0') {
 				if (*p == '"') {
-					snprintf(err, errlen, "quote inside unquoted field %d", nf + 1);
+					snprintf(err, errlen, "quote inside unquoted field %d",
+					         nf + 1);
 					return -1;
 				}
 				*w++ = *p++;
@@ -518,8 +542,8 @@ struct meter_load {
 	struct db_copybuf buf;
 	long nrows;
 	int nerr;
-	bool keys;	/* the input says the truth about keys */
-	bool add_only;	/* `meter add`: refuse existing serials */
+	bool keys;     /* the input says the truth about keys */
+	bool add_only; /* `meter add`: refuse existing serials */
 	char err[DB_ERR_MAX];
 };
 
@@ -557,7 +581,7 @@ meter_load_row(struct meter_load *l, const struct meter_fields *f, long line)
 		return 0;
 	}
 	if (l->nerr > 0)
-		return 0;	/* nothing will be written: stop sending */
+		return 0; /* nothing will be written: stop sending */
 	meter_row_emit(&r, line, &l->buf);
 	l->nrows++;
 	return db_copy_flush(l->c, &l->buf, METER_FLUSH, l->err, sizeof(l->err));
@@ -598,34 +622,34 @@ meter_load_finish(struct meter_load *l, bool quiet)
 		return -1;
 
 	/* Checks that need the whole input, or the database. */
-	if (meter_load_check(l,
-		"SELECT min(line), format('serial %s appears on lines %s', serial,"
-		" string_agg(line::text, ', ' ORDER BY line))"
-		" FROM meter_import GROUP BY serial HAVING count(*) > 1"
-		" ORDER BY min(line) LIMIT 20") < 0)
+	if (meter_load_check(l, "SELECT min(line), format('serial %s appears on lines %s', serial,"
+	                        " string_agg(line::text, ', ' ORDER BY line))"
+	                        " FROM meter_import GROUP BY serial HAVING count(*) > 1"
+	                        " ORDER BY min(line) LIMIT 20") < 0)
 		return -1;
 	if (l->add_only &&
 	    meter_load_check(l, "SELECT 0, format('meter %s exists already (import updates it)',"
-				" i.serial) FROM meter_import i JOIN meter m USING (serial)") < 0)
+	                        " i.serial) FROM meter_import i JOIN meter m USING (serial)") < 0)
 		return -1;
 	if (l->nerr > 0)
 		return 1;
 	if (db_exec(l->c,
-		"INSERT INTO gateway (name, kind, host, port)"
-		" SELECT DISTINCT ON (gw_name) gw_name, transport, gw_host, gw_port"
-		" FROM meter_import WHERE gw_name IS NOT NULL ORDER BY gw_name, line"
-		" ON CONFLICT (name) DO NOTHING",
-		l->err, sizeof(l->err)) < 0)
+	            "INSERT INTO gateway (name, kind, host, port)"
+	            " SELECT DISTINCT ON (gw_name) gw_name, transport, gw_host, gw_port"
+	            " FROM meter_import WHERE gw_name IS NOT NULL ORDER BY gw_name, line"
+	            " ON CONFLICT (name) DO NOTHING",
+	            l->err, sizeof(l->err)) < 0)
 		return -1;
-	if (meter_load_check(l,
-		"SELECT i.line, format('gateway %s is a %s gateway, not %s', g.name, g.kind,"
-		" i.transport) FROM meter_import i JOIN gateway g ON g.name = i.gw_name"
-		" WHERE g.kind <> i.transport ORDER BY i.line LIMIT 20") < 0)
+	if (meter_load_check(
+	        l, "SELECT i.line, format('gateway %s is a %s gateway, not %s', g.name, g.kind,"
+	           " i.transport) FROM meter_import i JOIN gateway g ON g.name = i.gw_name"
+	           " WHERE g.kind <> i.transport ORDER BY i.line LIMIT 20") < 0)
 		return -1;
 	if (l->nerr > 0)
 		return 1;
 
-	res = db_query(l->c,
+	res = db_query(
+	    l->c,
 	    "WITH up AS ("
 	    " INSERT INTO meter AS m (serial, type, transport, host, port, hdlc, client_addr,"
 	    "  server_addr, security, profile_period, gateway_id, primary_addr, secondary_addr)"
@@ -646,7 +670,8 @@ meter_load_finish(struct meter_load *l, bool quiet)
 	    "  EXCLUDED.profile_period, EXCLUDED.gateway_id, EXCLUDED.primary_addr,"
 	    "  EXCLUDED.secondary_addr)"
 	    " RETURNING (xmax = 0) AS inserted)"
-	    " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+	    " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM "
+	    "up",
 	    0, NULL, l->err, sizeof(l->err));
 	if (res == NULL)
 		return -1;
@@ -655,7 +680,8 @@ meter_load_finish(struct meter_load *l, bool quiet)
 	long long keyed = 0;
 	if (l->keys) {
 		/* Meters whose keys are cleared need their old row visited too. */
-		res = db_query(l->c,
+		res = db_query(
+		    l->c,
 		    "SELECT coalesce(ammd_set_meter_keys(array_agg(m.id), array_agg(i.ek),"
 		    " array_agg(i.ak), array_agg(i.password), array_agg(i.system_title)), 0)"
 		    " FROM meter_import i JOIN meter m USING (serial)"
@@ -671,8 +697,9 @@ meter_load_finish(struct meter_load *l, bool quiet)
 	if (db_exec(l->c, "COMMIT", l->err, sizeof(l->err)) < 0)
 		return -1;
 	if (!quiet)
-		printf("%lld meters read: %lld added, %lld updated, %lld unchanged; keys set for %lld\n",
-		    copied, added, changed, copied - added - changed, keyed);
+		printf("%lld meters read: %lld added, %lld updated, %lld unchanged; keys set for "
+		       "%lld\n",
+		       copied, added, changed, copied - added - changed, keyed);
 	return 0;
 }
 
@@ -689,7 +716,7 @@ meter_load_exit(struct meter_load *l, const char *cmd, int r)
 		if (l->nerr > METER_MAX_ERRORS)
 			fprintf(stderr, "... and %d more\n", l->nerr - METER_MAX_ERRORS);
 		fprintf(stderr, "ammctl meter %s: %d bad line%s, nothing imported\n", cmd, l->nerr,
-		    l->nerr == 1 ? "" : "s");
+		        l->nerr == 1 ? "" : "s");
 		PQclear(PQexec(l->c, "ROLLBACK"));
 		return 1;
 	}
@@ -701,7 +728,8 @@ meter_key_cols(const int *map, int ncols, int *nkeys)
 {
 	*nkeys = 0;
 	for (int i = 0; i < ncols; i++)
-		if (map[i] == MC_EK || map[i] == MC_AK || map[i] == MC_PASSWORD || map[i] == MC_SYSTITLE)
+		if (map[i] == MC_EK || map[i] == MC_AK || map[i] == MC_PASSWORD ||
+		    map[i] == MC_SYSTITLE)
 			(*nkeys)++;
 	return *nkeys > 0;
 }
@@ -751,21 +779,26 @@ meter_cmd_import(int argc, char **argv)
 	for (int i = 0; i < ncols; i++) {
 		map[i] = meter_col_index(fv[i], fn[i]);
 		if (map[i] < 0 || have[map[i]]) {
-			fprintf(stderr, "ammctl meter import: line %ld (header): %s column '%.*s'\n",
-			    lineno, map[i] < 0 ? "unknown" : "repeated", (int)fn[i], fv[i]);
+			fprintf(stderr,
+			        "ammctl meter import: line %ld (header): %s column '%.*s'\n",
+			        lineno, map[i] < 0 ? "unknown" : "repeated", (int)fn[i], fv[i]);
 			goto out;
 		}
 		have[map[i]] = true;
 	}
 	if (!have[MC_SERIAL] || !have[MC_TRANSPORT]) {
-		fprintf(stderr, "ammctl meter import: line %ld (header): serial and transport "
-				"columns are required\n", lineno);
+		fprintf(stderr,
+		        "ammctl meter import: line %ld (header): serial and transport "
+		        "columns are required\n",
+		        lineno);
 		goto out;
 	}
 	l.keys = meter_key_cols(map, ncols, &nkeys);
 	if (l.keys && nkeys != 4) {
-		fprintf(stderr, "ammctl meter import: line %ld (header): ek, ak, password and "
-				"system_title go together (all or none)\n", lineno);
+		fprintf(stderr,
+		        "ammctl meter import: line %ld (header): ek, ak, password and "
+		        "system_title go together (all or none)\n",
+		        lineno);
 		goto out;
 	}
 
@@ -847,7 +880,8 @@ meter_cmd_add(int argc, char **argv)
 		const char *eq = strchr(o.pos[i], '=');
 		int col = eq ? meter_col_index(o.pos[i], (size_t)(eq - o.pos[i])) : -1;
 		if (col < 0 || col == MC_SERIAL || f.v[col] != NULL) {
-			fprintf(stderr, "ammctl meter add: bad or repeated key=value '%s'\n", o.pos[i]);
+			fprintf(stderr, "ammctl meter add: bad or repeated key=value '%s'\n",
+			        o.pos[i]);
 			meter_usage(stderr);
 			goto out;
 		}
@@ -856,7 +890,7 @@ meter_cmd_add(int argc, char **argv)
 		nkeys += col == MC_EK || col == MC_AK || col == MC_PASSWORD || col == MC_SYSTITLE;
 	}
 	l.add_only = true;
-	l.keys = nkeys > 0;	/* a new meter: absent keys are simply none */
+	l.keys = nkeys > 0; /* a new meter: absent keys are simply none */
 	rc = 1;
 	if ((l.c = db_connect(o.dsn, "ammctl", l.err, sizeof(l.err))) == NULL) {
 		fprintf(stderr, "ammctl meter add: cannot connect: %s\n", l.err);
@@ -888,11 +922,12 @@ out:
 /* Column kinds for printing query results as JSON. */
 struct meter_outcol {
 	const char *name;
-	char kind;		/* 's' string, 'i' integer, 'b' boolean */
+	char kind; /* 's' string, 'i' integer, 'b' boolean */
 };
 
 static void
-meter_json_field(struct json *j, const PGresult *res, int row, int col, const struct meter_outcol *oc)
+meter_json_field(struct json *j, const PGresult *res, int row, int col,
+                 const struct meter_outcol *oc)
 {
 	const char *v;
 
@@ -902,18 +937,24 @@ meter_json_field(struct json *j, const PGresult *res, int row, int col, const st
 	}
 	v = PQgetvalue(res, row, col);
 	switch (oc->kind) {
-	case 'i': json_int(j, oc->name, strtoll(v, NULL, 10)); break;
-	case 'b': json_bool(j, oc->name, v[0] == 't'); break;
-	default: json_str(j, oc->name, v); break;
+	case 'i':
+		json_int(j, oc->name, strtoll(v, NULL, 10));
+		break;
+	case 'b':
+		json_bool(j, oc->name, v[0] == 't');
+		break;
+	default:
+		json_str(j, oc->name, v);
+		break;
 	}
 }
 
 #define METER_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 static const struct meter_outcol meter_list_cols[] = {
-	{"serial", 's'}, {"type", 's'}, {"transport", 's'}, {"address", 's'},
-	{"security", 's'}, {"profile_period", 'i'}, {"enabled", 'b'}, {"reachability", 's'},
-	{"last_contact", 's'},
+    {"serial", 's'},  {"type", 's'},         {"transport", 's'},
+    {"address", 's'}, {"security", 's'},     {"profile_period", 'i'},
+    {"enabled", 'b'}, {"reachability", 's'}, {"last_contact", 's'},
 };
 
 static const char meter_list_sql[] =
@@ -922,9 +963,9 @@ static const char meter_list_sql[] =
     "   coalesce(m.secondary_addr, m.primary_addr::text, '')"
     "  WHEN m.host IS NOT NULL THEN m.host || coalesce(':' || m.port, '')"
     "  ELSE '' END,"
-    " m.security, m.profile_period, m.enabled, m.reachability::text, "
-    METER_TS("m.last_contact_at")
-    " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id ORDER BY m.serial";
+    " m.security, m.profile_period, m.enabled, m.reachability::text, " METER_TS(
+        "m.last_contact_at") " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id ORDER BY "
+                             "m.serial";
 
 static int
 meter_cmd_list(int argc, char **argv)
@@ -965,14 +1006,15 @@ meter_cmd_list(int argc, char **argv)
 		json_end(&j);
 	} else {
 		printf("%-16s %-5s %-9s %-28s %-8s %6s %-7s %-11s %s\n", "SERIAL", "TYPE",
-		    "TRANSPORT", "ADDRESS", "SECURITY", "PERIOD", "ENABLED", "REACHABLE",
-		    "LAST CONTACT");
+		       "TRANSPORT", "ADDRESS", "SECURITY", "PERIOD", "ENABLED", "REACHABLE",
+		       "LAST CONTACT");
 		for (int r = 0; r < PQntuples(res); r++)
 			printf("%-16s %-5s %-9s %-28s %-8s %6s %-7s %-11s %s\n",
-			    PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
-			    PQgetvalue(res, r, 3), PQgetvalue(res, r, 4), PQgetvalue(res, r, 5),
-			    PQgetvalue(res, r, 6)[0] == 't' ? "yes" : "no", PQgetvalue(res, r, 7),
-			    PQgetisnull(res, r, 8) ? "never" : PQgetvalue(res, r, 8));
+			       PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+			       PQgetvalue(res, r, 3), PQgetvalue(res, r, 4), PQgetvalue(res, r, 5),
+			       PQgetvalue(res, r, 6)[0] == 't' ? "yes" : "no",
+			       PQgetvalue(res, r, 7),
+			       PQgetisnull(res, r, 8) ? "never" : PQgetvalue(res, r, 8));
 		printf("%d meter%s\n", PQntuples(res), PQntuples(res) == 1 ? "" : "s");
 	}
 	rc = 0;
@@ -985,26 +1027,32 @@ out:
 }
 
 static const struct meter_outcol meter_show_cols[] = {
-	{"serial", 's'}, {"id", 'i'}, {"type", 's'}, {"transport", 's'}, {"host", 's'},
-	{"port", 'i'}, {"hdlc", 'b'}, {"client_addr", 'i'}, {"server_addr", 'i'},
-	{"logical_addr", 'i'}, {"security", 's'}, {"profile_period", 'i'}, {"gateway", 's'},
-	{"gateway_kind", 's'}, {"primary_addr", 'i'}, {"secondary_addr", 's'},
-	{"enabled", 'b'}, {"reachability", 's'}, {"last_contact", 's'}, {"last_error", 's'},
-	{"failures", 'i'}, {"next_due", 's'}, {"firmware", 's'}, {"leased_by", 's'},
-	{"lease_until", 's'}, {"keys_set", 'b'}, {"system_title", 's'}, {"collect", 's'},
-	{"created", 's'}, {"updated", 's'},
+    {"serial", 's'},      {"id", 'i'},           {"type", 's'},         {"transport", 's'},
+    {"host", 's'},        {"port", 'i'},         {"hdlc", 'b'},         {"client_addr", 'i'},
+    {"server_addr", 'i'}, {"logical_addr", 'i'}, {"security", 's'},     {"profile_period", 'i'},
+    {"gateway", 's'},     {"gateway_kind", 's'}, {"primary_addr", 'i'}, {"secondary_addr", 's'},
+    {"enabled", 'b'},     {"reachability", 's'}, {"last_contact", 's'}, {"last_error", 's'},
+    {"failures", 'i'},    {"next_due", 's'},     {"firmware", 's'},     {"leased_by", 's'},
+    {"lease_until", 's'}, {"keys_set", 'b'},     {"system_title", 's'}, {"collect", 's'},
+    {"created", 's'},     {"updated", 's'},
 };
 
 static const char meter_show_sql[] =
     "SELECT m.serial, m.id, m.type, m.transport, m.host, m.port, m.hdlc, m.client_addr,"
     " m.server_addr, m.logical_addr, m.security, m.profile_period, g.name, g.kind,"
-    " m.primary_addr, m.secondary_addr, m.enabled, m.reachability::text, "
-    METER_TS("m.last_contact_at") ", m.last_error, m.failures, " METER_TS("m.next_due_at")
-    ", m.firmware, m.leased_by, " METER_TS("m.lease_until")
-    ", coalesce(k.key_set, false), encode(k.system_title, 'hex'), m.collect::text, "
-    METER_TS("m.created_at") ", " METER_TS("m.updated_at")
-    " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id"
-    " LEFT JOIN meter_key k ON k.meter_id = m.id WHERE m.serial = $1";
+    " m.primary_addr, m.secondary_addr, m.enabled, m.reachability::text, " METER_TS("m.last_"
+                                                                                    "contact_at") ", m.last_error, m.failures, " METER_TS(
+        "m.next_due_at") ", m.firmware, m.leased_by, " METER_TS("m.lease_until") ", "
+                                                                                 "coalesce(k.key_"
+                                                                                 "set, false), "
+                                                                                 "encode(k.system_"
+                                                                                 "title, 'hex'), "
+                                                                                 "m.collect::text,"
+                                                                                 " " METER_TS("m."
+                                                                                              "crea"
+                                                                                              "ted_"
+                                                                                              "at") ", " METER_TS("m.updated_at") " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id"
+                                                                                                                                  " LEFT JOIN meter_key k ON k.meter_id = m.id WHERE m.serial = $1";
 
 static int
 meter_cmd_show(int argc, char **argv)
@@ -1037,10 +1085,12 @@ meter_cmd_show(int argc, char **argv)
 		fprintf(stderr, "ammctl meter show: no meter %s\n", o.pos[0]);
 		goto out;
 	}
-	if ((rp = db_query(c,
-		 "SELECT p.what, " METER_TS("p.last_ts") ", p.last_entry FROM read_pointer p"
-		 " JOIN meter m ON m.id = p.meter_id WHERE m.serial = $1 ORDER BY p.what",
-		 1, params, err, sizeof(err))) == NULL) {
+	if ((rp = db_query(
+	         c,
+	         "SELECT p.what, " METER_TS("p.last_ts") ", p.last_entry FROM read_pointer p"
+	                                                 " JOIN meter m ON m.id = p.meter_id WHERE "
+	                                                 "m.serial = $1 ORDER BY p.what",
+	         1, params, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "ammctl meter show: %s\n", err);
 		goto out;
 	}
@@ -1072,8 +1122,8 @@ meter_cmd_show(int argc, char **argv)
 		}
 		for (int r = 0; r < PQntuples(rp); r++)
 			printf("%-15s %s %s entry %s\n", "read_pointer", PQgetvalue(rp, r, 0),
-			    PQgetisnull(rp, r, 1) ? "-" : PQgetvalue(rp, r, 1),
-			    PQgetisnull(rp, r, 2) ? "-" : PQgetvalue(rp, r, 2));
+			       PQgetisnull(rp, r, 1) ? "-" : PQgetvalue(rp, r, 1),
+			       PQgetisnull(rp, r, 2) ? "-" : PQgetvalue(rp, r, 2));
 	}
 	rc = 0;
 out:
@@ -1112,11 +1162,11 @@ meter_cmd_enable(int argc, char **argv, bool enable)
 	}
 	/* A disabled meter also gives up its lease, so no instance keeps it. */
 	if ((res = db_query(c,
-		 "UPDATE meter SET enabled = $2, updated_at = now(),"
-		 " leased_by = CASE WHEN $2 THEN leased_by END,"
-		 " lease_until = CASE WHEN $2 THEN lease_until END"
-		 " WHERE serial = $1",
-		 2, params, err, sizeof(err))) == NULL) {
+	                    "UPDATE meter SET enabled = $2, updated_at = now(),"
+	                    " leased_by = CASE WHEN $2 THEN leased_by END,"
+	                    " lease_until = CASE WHEN $2 THEN lease_until END"
+	                    " WHERE serial = $1",
+	                    2, params, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "ammctl meter %s: %s\n", cmd, err);
 		goto out;
 	}

@@ -85,7 +85,7 @@ db_error(PGconn *c, const PGresult *res, char *err, size_t errlen)
 	if (msg == NULL || msg[0] == '\0')
 		msg = "unknown database error";
 	db_seterr(err, errlen, "%s%s%s%s%s%s", msg, detail ? " (" : "", detail ? detail : "",
-	    detail ? ")" : "", hint ? "; hint: " : "", hint ? hint : "");
+	          detail ? ")" : "", hint ? "; hint: " : "", hint ? hint : "");
 	if (err != NULL && errlen > 0)
 		db_chomp(err);
 }
@@ -134,7 +134,7 @@ db_exec(PGconn *c, const char *sql, char *err, size_t errlen)
 
 PGresult *
 db_query(PGconn *c, const char *sql, int nparams, const char *const *params, char *err,
-    size_t errlen)
+         size_t errlen)
 {
 	PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
@@ -195,8 +195,10 @@ db_sql_dir(const char *arg, char *buf, size_t buflen, char *err, size_t errlen)
 		snprintf(buf, buflen, "%s", AMMD_SQLDIR);
 		return buf;
 	}
-	db_seterr(err, errlen, "no migrations found (looked next to the program and in %s; "
-	    "set %s or pass --sql-dir)", AMMD_SQLDIR, DB_SQL_ENV);
+	db_seterr(err, errlen,
+	          "no migrations found (looked next to the program and in %s; "
+	          "set %s or pass --sql-dir)",
+	          AMMD_SQLDIR, DB_SQL_ENV);
 	return NULL;
 }
 
@@ -308,7 +310,8 @@ db_migration_files(const char *dir, struct db_migration **out, char *err, size_t
 		}
 		memset(&v[n], 0, sizeof(v[n]));
 		v[n].version = ver;
-		snprintf(v[n].name, sizeof(v[n].name), "%.*s", (int)(strlen(e->d_name) - 4), e->d_name);
+		snprintf(v[n].name, sizeof(v[n].name), "%.*s", (int)(strlen(e->d_name) - 4),
+		         e->d_name);
 		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path)) {
 			db_seterr(err, errlen, "%s: path too long", e->d_name);
 			goto fail;
@@ -329,7 +332,7 @@ db_migration_files(const char *dir, struct db_migration **out, char *err, size_t
 	for (size_t i = 1; i < n; i++) {
 		if (v[i].version == v[i - 1].version) {
 			db_seterr(err, errlen, "%s and %s have the same version", v[i - 1].name,
-			    v[i].name);
+			          v[i].name);
 			goto fail;
 		}
 	}
@@ -354,17 +357,17 @@ db_migrations(PGconn *c, const char *dir, struct db_migration **out, char *err, 
 	if (c == NULL)
 		goto done;
 	res = db_query(c, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL, err,
-	    errlen);
+	               errlen);
 	if (res == NULL)
 		goto fail;
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
 		goto done;
 	PQclear(res);
 	res = db_query(c,
-	    "SELECT version, name, sha256, "
-	    "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-	    "FROM schema_migrations ORDER BY version",
-	    0, NULL, err, errlen);
+	               "SELECT version, name, sha256, "
+	               "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+	               "FROM schema_migrations ORDER BY version",
+	               0, NULL, err, errlen);
 	if (res == NULL)
 		goto fail;
 	for (int r = 0; r < PQntuples(res); r++) {
@@ -423,18 +426,19 @@ db_apply(PGconn *c, const char *dir, const struct db_migration *m, char *err, si
 	PGresult *res = NULL;
 	int rc = -1;
 
-	if (db_exec(c, "BEGIN; SET LOCAL client_min_messages = warning; "
-		       "SELECT pg_advisory_xact_lock(" DB_MIGRATE_LOCK "); "
-		       "CREATE TABLE IF NOT EXISTS schema_migrations ("
-		       " version integer PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,"
-		       " applied_at timestamptz NOT NULL DEFAULT now(),"
-		       " applied_by text NOT NULL DEFAULT current_user)",
-		err, errlen) < 0)
+	if (db_exec(c,
+	            "BEGIN; SET LOCAL client_min_messages = warning; "
+	            "SELECT pg_advisory_xact_lock(" DB_MIGRATE_LOCK "); "
+	            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	            " version integer PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,"
+	            " applied_at timestamptz NOT NULL DEFAULT now(),"
+	            " applied_by text NOT NULL DEFAULT current_user)",
+	            err, errlen) < 0)
 		goto fail;
 	snprintf(ver, sizeof(ver), "%d", m->version);
 	params[0] = ver;
-	if ((res = db_query(c, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1,
-		 params, err, errlen)) == NULL)
+	if ((res = db_query(c, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, params,
+	                    err, errlen)) == NULL)
 		goto fail;
 	if (PQntuples(res) > 0) {
 		if (strcmp(PQgetvalue(res, 0, 0), m->sha256) != 0) {
@@ -468,8 +472,10 @@ db_apply(PGconn *c, const char *dir, const struct db_migration *m, char *err, si
 	}
 	params[1] = m->name;
 	params[2] = m->sha256;
-	if ((res = db_query(c, "INSERT INTO schema_migrations (version, name, sha256) "
-			       "VALUES ($1, $2, $3)", 3, params, err, errlen)) == NULL)
+	if ((res = db_query(c,
+	                    "INSERT INTO schema_migrations (version, name, sha256) "
+	                    "VALUES ($1, $2, $3)",
+	                    3, params, err, errlen)) == NULL)
 		goto fail;
 	PQclear(res);
 	res = NULL;
@@ -487,8 +493,8 @@ fail:
 
 int
 db_migrate(PGconn *c, const char *dir,
-    void (*report)(const struct db_migration *m, double ms, void *arg), void *arg, char *err,
-    size_t errlen)
+           void (*report)(const struct db_migration *m, double ms, void *arg), void *arg, char *err,
+           size_t errlen)
 {
 	struct db_migration *v = NULL;
 	int n, applied = 0;
@@ -497,8 +503,10 @@ db_migrate(PGconn *c, const char *dir,
 		return -1;
 	for (int i = 0; i < n; i++) {
 		if (v[i].applied && v[i].changed) {
-			db_seterr(err, errlen, "%s was changed after it was applied "
-			    "(add a new migration instead of editing a shipped one)", v[i].name);
+			db_seterr(err, errlen,
+			          "%s was changed after it was applied "
+			          "(add a new migration instead of editing a shipped one)",
+			          v[i].name);
 			goto fail;
 		}
 	}
@@ -575,11 +583,24 @@ db_copy_field(struct db_copybuf *b, const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 		switch (ch) {
-		case '\\': b->p[b->len++] = '\\'; b->p[b->len++] = '\\'; break;
-		case '\t': b->p[b->len++] = '\\'; b->p[b->len++] = 't'; break;
-		case '\n': b->p[b->len++] = '\\'; b->p[b->len++] = 'n'; break;
-		case '\r': b->p[b->len++] = '\\'; b->p[b->len++] = 'r'; break;
-		default: b->p[b->len++] = ch;
+		case '\\':
+			b->p[b->len++] = '\\';
+			b->p[b->len++] = '\\';
+			break;
+		case '\t':
+			b->p[b->len++] = '\\';
+			b->p[b->len++] = 't';
+			break;
+		case '\n':
+			b->p[b->len++] = '\\';
+			b->p[b->len++] = 'n';
+			break;
+		case '\r':
+			b->p[b->len++] = '\\';
+			b->p[b->len++] = 'r';
+			break;
+		default:
+			b->p[b->len++] = ch;
 		}
 	}
 }

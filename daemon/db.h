@@ -15,8 +15,8 @@
 #include <libpq-fe.h>
 
 #define DB_ERR_MAX 1024
-#define DB_ENV	   "AMMD_DB"	    /* conninfo when none is given */
-#define DB_SQL_ENV "AMMD_SQL_DIR"   /* migrations directory override */
+#define DB_ENV     "AMMD_DB"      /* conninfo when none is given */
+#define DB_SQL_ENV "AMMD_SQL_DIR" /* migrations directory override */
 
 /*
  * The conninfo to use: `arg` when given, else $AMMD_DB, else "" (libpq's
@@ -40,8 +40,8 @@ int db_exec(PGconn *c, const char *sql, char *err, size_t errlen);
  * Returns the result (caller PQclear()s) when it is COMMAND_OK or
  * TUPLES_OK, else NULL with the message.
  */
-PGresult *db_query(PGconn *c, const char *sql, int nparams, const char *const *params,
-    char *err, size_t errlen);
+PGresult *db_query(PGconn *c, const char *sql, int nparams, const char *const *params, char *err,
+                   size_t errlen);
 
 /* Copies "message (DETAIL ...)" of a failed result, or the connection's
  * message when res is NULL, into err. */
@@ -50,12 +50,12 @@ void db_error(PGconn *c, const PGresult *res, char *err, size_t errlen);
 /* ---- migrations ------------------------------------------------------------ */
 
 struct db_migration {
-	int version;		/* from the file name: 0001_init.sql -> 1 */
-	char name[128];		/* file name without ".sql" */
-	char sha256[65];	/* of the file as it is now */
+	int version;     /* from the file name: 0001_init.sql -> 1 */
+	char name[128];  /* file name without ".sql" */
+	char sha256[65]; /* of the file as it is now */
 	bool applied;
-	bool changed;		/* applied, but the file differs from what ran */
-	char applied_at[64];	/* text form, empty when pending */
+	bool changed;        /* applied, but the file differs from what ran */
+	char applied_at[64]; /* text form, empty when pending */
 };
 
 /*
@@ -84,8 +84,8 @@ int db_migrations(PGconn *c, const char *dir, struct db_migration **out, char *e
  * how many were applied (0: up to date), or -1.
  */
 int db_migrate(PGconn *c, const char *dir,
-    void (*report)(const struct db_migration *m, double ms, void *arg), void *arg,
-    char *err, size_t errlen);
+               void (*report)(const struct db_migration *m, double ms, void *arg), void *arg,
+               char *err, size_t errlen);
 
 /* ---- COPY (text format) ------------------------------------------------------ */
 
@@ -93,8 +93,8 @@ int db_migrate(PGconn *c, const char *dir,
 struct db_copybuf {
 	char *p;
 	size_t len, cap;
-	bool oom;		/* latched: an allocation failed */
-	bool row_started;	/* a field was written in the current row */
+	bool oom;         /* latched: an allocation failed */
+	bool row_started; /* a field was written in the current row */
 };
 
 /* Appends a field, escaped for COPY text; s == NULL writes \N (NULL).
