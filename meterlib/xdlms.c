@@ -419,7 +419,10 @@ decode_cse(struct dctx *c, struct xdlms_apdu *a)
 	return get_u8(c, &a->cse_value);
 }
 
-/* glo-/ded- tags whose content is length, SC, IC, ciphertext(+tag). */
+/* glo-/ded- tags whose content is length, SC, IC, ciphertext(+tag): the
+ * ciphered forms of Initiate, ConfirmedServiceError and the SN services
+ * (33..56 glo, 65..88 ded), and of the LN services 0xc0..0xc7 (0xc8..0xcf
+ * glo, 0xd0..0xd7 ded; 0xce and 0xd6 stand for nothing). */
 static bool
 is_ciphered_tag(uint8_t t)
 {
