@@ -77,6 +77,7 @@ struct dlms_link_ops {
 	int (*connect)(struct dlms_link *l, struct mbuf *out);
 	int (*disconnect)(struct dlms_link *l, struct mbuf *out);
 	int (*send)(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out);
+	int (*push)(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out);
 	size_t (*feed)(struct dlms_link *l, const uint8_t *p, size_t n);
 	int (*poll)(struct dlms_link *l, struct mbuf *out, struct dlms_link_event *ev);
 	int (*resend)(struct dlms_link *l, struct mbuf *out);
@@ -118,6 +119,14 @@ int dlms_link_init(struct dlms_link *l, const struct dlms_link_config *cfg);
 int dlms_link_connect(struct dlms_link *l, struct mbuf *out);
 int dlms_link_disconnect(struct dlms_link *l, struct mbuf *out);
 int dlms_link_send(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out);
+/*
+ * Send an unsolicited APDU (a server's DataNotification): over the wrapper
+ * as any PDU, over HDLC in UI frames (segmented at the negotiated
+ * information length), outside the I-frame sequence, so it may go while an
+ * I-frame exchange is unfinished.  The APDU is copied into `out` at once.
+ * 0, METER_ESTATE (link down), METER_ENOSPC, METER_ELENGTH.
+ */
+int dlms_link_push(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out);
 size_t dlms_link_feed(struct dlms_link *l, const uint8_t *p, size_t n);
 int dlms_link_poll(struct dlms_link *l, struct mbuf *out, struct dlms_link_event *ev);
 int dlms_link_resend(struct dlms_link *l, struct mbuf *out);

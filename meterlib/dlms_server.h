@@ -211,8 +211,11 @@ int dlms_server_poll(struct dlms_server *s, struct mbuf *out, struct dlms_server
  * Push a DataNotification (long-invoke-id long_iip, optional 12-byte
  * date-time, body one tagged Data), in general-glo-ciphering when the
  * association is ciphered (DataNotification has no glo- twin).  Allowed
- * when CONNECTED or ASSOCIATED.  Returns 0, METER_ESTATE (no link, or the link busy),
- * METER_ENOSPC (larger than tx or the client's PDU size), METER_ECRYPTO.
+ * when CONNECTED or ASSOCIATED; over HDLC it goes in UI frames, outside the
+ * I-frame exchange.  The APDU is built in buf.data, so not while a long
+ * GET/SET/ACTION is in progress.  Returns 0, METER_ESTATE (no link, a long
+ * transfer in progress), METER_ENOSPC (larger than the client's PDU size
+ * or `out`), METER_EINVAL (no data), METER_ECRYPTO.
  */
 int dlms_server_notify(struct dlms_server *s, struct mbuf *out, uint32_t long_iip,
 		       const uint8_t *time, const uint8_t *data, size_t len);
