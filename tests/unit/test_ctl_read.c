@@ -1,0 +1,310 @@
+/*
+ * test_ctl_read.c: `ammctl read` and `ammctl action` against a real
+ * server: a forked child runs meterlib's server engine (dlms_server.h) on
+ * a loopback socket with a few objects (clock, an A+ register with
+ * scaler_unit, a small load profile with compressed clocks, a disconnect
+ * control), and the test runs build/ammctl (or $AMMCTL) against it and
+ * checks the JSON, and exit 1 with a message for a refused port, a wrong
+ * password and an access error.
+ */
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "axdr.h"
+#include "cosem_time.h"
+#include "dlms_server.h"
+#include "xdlms.h"
+
+#define PASSWORD "12345678"
+#define SRV_PDU	 1024
+
+static const struct obis O_CLOCK = OBIS(0, 0, 1, 0, 0, 255);
+static const struct obis O_APLUS = OBIS(1, 0, 1, 8, 0, 255);
+static const struct obis O_LP = OBIS(1, 0, 99, 1, 0, 255);
+static const struct obis O_BREAKER = OBIS(0, 0, 96, 3, 10, 255);
+
+/* 2024-03-01 00:00 UTC: the clock, and the profile's first entry. */
+#define T0 (cosem_days_from_civil(2024, 3, 1) * 86400)
+
+static char out[1 << 16];
+
+static void
+put_capture(struct mbuf *b, uint16_t cls, struct obis o)
+{
+	axdr_put_structure(b, 4);
+	axdr_put_long_unsigned(b, cls);
+	axdr_put_octet_string(b, o.v, 6);
+	axdr_put_integer(b, 2);
+	axdr_put_long_unsigned(b, 0);
+}
+
+/* Profile rows every 15 minutes from T0: the first with its clock, the
+ * rest with null-data (compressed).  Four rows whatever the range. */
+static void
+put_profile(struct mbuf *b)
+{
+	struct cosem_datetime dt;
+	struct cosem_tz tz = COSEM_TZ_CPH;
+
+	axdr_put_array(b, 4);
+	for (int r = 0; r < 4; r++) {
+		axdr_put_structure(b, 2);
+		if (r == 0) {
+			cosem_datetime_from_utc(T0, &tz, &dt);
+			axdr_put_datetime_octets(b, &dt);
+		} else
+			axdr_put_null(b);
+		axdr_put_double_long_unsigned(b, 1000u + (uint32_t)r * 25);
+	}
+}
+
+static int
+model_get(void *arg, const struct dlms_server_req *rq, struct mbuf *o)
+{
+	const struct xdlms_desc *d = &rq->desc;
+	struct cosem_datetime dt;
+	struct cosem_tz tz = COSEM_TZ_CPH;
+
+	(void)arg;
+	if (d->class_id == 8 && obis_eq(&d->obis, &O_CLOCK) && d->id == 2) {
+		cosem_datetime_from_utc(T0, &tz, &dt);
+		axdr_put_datetime_octets(o, &dt);
+		return XDLMS_DAR_SUCCESS;
+	}
+	if (d->class_id == 3 && obis_eq(&d->obis, &O_APLUS) && d->id == 2) {
+		axdr_put_double_long_unsigned(o, 123456);
+		return XDLMS_DAR_SUCCESS;
+	}
+	if (d->class_id == 3 && obis_eq(&d->obis, &O_APLUS) && d->id == 3) {
+		axdr_put_structure(o, 2);
+		axdr_put_integer(o, -1);
+		axdr_put_enum(o, 30);
+		return XDLMS_DAR_SUCCESS;
+	}
+	if (d->class_id == 3 && obis_eq(&d->obis, &O_APLUS))
+		return XDLMS_DAR_READ_WRITE_DENIED;
+	if (d->class_id == 7 && obis_eq(&d->obis, &O_LP)) {
+		switch (d->id) {
+		case 2:
+			if (rq->sel == NULL || !rq->sel->range_ok)
+				return XDLMS_DAR_SCOPE_OF_ACCESS_VIOLATED;
+			put_profile(o);
+			return XDLMS_DAR_SUCCESS;
+		case 3:
+			axdr_put_array(o, 2);
+			put_capture(o, 8, O_CLOCK);
+			put_capture(o, 3, O_APLUS);
+			return XDLMS_DAR_SUCCESS;
+		case 4:
+			axdr_put_double_long_unsigned(o, 900);
+			return XDLMS_DAR_SUCCESS;
+		}
+	}
+	return XDLMS_DAR_OBJECT_UNDEFINED;
+}
+
+static int
+model_set(void *arg, const struct dlms_server_req *rq, const uint8_t *data, size_t len)
+{
+	(void)arg;
+	(void)rq;
+	(void)data;
+	(void)len;
+	return XDLMS_DAR_READ_WRITE_DENIED;
+}
+
+static int
+model_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, size_t len,
+	     struct mbuf *o)
+{
+	(void)arg;
+	(void)o;
+	if (rq->desc.class_id == 70 && obis_eq(&rq->desc.obis, &O_BREAKER) &&
+	    (rq->desc.id == 1 || rq->desc.id == 2))
+		/* remote_disconnect/reconnect take integer(0) */
+		return len == 2 && params[0] == AXDR_INTEGER && params[1] == 0
+			       ? XDLMS_AR_SUCCESS
+			       : XDLMS_AR_TYPE_UNMATCHED;
+	return XDLMS_AR_OBJECT_UNDEFINED;
+}
+
+static const struct dlms_server_ops ops = {
+	.get = model_get,
+	.set = model_set,
+	.action = model_action,
+};
+
+/* One connection at a time, until killed. */
+static void
+serve(int lfd)
+{
+	static uint8_t rx[SRV_PDU + 64], tx[SRV_PDU + 64], work[SRV_PDU + 64], data[1 << 16];
+	static uint8_t obuf[1 << 16];
+	struct dlms_server_policy pol = {
+		.mechanisms = 1u << ACSE_MECH_NONE | 1u << ACSE_MECH_LLS,
+		.password = (const uint8_t *)PASSWORD,
+		.password_len = sizeof PASSWORD - 1,
+		.max_pdu = SRV_PDU,
+	};
+	struct dlms_server_config cfg = {
+		.framing = DLMS_FRAMING_WRAPPER,
+		.server_wport = 1,
+		.policy = &pol,
+		.ops = &ops,
+		.buf = {rx, sizeof rx, tx, sizeof tx, work, sizeof work, data, sizeof data},
+	};
+	static struct dlms_server s;
+
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		if (dlms_server_init(&s, &cfg) < 0)
+			_exit(3);
+		for (;;) {
+			uint8_t in[4096];
+			ssize_t n = recv(fd, in, sizeof in, 0);
+			if (n <= 0)
+				break;
+			struct mbuf o;
+			struct dlms_server_event ev;
+			mbuf_init(&o, obuf, sizeof obuf);
+			for (size_t off = 0; off < (size_t)n;) {
+				off += dlms_server_feed(&s, in + off, (size_t)n - off);
+				while (dlms_server_poll(&s, &o, &ev) != DLMS_SEV_NONE)
+					;
+			}
+			if (o.len && send(fd, o.p, o.len, MSG_NOSIGNAL) < 0)
+				break;
+		}
+		close(fd);
+	}
+}
+
+static pid_t server_pid;
+static int server_port;
+
+static void
+start_server(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof a;
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(lfd, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+	server_port = ntohs(a.sin_port);
+	fflush(NULL);
+	server_pid = fork();
+	cr_assert_geq(server_pid, 0);
+	if (server_pid == 0) {
+		serve(lfd);
+		_exit(0);
+	}
+	close(lfd);
+}
+
+static void
+stop_server(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		waitpid(server_pid, NULL, 0);
+		server_pid = 0;
+	}
+}
+
+/* Run "ammctl CMD --host 127.0.0.1 --port P ARGS"; stderr folded in. */
+static int
+run(const char *cmd, int port, const char *args)
+{
+	const char *bin = getenv("AMMCTL") ? getenv("AMMCTL") : "build/ammctl";
+	char line[1024];
+
+	snprintf(line, sizeof line, "%s %s --host 127.0.0.1 --port %d --timeout 5000 %s 2>&1", bin,
+		 cmd, port, args);
+	FILE *p = popen(line, "r");
+	cr_assert_not_null(p);
+	size_t n = fread(out, 1, sizeof out - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define HAS(s) cr_assert_not_null(strstr(out, s), "no %s in:\n%s", s, out)
+
+TestSuite(ctl_read, .init = start_server, .fini = stop_server, .timeout = 60);
+
+Test(ctl_read, register_with_scaler_unit)
+{
+	cr_assert_eq(run("read", server_port, "1-0:1.8.0.255"), 0, "%s", out);
+	HAS("\"obis\": \"1-0:1.8.0.255\"");
+	HAS("\"name\": \"active_energy_import\"");
+	HAS("\"class\": 3");
+	HAS("\"value\": 123456");
+	HAS("\"scaler\": -1");
+	HAS("\"unit\": \"Wh\"");
+	HAS("\"scaled\": 12345.6");
+
+	/* the same with LLS and the right password */
+	cr_assert_eq(run("read", server_port, "--auth lls --password " PASSWORD " 1-0:1.8.0.255:2"),
+		     0, "%s", out);
+	HAS("\"value\": 123456");
+}
+
+Test(ctl_read, clock)
+{
+	cr_assert_eq(run("read", server_port, "0-0:1.0.0.255"), 0, "%s", out);
+	HAS("\"name\": \"clock\"");
+	/* 2024-03-01 00:00 UTC is 01:00 in Copenhagen (deviation -60) */
+	HAS("\"datetime\": \"2024-03-01T01:00:00+01:00\"");
+}
+
+Test(ctl_read, profile_range)
+{
+	cr_assert_eq(run("read", server_port,
+			 "1-0:99.1.0.255 --from 2024-03-01T00:00:00Z --to 2024-03-01T01:00:00Z"),
+		     0, "%s", out);
+	HAS("\"capture_period\": 900");
+	HAS("\"count\": 4");
+	HAS("\"time\": \"2024-03-01T00:00:00Z\"");
+	HAS("\"time\": \"2024-03-01T00:45:00Z\"");
+	HAS("\"unit\": \"Wh\"");
+	HAS("107.5"); /* 1075 x 10^-1 */
+}
+
+Test(ctl_read, action_breaker)
+{
+	cr_assert_eq(run("action", server_port, "0-0:96.3.10.255:1 integer:0"), 0, "%s", out);
+	HAS("\"method\": 1");
+	HAS("\"result\": \"success\"");
+	cr_assert_eq(run("action", server_port, "0-0:96.3.10.255:1 0f00"), 0, "%s", out);
+	cr_assert_eq(run("action", server_port, "0-0:96.3.10.255:1 unsigned:3"), 1, "%s", out);
+	HAS("type-unmatched");
+}
+
+Test(ctl_read, failures)
+{
+	cr_assert_eq(run("read", server_port, "--auth lls --password wrong 1-0:1.8.0.255"), 1,
+		     "%s", out);
+	HAS("association rejected");
+	cr_assert_eq(run("read", server_port, "1-0:1.8.0.255:5"), 1, "%s", out);
+	HAS("access error: read-write-denied");
+	cr_assert_eq(run("read", server_port, "1-0:1.8.0.255:5 --class"), 2, "%s", out);
+
+	/* a port nobody listens on */
+	stop_server();
+	cr_assert_eq(run("read", server_port, "1-0:1.8.0.255"), 1, "%s", out);
+	HAS("Connection refused");
+}
