@@ -28,6 +28,8 @@
 /* Start order; reload follows it, drain and stop run backwards. */
 static const struct ammd_module *const modules[] = {
 	&http_module,
+	&store_module,
+	&publish_module,
 	/* store, publisher, scheduler and drivers are added here */
 };
 

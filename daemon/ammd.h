@@ -34,6 +34,8 @@ struct config;
 struct metrics;
 struct http;
 struct notify;
+struct publish;
+struct store;
 
 struct ammd {
 	struct event_base *base;
@@ -42,6 +44,8 @@ struct ammd {
 	struct metrics *metrics;
 	struct http *http;
 	struct notify *notify;
+	struct store *store; /* store.c: set by store_module's start */
+	struct publish *publish; /* publish.c: NULL unless [mqtt] enabled */
 	bool debug;    /* -d: log level pinned to debug */
 	bool draining; /* SIGTERM seen */
 };
@@ -58,5 +62,7 @@ struct ammd_module {
 
 /* Modules defined elsewhere, listed in ammd.c's table. */
 extern const struct ammd_module http_module; /* http.c */
+extern const struct ammd_module publish_module; /* publish.c */
+extern const struct ammd_module store_module; /* store.c */
 
 #endif
