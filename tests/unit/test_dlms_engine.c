@@ -943,10 +943,10 @@ Test(dlms_engine, get_one_by_one_without_multiple_references)
 	expect_u32(p, i + 2, 123456);
 
 	/* No block transfer with SET: a large value is refused up front. */
-	static uint8_t big[1200];
+	static uint8_t big[1200], zeros[1000];
 	struct mbuf b;
 	mbuf_init(&b, big, sizeof(big));
-	axdr_put_octet_string(&b, big, 1000);
+	axdr_put_octet_string(&b, zeros, sizeof(zeros));
 	struct xdlms_desc bigd = {1, O_BIG, 2};
 	cr_assert_eq(dlms_client_set(&p->c, &p->cout, &bigd, NULL, big, b.len), METER_ENOSPC);
 	cr_assert_eq(p->c.state, DLMS_CLIENT_READY);
