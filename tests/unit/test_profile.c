@@ -441,3 +441,47 @@ Test(profile, unit_names)
 		cr_assert_str_eq(profile_unit_name(units[i].code), units[i].name, "unit %u",
 				 units[i].code);
 }
+
+/* Local clocks without deviation across both 2024 DST changes and the days
+ * around them (where the cursor reuses each date's UTC midnight): every
+ * row must come out exactly one period after the one before. */
+Test(profile, local_clock_across_dst_changes)
+{
+	static uint8_t mem[64 * 1024];
+	static const struct {
+		int y, m, d;
+	} starts[] = {{2024, 3, 30}, {2024, 10, 26}};
+	struct profile_column cols[1] = {
+		{.class_id = 8, .obis = OBIS(0, 0, 1, 0, 0, 255), .attribute = 2, .unit = 255}};
+	struct profile_options opt = {.tz = COSEM_TZ_CPH, .period = 900};
+	struct cosem_tz tz = COSEM_TZ_CPH;
+
+	for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
+		struct mbuf b;
+		struct profile_cursor c;
+		struct cosem_datetime dt;
+		size_t len;
+		const int rows = 3 * 96; /* three days of 15 minutes */
+		int64_t t0 = cosem_days_from_civil(starts[s].y, (unsigned)starts[s].m,
+						   (unsigned)starts[s].d) * 86400 - 3600;
+
+		mbuf_init(&b, mem, sizeof mem);
+		axdr_put_array(&b, (uint32_t)rows);
+		for (int r = 0; r < rows; r++) {
+			cosem_datetime_from_utc(t0 + 900 * (int64_t)r, &tz, &dt);
+			dt.deviation = COSEM_DEVIATION_UNSPEC;
+			axdr_put_structure(&b, 1);
+			axdr_put_datetime_octets(&b, &dt);
+		}
+		uint8_t *p = tail_copy(&b, &len);
+		cr_assert_eq(profile_cursor_init(&c, cols, 1, p, len, &opt), 0);
+		for (int r = 0; r < rows; r++) {
+			cr_assert_eq(profile_next(&c, &row), 1);
+			cr_assert_eq(row.time, t0 + 900 * (int64_t)r, "start %zu row %d: %lld", s, r,
+				     (long long)(row.time - t0));
+			cr_assert_not(row.time_derived);
+		}
+		cr_assert_eq(profile_next(&c, &row), 0);
+		tail_free(p);
+	}
+}
