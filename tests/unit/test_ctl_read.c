@@ -143,7 +143,7 @@ static const struct dlms_server_ops ops = {
 
 /* One connection at a time, until killed. */
 static void
-serve(int lfd)
+serve(int lfd, int framing)
 {
 	static uint8_t rx[SRV_PDU + 64], tx[SRV_PDU + 64], work[SRV_PDU + 64], data[1 << 16];
 	static uint8_t obuf[1 << 16];
@@ -154,8 +154,9 @@ serve(int lfd)
 		.max_pdu = SRV_PDU,
 	};
 	struct dlms_server_config cfg = {
-		.framing = DLMS_FRAMING_WRAPPER,
+		.framing = framing,
 		.server_wport = 1,
+		.hdlc_server = {.upper = 1, .lower = 17, .size = 2},
 		.policy = &pol,
 		.ops = &ops,
 		.buf = {rx, sizeof rx, tx, sizeof tx, work, sizeof work, data, sizeof data},
@@ -190,6 +191,7 @@ serve(int lfd)
 
 static pid_t server_pid;
 static int server_port;
+static int server_framing = DLMS_FRAMING_WRAPPER;
 
 static void
 start_server(void)
@@ -207,7 +209,7 @@ start_server(void)
 	server_pid = fork();
 	cr_assert_geq(server_pid, 0);
 	if (server_pid == 0) {
-		serve(lfd);
+		serve(lfd, server_framing);
 		_exit(0);
 	}
 	close(lfd);
@@ -307,4 +309,18 @@ Test(ctl_read, failures)
 	stop_server();
 	cr_assert_eq(run("read", server_port, "1-0:1.8.0.255"), 1, "%s", out);
 	HAS("Connection refused");
+}
+
+/* The same over HDLC (a GPRS module's framing) with 2-byte server addresses. */
+Test(ctl_read, over_hdlc)
+{
+	stop_server();
+	server_framing = DLMS_FRAMING_HDLC;
+	start_server();
+	cr_assert_eq(run("read", server_port, "--hdlc --server 1:17 1-0:1.8.0.255"), 0, "%s", out);
+	HAS("\"scaled\": 12345.6");
+	cr_assert_eq(run("read", server_port,
+			 "--hdlc --server 1:17 1-0:99.1.0.255 --from 2024-03-01 --to 2024-03-02"),
+		     0, "%s", out);
+	HAS("\"time\": \"2024-03-01T00:45:00Z\"");
 }
