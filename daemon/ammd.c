@@ -24,12 +24,14 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "scheduler.h"
 
 /* Start order; reload follows it, drain and stop run backwards. */
 static const struct ammd_module *const modules[] = {
 	&http_module,
 	&store_module,
 	&publish_module,
+	&scheduler_module,
 	/* store, publisher, scheduler and drivers are added here */
 };
 

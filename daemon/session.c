@@ -1595,6 +1595,12 @@ session_duration(const struct session *s)
 	return s->duration;
 }
 
+int
+session_failures(const struct session *s)
+{
+	return session_ok(s) ? 0 : s->m.failures + 1;
+}
+
 size_t
 session_rows(const struct session *s)
 {

@@ -145,6 +145,8 @@ const char *session_error(const struct session *s);
 uint64_t session_bytes_in(const struct session *s);
 uint64_t session_bytes_out(const struct session *s);
 double session_duration(const struct session *s); /* s */
+/* Consecutive failed sessions including this one (0 after success). */
+int session_failures(const struct session *s);
 /* Rows the session put in its batch. */
 size_t session_rows(const struct session *s);
 /* Next tx invocation counter (to persist when it is beyond the window). */
