@@ -1,0 +1,171 @@
+#!/bin/bash
+# t_publish.sh: the MQTT publisher drains the outbox at least once.
+#
+# With the run's PostgreSQL (or a private one when run alone) and a broker
+# of its own (restartable on the same port, with persistence so that the
+# subscriber's session survives a restart), driven by build/bench_publish:
+#   1. N outbox rows, the publisher until the outbox is empty: a subscriber
+#      receives exactly those messages, byte for byte, and the outbox is
+#      empty.
+#   2. Rows keep arriving while the broker is stopped for ~10 s (they wait
+#      in the outbox, none is deleted without a PUBACK), the broker comes
+#      back, the publisher is killed with SIGKILL and started again in the
+#      middle: every message arrives at least once, none is lost, the
+#      outbox ends empty, SIGTERM drains and exits 0.
+#
+# `t_publish.sh --bench DRIVER` provides the same services to `bench_publish
+# --bench` (what `make bench` runs).
+. "$(dirname "$0")/lib.sh"
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$root/build}
+mode=test
+DRV=$BUILD/bench_publish
+if [ "${1:-}" = --bench ]; then
+	mode=bench
+	DRV=$2
+fi
+if [ ! -x "$DRV" ]; then
+	(cd "$root" && make --no-print-directory build/bench_publish >/dev/null) ||
+		fail "cannot build bench_publish"
+	DRV=$root/build/bench_publish
+fi
+AMMCTL=${AMMCTL:-$BUILD/ammctl}
+export AMMD_SQL_DIR=${AMMD_SQL_DIR:-$root/sql}
+
+[ -n "${PG_SUPER_DSN:-}" ] || pg_start
+dsn=$(pg_newdb ammd_publish)
+"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
+
+# ---- a broker of our own ----------------------------------------------------
+
+B_DIR=$(mktemp -d "${TMPDIR:-/tmp}/amm-tpub.XXXXXX") || fail "mktemp"
+chmod 755 "$B_DIR"
+B_PORT=$(free_port)
+B_PID=
+lib_cleanup_add rm -rf "$B_DIR"
+lib_cleanup_add 'broker_stop'
+[ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1 && chown mosquitto: "$B_DIR"
+cat >"$B_DIR/mosquitto.conf" <<EOF
+listener $B_PORT 127.0.0.1
+allow_anonymous true
+persistence $([ $mode = bench ] && echo false || echo true)
+persistence_location $B_DIR/
+autosave_interval 1
+max_queued_messages 100000
+log_dest stderr
+log_type error
+log_type warning
+EOF
+
+broker_start() {
+	"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$B_DIR/mosquitto.conf" \
+		>>"$B_DIR/mosquitto.log" 2>&1 &
+	B_PID=$!
+	wait_port "$B_PORT" 20 || { cat "$B_DIR/mosquitto.log" >&2; fail "mosquitto did not start"; }
+}
+
+# A clean stop: mosquitto writes its persistence file on SIGTERM.
+broker_stop() {
+	[ -n "$B_PID" ] || return 0
+	kill "$B_PID" 2>/dev/null
+	for _ in $(seq 1 50); do kill -0 "$B_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$B_PID" 2>/dev/null
+	wait "$B_PID" 2>/dev/null
+	B_PID=
+}
+
+broker_start
+
+if [ $mode = bench ]; then
+	"$DRV" --bench "$dsn" 127.0.0.1 "$B_PORT"
+	exit $?
+fi
+
+prefix=tpub/v1
+out=$B_DIR/received.txt
+: >"$out"
+sub_pid=
+sub_start() {
+	mosquitto_sub -h 127.0.0.1 -p "$B_PORT" -q 1 -c -i ammd-tpub-sub -t "$prefix/#" \
+		-F '%t %x' >>"$out" 2>>"$B_DIR/sub.log" &
+	sub_pid=$!
+}
+sub_stop() {
+	[ -n "$sub_pid" ] && kill "$sub_pid" 2>/dev/null && wait "$sub_pid" 2>/dev/null
+	sub_pid=
+}
+lib_cleanup_add 'sub_stop'
+# The persistent session exists before the first publish (-E: subscribe
+# and leave), so the broker queues for the subscriber whenever it is away.
+mosquitto_sub -h 127.0.0.1 -p "$B_PORT" -q 1 -c -i ammd-tpub-sub -t "$prefix/#" -E ||
+	fail "subscribe"
+sub_start
+
+count() { q "$dsn" "SELECT count(*) FROM outbox"; }
+
+# until_verified FROM COUNT SECS: wait for the subscriber to have them all.
+until_verified() {
+	local i
+	for i in $(seq 1 $(($3 * 5))); do
+		"$DRV" --check verify "$prefix" "$1" "$2" "$out" >"$B_DIR/verify.txt" 2>/dev/null &&
+			return 0
+		sleep 0.2
+	done
+	"$DRV" --check verify "$prefix" "$1" "$2" "$out" >"$B_DIR/verify.txt" 2>&1
+	cat "$B_DIR/verify.txt" >&2
+	return 1
+}
+
+# ---- 1: straight through --------------------------------------------------------
+
+N=300
+"$DRV" --check insert "$dsn" "$prefix" 0 $N || fail "insert"
+expect_eq "the outbox holds $N rows" "$N" "$(count)"
+timeout 60 "$DRV" --check run "$dsn" 127.0.0.1 "$B_PORT" "$prefix" --until-empty \
+	2>"$B_DIR/pub1.log" || { cat "$B_DIR/pub1.log" >&2; fail "the publisher did not empty the outbox"; }
+expect_eq "the outbox is empty" 0 "$(count)"
+until_verified 0 $N 20 || fail "messages missing after the first drain"
+expect_match "every row arrived, byte for byte, exactly once" "^distinct $N total $N bad 0 missing 0" \
+	"$(cat "$B_DIR/verify.txt")"
+
+# ---- 2: broker outage and publisher restart ---------------------------------------
+
+FROM=$N
+M=1000
+"$DRV" --check run "$dsn" 127.0.0.1 "$B_PORT" "$prefix" 2>"$B_DIR/pub2.log" &
+pub=$!
+"$DRV" --check insert "$dsn" "$prefix" $FROM $M 50 &
+ins=$!
+sleep 3
+broker_stop
+ok "broker stopped while rows keep arriving"
+sleep 5
+d1=$(count)
+[ "$d1" -gt 0 ] || fail "rows were deleted while the broker was away (outbox $d1)"
+sleep 5
+d2=$(count)
+[ "$d2" -gt "$d1" ] || fail "the outbox did not grow during the outage ($d1, then $d2)"
+ok "rows wait in the outbox during the outage ($d1, then $d2)"
+broker_start
+ok "broker restarted on the same port"
+sleep 2
+kill -9 $pub
+wait $pub 2>/dev/null
+"$DRV" --check run "$dsn" 127.0.0.1 "$B_PORT" "$prefix" 2>"$B_DIR/pub3.log" &
+pub=$!
+ok "publisher killed (SIGKILL) and started again"
+wait $ins || fail "insert"
+for _ in $(seq 1 300); do [ "$(count)" = 0 ] && break; sleep 0.2; done
+expect_eq "the outbox is empty in the end" 0 "$(count)"
+kill -TERM $pub
+wait $pub
+expect_eq "SIGTERM drains the publisher and it exits 0" 0 $?
+until_verified 0 $((N + M)) 30 || { tail -5 "$B_DIR/pub2.log" "$B_DIR/pub3.log" >&2; fail "messages lost"; }
+read -r _ distinct _ total _ bad _ missing <"$B_DIR/verify.txt"
+expect_eq "every message arrived at least once" "$((N + M)) 0 0" "$distinct $bad $missing"
+echo "  ($total received for $distinct distinct: $((total - distinct)) published again after the outage or restart)"
+grep -q 'lost the broker' "$B_DIR/pub2.log" || fail "the publisher did not notice the outage"
+ok "the publisher logged the outage and reconnected"
+sub_stop
+exit 0
