@@ -359,7 +359,9 @@ uint32_t dlms_client_timer(const struct dlms_client *c, uint32_t *ms);
 uint32_t dlms_client_tx_counter(const struct dlms_client *c);
 struct dlms_rx_counter dlms_client_rx_counter(const struct dlms_client *c);
 
-/* Bytes `out` must hold for any call (a full HDLC window, or a wrapper PDU). */
+/* Bytes `out` must hold for any call (a full HDLC window, or a wrapper PDU);
+ * an upper bound valid for the whole session, so it may be read right after
+ * init, before the HDLC parameters are negotiated. */
 size_t dlms_client_out_max(const struct dlms_client *c);
 
 /* Convenience: decode a RESULT's or NOTIFICATION's data into nodes (axdr_decode). */

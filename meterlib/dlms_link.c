@@ -191,6 +191,9 @@ hd_push(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out)
 	room = h->max_info_tx < sizeof(info) ? h->max_info_tx : sizeof(info);
 	if (room <= HDLC_LLC_LEN)
 		return METER_ELENGTH;
+	/* All frames or none: do not leave half a push in out. */
+	if ((len + HDLC_LLC_LEN + room - 1) / room * (room + 17) > out->cap - out->len)
+		return METER_ENOSPC;
 	do {
 		mbuf_init(&ib, info, room);
 		if (off == 0)
@@ -259,8 +262,21 @@ hd_tx_busy(const struct dlms_link *l)
 static size_t
 hd_out_max(const struct dlms_link *l, size_t apdu_len)
 {
+	const struct hdlc_link *h = &l->u.hl;
+	size_t now = hdlc_link_out_max(h);
+	size_t info = h->proposed.max_info_tx ? h->proposed.max_info_tx : HDLC_DEFAULT_INFO;
+	size_t win = h->proposed.window_tx ? h->proposed.window_tx : HDLC_DEFAULT_WINDOW;
+	size_t bound;
+
 	(void)apdu_len;
-	return hdlc_link_out_max(&l->u.hl);
+	/* Negotiation only lowers what we proposed, so this bound holds for
+	 * the whole session, before SNRM/UA as after. */
+	if (info > HDLC_MAX_INFO)
+		info = HDLC_MAX_INFO;
+	if (win > 7)
+		win = 7;
+	bound = (info + 17 < 64 ? 64 : info + 17) * win;
+	return now > bound ? now : bound;
 }
 
 static bool

@@ -173,7 +173,7 @@ dlms_server_init(struct dlms_server *s, const struct dlms_server_config *cfg)
 	struct dlms_link_config lc;
 	int r;
 
-	if (cfg == NULL || cfg->policy == NULL || cfg->ops == NULL)
+	if (cfg == NULL || cfg->policy == NULL || cfg->ops == NULL || cfg->ops->get == NULL)
 		return METER_EINVAL;
 	if (cfg->buf.rx == NULL || cfg->buf.tx == NULL || cfg->buf.data == NULL ||
 	    cfg->buf.rx_cap < 64 || cfg->buf.tx_cap < 64 || cfg->buf.data_cap < 16)
@@ -689,10 +689,13 @@ call_set(struct dlms_server *s, const struct xdlms_desc *d, const struct xdlms_a
 	return dar < 0 || dar > 255 ? XDLMS_DAR_OTHER_REASON : dar;
 }
 
-/* Run an action; its response goes into b. */
+/*
+ * Run an action; its response goes into b.  Return parameters are written
+ * to buf.data from ret_at on, past any parameters reassembled at its head.
+ */
 static int
 call_action(struct dlms_server *s, struct mbuf *b, uint8_t iip, const struct xdlms_desc *d,
-	    const uint8_t *v, size_t len)
+	    const uint8_t *v, size_t len, size_t ret_at)
 {
 	struct dlms_server_req rq;
 	struct xdlms_data ret;
@@ -700,16 +703,11 @@ call_action(struct dlms_server *s, struct mbuf *b, uint8_t iip, const struct xdl
 	int res;
 	ssize_t n;
 
-	if (v && len && axdr_skip(v, len) != (ssize_t)len)
+	if (v && len && axdr_skip(v, len) != (ssize_t)len) {
 		res = XDLMS_AR_TYPE_UNMATCHED;
-	else {
+	} else {
 		req_init(s, &rq, d, NULL);
-		/* Return parameters go to the tail of the data buffer, past any
-		 * parameters reassembled at its head. */
-		size_t at = v >= s->buf.data && v < s->buf.data + s->buf.data_cap
-				? (size_t)(v + len - s->buf.data)
-				: 0;
-		mbuf_init(&r, s->buf.data + at, s->buf.data_cap - at);
+		mbuf_init(&r, s->buf.data + ret_at, s->buf.data_cap - ret_at);
 		res = s->ops->action ? s->ops->action(s->arg, &rq, v, len, &r)
 				     : XDLMS_AR_READ_WRITE_DENIED;
 		if (res < 0 || res > 255)
@@ -806,7 +804,7 @@ serve_action(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 	case XDLMS_ACTION_REQUEST_NORMAL:
 		s->in_op = 0;
 		r = call_action(s, &b, a->iip, &a->desc, a->has_value ? a->value.raw : NULL,
-				a->has_value ? a->value.len : 0);
+				a->has_value ? a->value.len : 0, 0);
 		break;
 	case XDLMS_ACTION_REQUEST_WITH_FIRST_PBLOCK:
 	case XDLMS_ACTION_REQUEST_WITH_PBLOCK:
@@ -836,7 +834,7 @@ serve_action(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 			r = n < 0 ? (int)n : 0;
 		} else {
 			s->in_op = 0;
-			r = call_action(s, &b, a->iip, &s->in_desc, s->buf.data, s->in_len);
+			r = call_action(s, &b, a->iip, &s->in_desc, s->buf.data, s->in_len, s->in_len);
 		}
 		break;
 	default:
@@ -887,6 +885,14 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 				     XDLMS_SERVICE_OPERATION_NOT_POSSIBLE);
 		ev->type = DLMS_SEV_ERROR;
 		ev->err = METER_ESTATE;
+		return ev->type;
+	}
+	if (len > our_max_pdu(s)) {
+		/* The client ignored the PDU size we announced. */
+		(void)send_exception(s, out, XDLMS_STATE_SERVICE_NOT_ALLOWED,
+				     XDLMS_SERVICE_PDU_TOO_LONG);
+		ev->type = DLMS_SEV_ERROR;
+		ev->err = METER_ELENGTH;
 		return ev->type;
 	}
 	if (dlms_is_ciphered_tag(apdu[0])) {

@@ -201,7 +201,8 @@ struct dlms_server {
 	struct dlms_link link;
 };
 
-/* 0, or METER_EINVAL (no policy, ops, buffers, bad framing). */
+/* 0, or METER_EINVAL (no policy, ops or ops->get, buffers, bad framing);
+ * set and action may be NULL (then read-write-denied). */
 int dlms_server_init(struct dlms_server *s, const struct dlms_server_config *cfg);
 
 size_t dlms_server_feed(struct dlms_server *s, const uint8_t *p, size_t n);
@@ -225,6 +226,8 @@ bool dlms_server_idle(const struct dlms_server *s);
 /* Swap buffers; METER_ESTATE unless idle, METER_EINVAL for NULL ones. */
 int dlms_server_set_buffers(struct dlms_server *s, const struct dlms_buffers *b);
 
+/* Bytes `out` must hold for any call but notify (see dlms_client_out_max());
+ * a push over HDLC takes (APDU / information length + 1) frames more. */
 size_t dlms_server_out_max(const struct dlms_server *s);
 
 const char *dlms_server_event_name(int type);

@@ -652,6 +652,7 @@ assoc_and_read(const struct assoc_case *ac)
 
 	p->how = ac->how;
 	pair_init(p);
+	size_t om0 = dlms_client_out_max(&p->c);
 	gen0 = dlms_client_timer(&p->c, &ms);
 	cr_assert_eq(ms, 0);
 	cr_assert_eq(dlms_client_open(&p->c, &p->cout), 0);
@@ -668,6 +669,7 @@ assoc_and_read(const struct assoc_case *ac)
 	cr_assert_eq(p->s.mechanism, p->cc.mechanism);
 	cr_assert_eq(p->s.ciphered, p->cc.ciphering);
 	cr_assert_eq(p->c.server_max_pdu, 512);
+	cr_assert_leq(dlms_client_out_max(&p->c), om0, "out_max grew after negotiation");
 	cr_assert(p->c.conformance & ACSE_CONF_GET);
 	if (ac->flags & CIPHER) {
 		cr_assert_eq(memcmp(p->c.server_title, TITLE_S, 8), 0);
@@ -1502,4 +1504,79 @@ Test(dlms_engine, association_transcripts)
 	record_assoc(DLMS_FRAMING_HDLC, HDLC128, "assoc-hdlc");
 	record_assoc(DLMS_FRAMING_WRAPPER, CIPHER | HLS, "assoc-wrapper-ciphered");
 	record_assoc(DLMS_FRAMING_HDLC, HDLC128 | CIPHER | HLS, "assoc-hdlc-ciphered");
+}
+
+/* ---- a hostile client ------------------------------------------------------------ */
+
+/*
+ * Real requests (GET with range, SET in blocks, ACTION, with-list) mutated
+ * byte by byte and cut short, fed to an associated server: it must answer
+ * or refuse, never read or write out of bounds (run under ASan), and stay
+ * able to serve a good request afterwards.
+ */
+Test(dlms_engine, server_hostile_requests)
+{
+	struct pair *p = pair_new(DLMS_FRAMING_WRAPPER, 0);
+	static uint8_t reqs[8][4096];
+	size_t req_len[8];
+	int n_req = 0;
+	uint8_t abuf[256], v[600];
+	struct xdlms_access acc;
+	struct mbuf b;
+
+	pair_init(p);
+	open_ok(p);
+	range_access(&acc, abuf, sizeof(abuf), 10, 20, COLUMNS, 2);
+	struct dlms_get_item it[3] = {{{7, O_PROFILE, 2}, &acc}, ITEM(3, O_APLUS, 2),
+				      ITEM(1, O_SERIAL, 2)};
+	struct xdlms_desc bigd = {1, O_BIG, 2}, echo = {1, O_ECHO, 1};
+	uint8_t raw[580];
+	memset(raw, 0x5a, sizeof(raw));
+	mbuf_init(&b, v, sizeof(v));
+	axdr_put_octet_string(&b, raw, sizeof(raw));
+
+	/* Capture what the client sends for each kind of request. */
+	for (int k = 0; k < 4; k++) {
+		if (k == 0)
+			cr_assert_eq(dlms_client_get(&p->c, &p->cout, it, 1), 0);
+		else if (k == 1)
+			cr_assert_eq(dlms_client_get(&p->c, &p->cout, it, 3), 0);
+		else if (k == 2)
+			cr_assert_eq(dlms_client_set(&p->c, &p->cout, &bigd, NULL, v, b.len), 0);
+		else
+			cr_assert_eq(dlms_client_action(&p->c, &p->cout, &echo, v, 40), 0);
+		cr_assert_leq(p->cout.len, sizeof(reqs[0]));
+		memcpy(reqs[n_req], p->c_outbuf, p->cout.len);
+		req_len[n_req++] = p->cout.len;
+		run(p);
+	}
+	for (int iter = 0; iter < 3000; iter++) {
+		int k = (int)rnd((size_t)n_req);
+		static uint8_t m[4096];
+		size_t len = req_len[k];
+
+		memcpy(m, reqs[k], len);
+		int flips = 1 + (int)rnd(4);
+		for (int f = 0; f < flips; f++)
+			m[WRAPPER_HEADER_LEN + rnd(len - WRAPPER_HEADER_LEN)] = (uint8_t)rnd(256);
+		if (rnd(3) == 0)
+			len = WRAPPER_HEADER_LEN + 1 + rnd(len - WRAPPER_HEADER_LEN);
+		m[6] = (uint8_t)((len - WRAPPER_HEADER_LEN) >> 8);
+		m[7] = (uint8_t)(len - WRAPPER_HEADER_LEN);
+		uint8_t *chunk = malloc(len);
+		memcpy(chunk, m, len);
+		cr_assert_eq(dlms_server_feed(&p->s, chunk, len), len);
+		server_pump(p);
+		free(chunk);
+		mbuf_init(&p->sout, p->s_outbuf, sizeof(p->s_outbuf));
+		/* a mutated AARQ/RLRQ tag may have ended the association */
+		if (p->s.state != DLMS_SERVER_ASSOCIATED)
+			p->s.state = DLMS_SERVER_ASSOCIATED;
+	}
+	cr_assert_gt(p->s_errors, 100, "mutations should be refused");
+	/* A good request still works. */
+	p->c.invoke_id = 0;
+	int i = get(p, it + 1, 1);
+	expect_u32(p, i, 123456);
+	pair_free(p);
 }
