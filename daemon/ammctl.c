@@ -41,6 +41,8 @@ main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (argc >= 3 && strcmp(argv[1], "meter") == 0 && strcmp(argv[2], "discover") == 0)
+		return ctl_discover(argc - 3, argv + 3);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0)
 			return cmds[i].run(argc - 2, argv + 2);

@@ -17,6 +17,7 @@ int ctl_read(int argc, char **argv);	     /* ctl_read.c */
 int ctl_action(int argc, char **argv);	     /* ctl_read.c */
 int ctl_db(int argc, char **argv);	     /* ctl_db.c: migrate|status */
 int ctl_meter(int argc, char **argv);	     /* ctl_meter.c: import|add|list|show|disable|enable */
+int ctl_discover(int argc, char **argv);    /* ctl_discover.c: meter discover */
 
 /*
  * Read hex from an argument, or from stdin when arg is "-" (whitespace,
