@@ -18,10 +18,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include "json.h"
 #include "meter_error.h"
 #include "model.h"
 #include "obis.h"
+#include "serve.h"
 
 struct opts {
 	struct sim_fleet_cfg cfg;
@@ -31,6 +36,8 @@ struct opts {
 	unsigned what; /* W_* */
 	uint8_t transport;
 	uint16_t base_port;
+	struct serve_cfg serve; /* serve: transport and base_port from above */
+	const char *faults;
 };
 
 enum { W_REGISTERS = 1, W_INTERVALS = 2, W_EVENTS = 4, W_BILLING = 8, W_DAILY = 16 };
@@ -46,6 +53,12 @@ usage(FILE *f)
 	      "         [--what registers,intervals,events,billing,daily]\n"
 	      "  export --count N [--transport tcpip|hdlc|gprs|mbus|modbus] [--base-port P | --loopback]\n"
 	      "  info   --meter SERIAL [--at T]\n"
+	      "  serve  [--transport tcpip|hdlc|gprs|mbus|modbus] [--hdlc] [--base-port P | --loopback]\n"
+	      "         [--speed X] [--start T] [--faults SPEC] [--control PATH] [--baud B]\n"
+	      "         [--gprs-connect HOST:PORT [--gprs-max N] [--push]] [--first INDEX]\n"
+	      "         [--max-listeners N] [--modbus-map FILE]\n"
+	      "  ctl    PATH COMMAND...  (list, show, set, button, push, fault, clear, faults,\n"
+	      "         counters, time, quit; see README)\n"
 	      "fleet options (the same for every command on one fleet):\n"
 	      "  --seed S (1)  --count N (100000)  --period 300|900|1800|3600 (900)\n"
 	      "  --origin T (2024-01-01T00:00:00Z; meters are installed in the 90 days before)\n"
@@ -148,7 +161,9 @@ static int
 parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_SEED = 256, O_COUNT, O_PERIOD, O_ORIGIN, O_METER, O_FROM, O_TO, O_AT, O_FORMAT,
-	       O_WHAT, O_TRANSPORT, O_BASE_PORT, O_LOOPBACK, O_HELP };
+	       O_WHAT, O_TRANSPORT, O_BASE_PORT, O_LOOPBACK, O_HELP, O_SPEED, O_START, O_FAULTS,
+	       O_CONTROL, O_HDLC, O_GPRS, O_GPRS_MAX, O_PUSH, O_BAUD, O_MAXLIS, O_FIRST, O_MAP,
+	       O_VERBOSE };
 	static const struct option lo[] = {
 		{"seed", required_argument, 0, O_SEED}, {"count", required_argument, 0, O_COUNT},
 		{"period", required_argument, 0, O_PERIOD}, {"origin", required_argument, 0, O_ORIGIN},
@@ -158,6 +173,15 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{"transport", required_argument, 0, O_TRANSPORT},
 		{"base-port", required_argument, 0, O_BASE_PORT},
 		{"loopback", no_argument, 0, O_LOOPBACK}, {"help", no_argument, 0, O_HELP},
+		{"speed", required_argument, 0, O_SPEED}, {"start", required_argument, 0, O_START},
+		{"faults", required_argument, 0, O_FAULTS},
+		{"control", required_argument, 0, O_CONTROL}, {"hdlc", no_argument, 0, O_HDLC},
+		{"gprs-connect", required_argument, 0, O_GPRS},
+		{"gprs-max", required_argument, 0, O_GPRS_MAX}, {"push", no_argument, 0, O_PUSH},
+		{"baud", required_argument, 0, O_BAUD},
+		{"max-listeners", required_argument, 0, O_MAXLIS},
+		{"first", required_argument, 0, O_FIRST}, {"modbus-map", required_argument, 0, O_MAP},
+		{"verbose", no_argument, 0, O_VERBOSE},
 		{0, 0, 0, 0},
 	};
 	memset(o, 0, sizeof(*o));
@@ -167,6 +191,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 	o->cfg.origin = cosem_days_from_civil(2024, 1, 1) * 86400;
 	o->cfg.tz = COSEM_TZ_CPH;
 	o->what = W_REGISTERS | W_INTERVALS | W_EVENTS | W_BILLING;
+	o->serve.speed = 1.0;
+	o->serve.baud = 2400;
 	optind = 1;
 	int c;
 	char *end;
@@ -258,6 +284,54 @@ parse_opts(int argc, char **argv, struct opts *o)
 		}
 		case O_LOOPBACK:
 			o->base_port = 0;
+			break;
+		case O_SPEED:
+			o->serve.speed = strtod(optarg, &end);
+			if (*end || o->serve.speed < 0)
+				goto bad;
+			break;
+		case O_START:
+			if (parse_time(optarg, &o->serve.start))
+				goto bad;
+			break;
+		case O_FAULTS:
+			o->faults = optarg;
+			break;
+		case O_CONTROL:
+			o->serve.control = optarg;
+			break;
+		case O_HDLC:
+			o->transport = SIM_TR_HDLC;
+			break;
+		case O_GPRS:
+			o->serve.gprs = optarg;
+			o->transport = SIM_TR_GPRS;
+			break;
+		case O_GPRS_MAX:
+		case O_MAXLIS:
+		case O_FIRST:
+		case O_BAUD: {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v > UINT32_MAX || (c == O_BAUD && v == 0))
+				goto bad;
+			if (c == O_GPRS_MAX)
+				o->serve.gprs_max = (uint32_t)v;
+			else if (c == O_MAXLIS)
+				o->serve.max_listeners = (uint32_t)v;
+			else if (c == O_FIRST)
+				o->serve.first = (uint32_t)v;
+			else
+				o->serve.baud = (uint32_t)v;
+			break;
+		}
+		case O_PUSH:
+			o->serve.push = true;
+			break;
+		case O_MAP:
+			o->serve.modbus_map = optarg;
+			break;
+		case O_VERBOSE:
+			o->serve.verbose = true;
 			break;
 		case O_HELP:
 			usage(stdout);
@@ -703,6 +777,84 @@ cmd_info(int argc, char **argv)
 	return 0;
 }
 
+/* ---- serve and ctl ------------------------------------------------------------- */
+
+static int
+cmd_serve(int argc, char **argv)
+{
+	struct opts o;
+	int rc = parse_opts(argc, argv, &o);
+	if (rc)
+		return rc;
+	o.serve.transport = o.transport;
+	o.serve.base_port = o.base_port;
+	if (o.transport == SIM_TR_GPRS && !o.serve.gprs) {
+		fprintf(stderr, "metersim serve: GPRS meters need --gprs-connect HOST:PORT\n");
+		return 2;
+	}
+	return serve_run(&o.cfg, &o.serve, o.faults);
+}
+
+/* Send one command line to a serving metersim; print the answer lines
+ * before the final ok/err; exit 0 on ok. */
+static int
+cmd_ctl(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: metersim ctl PATH COMMAND [ARGS...]\n");
+		return 2;
+	}
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(argv[1]) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "metersim ctl: path too long\n");
+		return 2;
+	}
+	strcpy(sun.sun_path, argv[1]);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		fprintf(stderr, "metersim ctl: cannot connect to %s: %s\n", argv[1], strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	char line[1024];
+	size_t n = 0;
+	for (int i = 2; i < argc; i++) {
+		int w = snprintf(line + n, sizeof(line) - n, "%s%s", i > 2 ? " " : "", argv[i]);
+		if (w < 0 || (size_t)w >= sizeof(line) - n - 1) {
+			fprintf(stderr, "metersim ctl: command too long\n");
+			close(fd);
+			return 2;
+		}
+		n += (size_t)w;
+	}
+	line[n++] = '\n';
+	if (write(fd, line, n) != (ssize_t)n) {
+		close(fd);
+		return 1;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return 1;
+	}
+	int rc = 1;
+	char buf[4096];
+	while (fgets(buf, sizeof(buf), f)) {
+		if (!strcmp(buf, "ok\n")) {
+			rc = 0;
+			break;
+		}
+		if (!strncmp(buf, "err", 3)) {
+			fprintf(stderr, "metersim ctl: %s", buf[3] ? buf + 4 : "error\n");
+			break;
+		}
+		fputs(buf, stdout);
+	}
+	fclose(f);
+	return rc;
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static const struct command {
@@ -713,6 +865,8 @@ static const struct command {
 	{"expect", cmd_expect, "ground truth for one meter and time range"},
 	{"export", cmd_export, "fleet inventory CSV for ammctl meter import"},
 	{"info", cmd_info, "one meter's identity and state"},
+	{"serve", cmd_serve, "serve the fleet over a transport, with faults and a control socket"},
+	{"ctl", cmd_ctl, "send a command to a serving metersim's control socket"},
 };
 
 static void
