@@ -838,12 +838,11 @@ fail:
 static void
 conn_close(struct store *s)
 {
+	/* event_free() of NULL is not allowed in libevent 2.1. */
 	if (s->ev_read)
-		event_del(s->ev_read);
+		event_free(s->ev_read);
 	if (s->ev_write)
-		event_del(s->ev_write);
-	event_free(s->ev_read);
-	event_free(s->ev_write);
+		event_free(s->ev_write);
 	s->ev_read = s->ev_write = NULL;
 	if (s->ev_conn)
 		event_del(s->ev_conn);
@@ -1143,6 +1142,21 @@ conn_poll(struct store *s)
 	event_add(s->ev_conn, &tv);
 }
 
+/* Server notices would go to stderr without a priority: log them. */
+static void
+on_notice(void *arg, const char *msg)
+{
+	char line[512];
+	size_t n;
+
+	(void)arg;
+	snprintf(line, sizeof(line), "%s", msg);
+	n = strlen(line);
+	while (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	log_info("store: server says: %s", line);
+}
+
 static void
 conn_start(struct store *s)
 {
@@ -1160,6 +1174,7 @@ conn_start(struct store *s)
 		conn_lost(s, s->err);
 		return;
 	}
+	PQsetNoticeProcessor(s->conn, on_notice, s);
 	conn_poll(s);
 }
 
@@ -1221,7 +1236,7 @@ params_fix(struct store_params *p)
 	if (p->reconnect_min_ms <= 0)
 		p->reconnect_min_ms = 200;
 	if (p->reconnect_max_ms < p->reconnect_min_ms)
-		p->reconnect_max_ms = p->reconnect_min_ms > 5000 ? p->reconnect_min_ms : 5000;
+		p->reconnect_max_ms = p->reconnect_min_ms > 3000 ? p->reconnect_min_ms : 3000;
 	if (p->partition_months == 0)
 		p->partition_months = 3;
 }

@@ -43,7 +43,7 @@ struct store_params {
 	size_t max_queue_rows;	/* store_is_behind() above this; 0: 20 × batch_rows */
 	bool text;		/* COPY text instead of binary (for comparison) */
 	int reconnect_min_ms;	/* backoff after a failed connection; 0: 200 */
-	int reconnect_max_ms;	/* its cap; 0: 5000 */
+	int reconnect_max_ms;	/* its cap; 0: 3000 */
 	int partition_months;	/* partitions kept ahead; 0: 3; -1: no maintenance */
 	struct notify *notify;	/* "database" part made ready on first connection */
 };

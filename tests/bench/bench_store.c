@@ -441,7 +441,10 @@ run_check(struct drv *d)
 	printf("round 1 started: %d meters x %d intervals at %d sessions/s\n", d->meters,
 	    d->intervals, d->rate);
 	fflush(stdout);
+	/* The caller may restart the server during round 1: reconnect after it. */
+	PQfinish(c);
 	secs = run_round(d, 1, true);
+	c = sync_connect(d->dsn);
 	printf("round 1: %.1f s, %ld submissions, %ld failed and resubmitted, "
 	       "connection losses %.0f, connect failures %.0f\n",
 	    secs, d->submitted, d->failed, metric_value(mf, "connection"), metric_value(mf, "connect"));
