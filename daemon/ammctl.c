@@ -19,6 +19,7 @@ static const struct ctl_cmd cmds[] = {
 	{"action", ctl_action, "action --host H ... OBIS:METHOD [DATA]   invoke a method on a meter"},
 	{"db", ctl_db, "db migrate|status [--dsn DSN]   apply or show the schema migrations"},
 	{"meter", ctl_meter, "meter import|add|list|show|disable|enable ...   the meter inventory"},
+	{"cmd", ctl_cmd, "cmd KIND SERIAL... [key=value...] | list | show ID | cancel ID   operator commands"},
 };
 
 static void

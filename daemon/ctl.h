@@ -18,6 +18,7 @@ int ctl_action(int argc, char **argv);	     /* ctl_read.c */
 int ctl_db(int argc, char **argv);	     /* ctl_db.c: migrate|status */
 int ctl_meter(int argc, char **argv);	     /* ctl_meter.c: import|add|list|show|disable|enable */
 int ctl_discover(int argc, char **argv);    /* ctl_discover.c: meter discover */
+int ctl_cmd(int argc, char **argv);	     /* ctl_cmd.c: KIND|list|show|cancel */
 
 /*
  * Read hex from an argument, or from stdin when arg is "-" (whitespace,
