@@ -24,8 +24,8 @@
 #define DEFAULT_CONFORMANCE                                                                        \
 	(ACSE_CONF_BLOCK_TRANSFER_WITH_GET | ACSE_CONF_BLOCK_TRANSFER_WITH_SET |                   \
 	 ACSE_CONF_BLOCK_TRANSFER_WITH_ACTION | ACSE_CONF_MULTIPLE_REFERENCES |                    \
-	 ACSE_CONF_DATA_NOTIFICATION | ACSE_CONF_GET | ACSE_CONF_SET | ACSE_CONF_SELECTIVE_ACCESS | \
-	 ACSE_CONF_ACTION)
+	 ACSE_CONF_DATA_NOTIFICATION | ACSE_CONF_GET | ACSE_CONF_SET |                             \
+	 ACSE_CONF_SELECTIVE_ACCESS | ACSE_CONF_ACTION)
 
 static const struct obis ASSOCIATION_LN = {{0, 0, 40, 0, 0, 255}};
 
@@ -148,7 +148,7 @@ plain_send(struct dlms_client *c, struct mbuf *m, struct mbuf *out)
 
 		mbuf_init(&t, c->buf.tx, c->buf.tx_cap);
 		r = dlms_protect(&t, DLMS_CIPHER_GLO, c->sc, &c->keys, c->system_title,
-				 c->tx_counter, m->p, m->len);
+		                 c->tx_counter, m->p, m->len);
 		if (r)
 			return r;
 		c->tx_counter++;
@@ -309,7 +309,7 @@ send_aarq(struct dlms_client *c, struct mbuf *out)
 	if (c->ciphering) {
 		mbuf_init(&t, cini, sizeof(cini));
 		r = dlms_protect(&t, DLMS_CIPHER_GLO, c->sc, &c->keys, c->system_title,
-				 c->tx_counter, m.p, m.len);
+		                 c->tx_counter, m.p, m.len);
 		if (r)
 			return r;
 		c->tx_counter++;
@@ -401,7 +401,7 @@ send_pass3(struct dlms_client *c, struct mbuf *out, const uint8_t *stoc, size_t 
 /* Turn a received xDLMS APDU into plaintext (in the work buffer if ciphered). */
 static int
 unprotect(struct dlms_client *c, const uint8_t *apdu, size_t len, const uint8_t **plain,
-	  size_t *plen)
+          size_t *plen)
 {
 	struct dlms_ciphered ci;
 	struct mbuf m;
@@ -423,8 +423,8 @@ unprotect(struct dlms_client *c, const uint8_t *apdu, size_t len, const uint8_t 
 	if (n < 0)
 		return n == METER_ENEEDMORE ? METER_EMALFORMED : (int)n;
 	mbuf_init(&m, c->buf.work, c->buf.work_cap);
-	r = dlms_unprotect(&m, &ci, &c->keys, c->have_server_title ? c->server_title : NULL,
-			   c->sc, &c->rx_counter);
+	r = dlms_unprotect(&m, &ci, &c->keys, c->have_server_title ? c->server_title : NULL, c->sc,
+	                   &c->rx_counter);
 	if (r)
 		return r;
 	if (m.len == 0)
@@ -436,7 +436,7 @@ unprotect(struct dlms_client *c, const uint8_t *apdu, size_t len, const uint8_t 
 
 static int
 handle_aare(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_t len,
-	    struct dlms_client_event *ev)
+            struct dlms_client_event *ev)
 {
 	struct acse_aare a;
 	struct acse_initiate_resp ir;
@@ -504,8 +504,7 @@ handle_pass4(struct dlms_client *c, const struct xdlms_apdu *a, struct dlms_clie
 	const uint8_t *f;
 	int r;
 
-	if (a->type != XDLMS_ACTION_RESPONSE_NORMAL ||
-	    xdlms_iip_invoke_id(a->iip) != c->invoke_id)
+	if (a->type != XDLMS_ACTION_RESPONSE_NORMAL || xdlms_iip_invoke_id(a->iip) != c->invoke_id)
 		return session_fail(c, ev, METER_EPROTO);
 	if (a->act.result != XDLMS_AR_SUCCESS || !a->act.has_return || !a->act.ret.is_data)
 		return session_fail(c, ev, METER_EAUTH);
@@ -514,7 +513,7 @@ handle_pass4(struct dlms_client *c, const struct xdlms_apdu *a, struct dlms_clie
 	    f[1] != DLMS_HLS_GMAC_LEN)
 		return session_fail(c, ev, METER_EAUTH);
 	r = dlms_hls_gmac_check(f + 2, DLMS_HLS_GMAC_LEN, &c->keys, c->server_title, c->ctos,
-				c->ctos_len, NULL);
+	                        c->ctos_len, NULL);
 	if (r)
 		return session_fail(c, ev, r);
 	timer_stop(c);
@@ -587,7 +586,7 @@ send_next_get(struct dlms_client *c, struct mbuf *out)
 	}
 	plain_begin(c, &b);
 	n = xdlms_put_get_request(&b, cur_iip(c), &c->items[c->next_item].desc,
-				  c->items[c->next_item].access);
+	                          c->items[c->next_item].access);
 	if (n < 0)
 		return (int)n;
 	c->batch = 1;
@@ -598,7 +597,7 @@ send_next_get(struct dlms_client *c, struct mbuf *out)
 
 int
 dlms_client_get(struct dlms_client *c, struct mbuf *out, const struct dlms_get_item *items,
-		uint32_t n)
+                uint32_t n)
 {
 	int r;
 
@@ -646,9 +645,11 @@ send_value_block(struct dlms_client *c, struct mbuf *out, bool first)
 	memset(&a, 0, sizeof(a));
 	a.iip = cur_iip(c);
 	if (c->op == DLMS_OP_SET)
-		a.type = first ? XDLMS_SET_REQUEST_WITH_FIRST_DATABLOCK : XDLMS_SET_REQUEST_WITH_DATABLOCK;
+		a.type = first ? XDLMS_SET_REQUEST_WITH_FIRST_DATABLOCK
+		               : XDLMS_SET_REQUEST_WITH_DATABLOCK;
 	else
-		a.type = first ? XDLMS_ACTION_REQUEST_WITH_FIRST_PBLOCK : XDLMS_ACTION_REQUEST_WITH_PBLOCK;
+		a.type = first ? XDLMS_ACTION_REQUEST_WITH_FIRST_PBLOCK
+		               : XDLMS_ACTION_REQUEST_WITH_PBLOCK;
 	a.desc = c->desc;
 	if (c->access)
 		a.access = *c->access;
@@ -673,7 +674,7 @@ send_value_block(struct dlms_client *c, struct mbuf *out, bool first)
 
 static int
 start_value_op(struct dlms_client *c, struct mbuf *out, int op, const struct xdlms_desc *d,
-	       const struct xdlms_access *access, const uint8_t *value, size_t len)
+               const struct xdlms_access *access, const uint8_t *value, size_t len)
 {
 	struct xdlms_data v = xdlms_data_raw(value, (uint32_t)len);
 	uint32_t conf_bit;
@@ -702,9 +703,9 @@ start_value_op(struct dlms_client *c, struct mbuf *out, int op, const struct xdl
 		r = plain_send(c, &b, out);
 	} else {
 		conf_bit = op == DLMS_OP_SET ? ACSE_CONF_BLOCK_TRANSFER_WITH_SET
-					     : ACSE_CONF_BLOCK_TRANSFER_WITH_ACTION;
+		                             : ACSE_CONF_BLOCK_TRANSFER_WITH_ACTION;
 		r = (c->conformance & conf_bit) && value ? send_value_block(c, out, true)
-							 : METER_ENOSPC;
+		                                         : METER_ENOSPC;
 	}
 	if (r) {
 		req_abandon(c);
@@ -718,14 +719,14 @@ start_value_op(struct dlms_client *c, struct mbuf *out, int op, const struct xdl
 
 int
 dlms_client_set(struct dlms_client *c, struct mbuf *out, const struct xdlms_desc *d,
-		const struct xdlms_access *access, const uint8_t *value, size_t len)
+                const struct xdlms_access *access, const uint8_t *value, size_t len)
 {
 	return start_value_op(c, out, DLMS_OP_SET, d, access, value, len);
 }
 
 int
 dlms_client_action(struct dlms_client *c, struct mbuf *out, const struct xdlms_desc *m,
-		   const uint8_t *params, size_t len)
+                   const uint8_t *params, size_t len)
 {
 	return start_value_op(c, out, DLMS_OP_ACTION, m, NULL, params, len);
 }
@@ -810,7 +811,7 @@ release_link(struct dlms_client *c, struct mbuf *out, struct dlms_client_event *
 
 static void
 result_event(struct dlms_client *c, struct dlms_client_event *ev, int err, uint8_t dar,
-	     const uint8_t *data, size_t len)
+             const uint8_t *data, size_t len)
 {
 	ev->type = DLMS_CEV_RESULT;
 	ev->index = c->delivered++;
@@ -882,7 +883,7 @@ start_list(struct dlms_client *c, struct dlms_client_event *ev)
 
 static int
 on_get_response(struct dlms_client *c, struct mbuf *out, const struct xdlms_apdu *a,
-		const uint8_t *plain, size_t plen, struct dlms_client_event *ev)
+                const uint8_t *plain, size_t plen, struct dlms_client_event *ev)
 {
 	bool last;
 	ssize_t n;
@@ -962,7 +963,7 @@ on_get_response(struct dlms_client *c, struct mbuf *out, const struct xdlms_apdu
 
 static int
 on_value_response(struct dlms_client *c, struct mbuf *out, const struct xdlms_apdu *a,
-		  struct dlms_client_event *ev)
+                  struct dlms_client_event *ev)
 {
 	bool more = c->value_off < c->value_len;
 	int r;
@@ -985,10 +986,10 @@ on_value_response(struct dlms_client *c, struct mbuf *out, const struct xdlms_ap
 		timer_stop(c);
 		if (a->act.has_return && a->act.ret.is_data)
 			result_event(c, ev, a->act.result ? METER_EACCESS : 0, a->act.result,
-				     a->act.ret.data.raw, a->act.ret.data.len);
+			             a->act.ret.data.raw, a->act.ret.data.len);
 		else
 			result_event(c, ev, a->act.result ? METER_EACCESS : 0, a->act.result, NULL,
-				     0);
+			             0);
 		after_batch(c);
 		return ev->type;
 	case XDLMS_SET_RESPONSE_DATABLOCK:
@@ -1011,7 +1012,7 @@ on_value_response(struct dlms_client *c, struct mbuf *out, const struct xdlms_ap
 
 static int
 handle_xdlms(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_t len,
-	     struct dlms_client_event *ev)
+             struct dlms_client_event *ev)
 {
 	struct xdlms_apdu a;
 	const uint8_t *plain;
@@ -1081,7 +1082,7 @@ handle_xdlms(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_
 
 static int
 handle_apdu(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_t len,
-	    struct dlms_client_event *ev)
+            struct dlms_client_event *ev)
 {
 	if (len == 0)
 		return DLMS_CEV_NONE;
@@ -1108,14 +1109,14 @@ handle_apdu(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_t
 		break;
 	}
 	/* Pushes may come at any time, even before the association. */
-	if (apdu[0] == XDLMS_TAG_DATA_NOTIFICATION ||
-	    apdu[0] == XDLMS_TAG_GENERAL_GLO_CIPHERING) {
+	if (apdu[0] == XDLMS_TAG_DATA_NOTIFICATION || apdu[0] == XDLMS_TAG_GENERAL_GLO_CIPHERING) {
 		struct xdlms_apdu a;
 		const uint8_t *plain;
 		size_t plen;
 
 		if (unprotect(c, apdu, len, &plain, &plen) == 0 &&
-		    xdlms_decode(plain, plen, &a, NULL, 0) > 0 && a.type == XDLMS_DATA_NOTIFICATION) {
+		    xdlms_decode(plain, plen, &a, NULL, 0) > 0 &&
+		    a.type == XDLMS_DATA_NOTIFICATION) {
 			ev->type = DLMS_CEV_NOTIFICATION;
 			ev->long_iip = a.long_iip;
 			ev->time = a.time_len == 12 ? a.time : NULL;
@@ -1250,8 +1251,8 @@ dlms_client_timeout(struct dlms_client *c, struct mbuf *out)
 	case DLMS_CLIENT_AUTHENTICATING:
 		req_reset(c);
 		c->state = DLMS_CLIENT_CLOSED;
-		c->pending = (struct dlms_client_event){.type = DLMS_CEV_FAILED,
-							.err = METER_ETIMEOUT};
+		c->pending =
+		    (struct dlms_client_event){.type = DLMS_CEV_FAILED, .err = METER_ETIMEOUT};
 		c->has_pending = true;
 		return 0;
 	case DLMS_CLIENT_BUSY:
@@ -1262,8 +1263,8 @@ dlms_client_timeout(struct dlms_client *c, struct mbuf *out)
 	case DLMS_CLIENT_DISCONNECTING:
 		(void)out;
 		c->state = DLMS_CLIENT_CLOSED;
-		c->pending = (struct dlms_client_event){.type = DLMS_CEV_RELEASED,
-							.err = METER_ETIMEOUT};
+		c->pending =
+		    (struct dlms_client_event){.type = DLMS_CEV_RELEASED, .err = METER_ETIMEOUT};
 		c->has_pending = true;
 		return 0;
 	default:
@@ -1299,7 +1300,7 @@ dlms_client_out_max(const struct dlms_client *c)
 
 int
 dlms_client_decode(const struct dlms_client_event *ev, struct axdr_node *nodes, size_t cap,
-		   size_t *n_nodes)
+                   size_t *n_nodes)
 {
 	ssize_t n;
 

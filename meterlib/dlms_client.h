@@ -90,15 +90,15 @@ struct dlms_buffers {
 };
 
 enum dlms_client_state {
-	DLMS_CLIENT_IDLE = 0,	     /* initialised, nothing sent */
-	DLMS_CLIENT_CONNECTING,	     /* HDLC: SNRM sent */
-	DLMS_CLIENT_ASSOCIATING,     /* AARQ sent */
-	DLMS_CLIENT_AUTHENTICATING,  /* HLS pass 3 sent, waiting for pass 4 */
-	DLMS_CLIENT_READY,	     /* associated, no request outstanding */
-	DLMS_CLIENT_BUSY,	     /* a request outstanding */
-	DLMS_CLIENT_RELEASING,	     /* RLRQ sent */
-	DLMS_CLIENT_DISCONNECTING,   /* HDLC: DISC sent */
-	DLMS_CLIENT_CLOSED,	     /* released, refused or failed: only init again */
+	DLMS_CLIENT_IDLE = 0,       /* initialised, nothing sent */
+	DLMS_CLIENT_CONNECTING,     /* HDLC: SNRM sent */
+	DLMS_CLIENT_ASSOCIATING,    /* AARQ sent */
+	DLMS_CLIENT_AUTHENTICATING, /* HLS pass 3 sent, waiting for pass 4 */
+	DLMS_CLIENT_READY,          /* associated, no request outstanding */
+	DLMS_CLIENT_BUSY,           /* a request outstanding */
+	DLMS_CLIENT_RELEASING,      /* RLRQ sent */
+	DLMS_CLIENT_DISCONNECTING,  /* HDLC: DISC sent */
+	DLMS_CLIENT_CLOSED,         /* released, refused or failed: only init again */
 };
 
 /* "idle", "connecting", ... for the daemon's transition log. */
@@ -114,7 +114,7 @@ struct dlms_client_config {
 	struct hdlc_addr hdlc_server;
 	struct hdlc_params hdlc_params;
 
-	int mechanism;		 /* ACSE_MECH_NONE, _LLS, _HLS_GMAC */
+	int mechanism;           /* ACSE_MECH_NONE, _LLS, _HLS_GMAC */
 	const uint8_t *password; /* LLS; pointer kept: must outlive the engine */
 	size_t password_len;
 	/*
@@ -125,12 +125,12 @@ struct dlms_client_config {
 	const uint8_t *challenge;
 	size_t challenge_len;
 
-	bool ciphering;	  /* context LN-with-ciphering, glo-ciphering */
-	uint8_t security; /* SC bits: DLMS_SC_AUTH|DLMS_SC_ENC (0 = both) */
-	struct dlms_keys keys;				/* EK, AK (HLS-GMAC, ciphering) */
-	uint8_t system_title[DLMS_SYSTEM_TITLE_LEN];	/* ours */
-	uint32_t tx_counter;		/* next invocation counter to send */
-	struct dlms_rx_counter rx_counter; /* last accepted from the server */
+	bool ciphering;        /* context LN-with-ciphering, glo-ciphering */
+	uint8_t security;      /* SC bits: DLMS_SC_AUTH|DLMS_SC_ENC (0 = both) */
+	struct dlms_keys keys; /* EK, AK (HLS-GMAC, ciphering) */
+	uint8_t system_title[DLMS_SYSTEM_TITLE_LEN]; /* ours */
+	uint32_t tx_counter;                         /* next invocation counter to send */
+	struct dlms_rx_counter rx_counter;           /* last accepted from the server */
 
 	uint32_t conformance; /* proposed; 0 = everything the engine does */
 	uint16_t max_pdu;     /* our max receive PDU; 0 = from the rx buffer, up to 65535 */
@@ -152,7 +152,7 @@ enum dlms_client_event_type {
 	DLMS_CEV_NONE = 0,     /* all input handled */
 	DLMS_CEV_ASSOCIATED,   /* association up: see conformance, max_pdu */
 	DLMS_CEV_RESULT,       /* one item of the current request is done */
-	DLMS_CEV_DONE,	       /* the request is over (err: request-level) */
+	DLMS_CEV_DONE,         /* the request is over (err: request-level) */
 	DLMS_CEV_NOTIFICATION, /* a DataNotification (push) */
 	DLMS_CEV_RELEASED,     /* release (or DISC) done; state CLOSED */
 	DLMS_CEV_FAILED,       /* open failed or the session is lost; state CLOSED */
@@ -175,7 +175,8 @@ enum dlms_client_event_type {
  * FAILED: err (METER_EREJECTED with result/diag from the AARE;
  *   METER_EAUTH for a wrong f(CtoS) or refused HLS pass 3; METER_ETIMEOUT;
  *   METER_EABORTED for DM/disconnect; METER_EPROTO; METER_EMALFORMED;
- *   METER_EREPLAY ...).
+ *   METER_EREPLAY ...).  A request outstanding at that moment is dropped
+ *   without RESULT or DONE: FAILED ends everything.
  * RELEASED: err 0, or METER_ETIMEOUT when the server did not answer.
  */
 struct dlms_client_event {
@@ -233,12 +234,12 @@ struct dlms_client {
 	struct dlms_buffers buf;
 
 	/* read: state and what the association negotiated */
-	int state;		   /* enum dlms_client_state */
-	uint32_t conformance;	   /* negotiated */
-	uint16_t server_max_pdu;   /* server-max-receive-pdu-size */
-	uint32_t tx_counter;	   /* next invocation counter we send */
+	int state;               /* enum dlms_client_state */
+	uint32_t conformance;    /* negotiated */
+	uint16_t server_max_pdu; /* server-max-receive-pdu-size */
+	uint32_t tx_counter;     /* next invocation counter we send */
 	struct dlms_rx_counter rx_counter;
-	uint32_t stray;		   /* responses with nothing outstanding */
+	uint32_t stray; /* responses with nothing outstanding */
 
 	/* timer */
 	uint32_t timer_ms;
@@ -249,26 +250,26 @@ struct dlms_client {
 	uint8_t invoke_id;
 	const struct dlms_get_item *items;
 	uint32_t n_items;
-	uint32_t next_item;  /* first item not yet requested */
-	uint32_t batch;	     /* items in the request on the wire */
-	uint32_t delivered;  /* items whose RESULT was given */
-	bool with_list;	     /* the request on the wire is a with-list */
+	uint32_t next_item; /* first item not yet requested */
+	uint32_t batch;     /* items in the request on the wire */
+	uint32_t delivered; /* items whose RESULT was given */
+	bool with_list;     /* the request on the wire is a with-list */
 	struct xdlms_desc desc;
 	const struct xdlms_access *access;
 	const uint8_t *value; /* SET value / ACTION parameters (caller's) */
 	size_t value_len;
-	size_t value_off;     /* bytes of value sent in blocks */
-	uint32_t block;	      /* block number expected / sent */
-	size_t data_len;      /* bytes reassembled in buf.data */
+	size_t value_off; /* bytes of value sent in blocks */
+	uint32_t block;   /* block number expected / sent */
+	size_t data_len;  /* bytes reassembled in buf.data */
 	bool in_blocks;
 
 	/* pending work and events between polls */
-	int fail_err;	     /* request-level error to deliver */
+	int fail_err; /* request-level error to deliver */
 	bool pending_done;
-	bool pending_send;   /* start the next with-list batch on next poll */
+	bool pending_send;                /* start the next with-list batch on next poll */
 	struct dlms_client_event pending; /* FAILED / RELEASED to report */
 	bool has_pending;
-	uint8_t exc[5];	     /* state_error, service_error, cse x3 */
+	uint8_t exc[5]; /* state_error, service_error, cse x3 */
 
 	/* with-list results of the last response, delivered one per poll */
 	const uint8_t *list_p;
@@ -303,7 +304,7 @@ int dlms_client_open(struct dlms_client *c, struct mbuf *out);
  * the server's PDU size), METER_ECRYPTO.
  */
 int dlms_client_get(struct dlms_client *c, struct mbuf *out, const struct dlms_get_item *items,
-		    uint32_t n);
+                    uint32_t n);
 
 /*
  * SET one attribute to the tagged A-XDR value[0..len) (the caller's, kept
@@ -312,7 +313,7 @@ int dlms_client_get(struct dlms_client *c, struct mbuf *out, const struct dlms_g
  * Same returns as dlms_client_get().
  */
 int dlms_client_set(struct dlms_client *c, struct mbuf *out, const struct xdlms_desc *d,
-		    const struct xdlms_access *access, const uint8_t *value, size_t len);
+                    const struct xdlms_access *access, const uint8_t *value, size_t len);
 
 /*
  * ACTION one method with tagged A-XDR parameters (NULL/0: none), in
@@ -320,7 +321,7 @@ int dlms_client_set(struct dlms_client *c, struct mbuf *out, const struct xdlms_
  * return parameters.  Same returns as dlms_client_get().
  */
 int dlms_client_action(struct dlms_client *c, struct mbuf *out, const struct xdlms_desc *m,
-		       const uint8_t *params, size_t len);
+                       const uint8_t *params, size_t len);
 
 /*
  * Release: RLRQ, then (HDLC) DISC; DLMS_CEV_RELEASED follows.  From
@@ -366,7 +367,7 @@ size_t dlms_client_out_max(const struct dlms_client *c);
 
 /* Convenience: decode a RESULT's or NOTIFICATION's data into nodes (axdr_decode). */
 int dlms_client_decode(const struct dlms_client_event *ev, struct axdr_node *nodes, size_t cap,
-		       size_t *n_nodes);
+                       size_t *n_nodes);
 
 /* Name of an event type ("result"). */
 const char *dlms_client_event_name(int type);

@@ -33,18 +33,15 @@
 #include "hdlc_link.h"
 #include "wrapper.h"
 
-enum dlms_framing {
-	DLMS_FRAMING_WRAPPER = 1,
-	DLMS_FRAMING_HDLC = 2
-};
+enum dlms_framing { DLMS_FRAMING_WRAPPER = 1, DLMS_FRAMING_HDLC = 2 };
 
 enum dlms_link_event_type {
-	DLMS_LINK_EV_NONE = 0,	   /* all input handled: feed more */
-	DLMS_LINK_EV_CONNECTED,	   /* link up (wrapper: at once) */
-	DLMS_LINK_EV_APDU,	   /* one whole APDU */
+	DLMS_LINK_EV_NONE = 0,     /* all input handled: feed more */
+	DLMS_LINK_EV_CONNECTED,    /* link up (wrapper: at once) */
+	DLMS_LINK_EV_APDU,         /* one whole APDU */
 	DLMS_LINK_EV_DISCONNECTED, /* HDLC: UA to DISC, DM, or DISC answered; err as hdlc_event */
-	DLMS_LINK_EV_ERROR	   /* err: METER_EPROTO, METER_ENOSPC, METER_EMALFORMED,
-				      METER_ELENGTH (wrapper: stream lost) */
+	DLMS_LINK_EV_ERROR         /* err: METER_EPROTO, METER_ENOSPC, METER_EMALFORMED,
+	                              METER_ELENGTH (wrapper: stream lost) */
 };
 
 struct dlms_link_event {
@@ -94,12 +91,12 @@ extern const struct dlms_link_ops dlms_link_hdlc_ops;
 struct dlms_link {
 	const struct dlms_link_ops *ops;
 	bool server;
-	bool up;	   /* wrapper: connected */
-	bool report_up;	   /* wrapper: CONNECTED still to be reported */
-	bool dead;	   /* wrapper: stream lost, error reported */
+	bool up;        /* wrapper: connected */
+	bool report_up; /* wrapper: CONNECTED still to be reported */
+	bool dead;      /* wrapper: stream lost, error reported */
 	uint16_t local_wport, remote_wport;
 	bool any_remote;
-	uint32_t ignored;  /* PDUs for another wPort */
+	uint32_t ignored; /* PDUs for another wPort */
 	union {
 		struct wrapper_stream ws;
 		struct hdlc_link hl;

@@ -18,14 +18,14 @@
 #include "dlms_server.h"
 #include "meter_error.h"
 
-#define CIPHER_OVERHEAD	   21
-#define DEFAULT_MAX_PDU	   1024
-#define ACCESS_NODES	   96
+#define CIPHER_OVERHEAD 21
+#define DEFAULT_MAX_PDU 1024
+#define ACCESS_NODES    96
 #define DEFAULT_CONFORMANCE                                                                        \
 	(ACSE_CONF_BLOCK_TRANSFER_WITH_GET | ACSE_CONF_BLOCK_TRANSFER_WITH_SET |                   \
 	 ACSE_CONF_BLOCK_TRANSFER_WITH_ACTION | ACSE_CONF_MULTIPLE_REFERENCES |                    \
-	 ACSE_CONF_DATA_NOTIFICATION | ACSE_CONF_GET | ACSE_CONF_SET | ACSE_CONF_SELECTIVE_ACCESS | \
-	 ACSE_CONF_ACTION)
+	 ACSE_CONF_DATA_NOTIFICATION | ACSE_CONF_GET | ACSE_CONF_SET |                             \
+	 ACSE_CONF_SELECTIVE_ACCESS | ACSE_CONF_ACTION)
 
 static const struct obis ASSOCIATION_LN = {{0, 0, 40, 0, 0, 255}};
 
@@ -144,7 +144,7 @@ plain_send(struct dlms_server *s, struct mbuf *m, struct mbuf *out, enum dlms_ci
 
 		mbuf_init(&t, s->buf.tx, s->buf.tx_cap);
 		r = dlms_protect(&t, kind, policy_sc(s), &s->policy->keys, s->policy->system_title,
-				 s->tx_counter, m->p, len);
+		                 s->tx_counter, m->p, len);
 		if (r)
 			return r;
 		s->tx_counter++;
@@ -268,11 +268,11 @@ password_ok(const struct dlms_server_policy *p, const uint8_t *v, size_t n)
 
 static int
 handle_aarq(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_t len,
-	    struct dlms_server_event *ev)
+            struct dlms_server_event *ev)
 {
 	const struct dlms_server_policy *p = s->policy;
 	struct acse_service_error cse = {XDLMS_CSE_INITIATE_ERROR, XDLMS_CSE_INITIATE,
-					 XDLMS_CSE_INITIATE_OTHER};
+	                                 XDLMS_CSE_INITIATE_OTHER};
 	struct acse_initiate_req ir;
 	struct acse_initiate_resp resp;
 	uint8_t ini[32], cini[64];
@@ -287,37 +287,37 @@ handle_aarq(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_t
 	n = acse_aarq_decode(apdu, len, &q);
 	if (n < 0)
 		return reject(s, out, ev, ACSE_CTX_LN, ACSE_REJECTED_PERMANENT, ACSE_DIAG_NO_REASON,
-			      NULL);
+		              NULL);
 	/* Context. */
 	if (!((q.context == ACSE_CTX_LN && !p->ciphering_required) ||
 	      (q.context == ACSE_CTX_LN_CIPHER && p->ciphering_allowed)))
 		return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-			      ACSE_DIAG_CONTEXT_NOT_SUPPORTED, NULL);
+		              ACSE_DIAG_CONTEXT_NOT_SUPPORTED, NULL);
 	/* Mechanism. */
 	mech = q.mechanism_present ? (int)q.mechanism : ACSE_MECH_NONE;
 	if (mech < 0 || mech > 31 || !(p->mechanisms & (1u << mech)))
 		return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-			      mech == ACSE_MECH_NONE ? ACSE_DIAG_AUTH_REQUIRED
-						     : ACSE_DIAG_MECH_NOT_RECOGNISED,
-			      NULL);
+		              mech == ACSE_MECH_NONE ? ACSE_DIAG_AUTH_REQUIRED
+		                                     : ACSE_DIAG_MECH_NOT_RECOGNISED,
+		              NULL);
 	s->client = client_addr(s);
 	if (mech == ACSE_MECH_NONE && p->none_client && s->client != p->none_client)
 		return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-			      ACSE_DIAG_AUTH_REQUIRED, NULL);
+		              ACSE_DIAG_AUTH_REQUIRED, NULL);
 	if (q.calling_ap_title && q.calling_ap_title_len == DLMS_SYSTEM_TITLE_LEN) {
 		memcpy(s->client_title, q.calling_ap_title, DLMS_SYSTEM_TITLE_LEN);
 		s->have_client_title = true;
 	}
 	if (mech == ACSE_MECH_LLS && !password_ok(p, q.auth_value, q.auth_value_len))
 		return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-			      ACSE_DIAG_AUTH_FAILURE, NULL);
+		              ACSE_DIAG_AUTH_FAILURE, NULL);
 	if (mech == ACSE_MECH_HLS_GMAC) {
 		if (!s->have_client_title)
 			return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-				      ACSE_DIAG_CALLING_AP_TITLE_NOT_RECOGNIZED, NULL);
+			              ACSE_DIAG_CALLING_AP_TITLE_NOT_RECOGNIZED, NULL);
 		if (q.auth_value == NULL || q.auth_value_len < 8 || q.auth_value_len > 64)
 			return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-				      ACSE_DIAG_AUTH_FAILURE, NULL);
+			              ACSE_DIAG_AUTH_FAILURE, NULL);
 		memcpy(s->ctos, q.auth_value, q.auth_value_len);
 		s->ctos_len = (uint8_t)q.auth_value_len;
 	}
@@ -327,41 +327,42 @@ handle_aarq(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_t
 
 		if (!s->have_client_title)
 			return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-				      ACSE_DIAG_CALLING_AP_TITLE_NOT_RECOGNIZED, NULL);
-		if (q.user.kind != ACSE_UI_CIPHERED || q.user.ui[0] != ACSE_APDU_GLO_INITIATE_REQUEST)
+			              ACSE_DIAG_CALLING_AP_TITLE_NOT_RECOGNIZED, NULL);
+		if (q.user.kind != ACSE_UI_CIPHERED ||
+		    q.user.ui[0] != ACSE_APDU_GLO_INITIATE_REQUEST)
 			return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-				      ACSE_DIAG_NO_REASON, &cse);
+			              ACSE_DIAG_NO_REASON, &cse);
 		n = dlms_ciphered_parse(q.user.ui, q.user.ui_len, &ci);
 		mbuf_init(&m, ini, sizeof(ini));
 		r = n < 0 ? (int)n
-			  : dlms_unprotect(&m, &ci, &p->keys, s->client_title, policy_sc(s),
-					   &s->rx_counter);
+		          : dlms_unprotect(&m, &ci, &p->keys, s->client_title, policy_sc(s),
+		                           &s->rx_counter);
 		if (r == 0)
 			r = acse_initiate_req_decode(m.p, m.len, &ir);
 		if (r)
 			return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-				      ACSE_DIAG_NO_REASON, &cse);
+			              ACSE_DIAG_NO_REASON, &cse);
 	} else {
 		if (q.user.kind != ACSE_UI_INITIATE_REQ)
 			return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT,
-				      ACSE_DIAG_NO_REASON, &cse);
+			              ACSE_DIAG_NO_REASON, &cse);
 		ir = q.user.u.req;
 	}
 	if (ir.dlms_version < ACSE_DLMS_VERSION) {
 		cse.value = XDLMS_CSE_INITIATE_DLMS_VERSION_TOO_LOW;
 		return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT, ACSE_DIAG_NO_REASON,
-			      &cse);
+		              &cse);
 	}
 	if (ir.max_pdu != 0 && ir.max_pdu < 12) {
 		cse.value = XDLMS_CSE_INITIATE_PDU_SIZE_TOO_SHORT;
 		return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT, ACSE_DIAG_NO_REASON,
-			      &cse);
+		              &cse);
 	}
 	s->conformance = ir.conformance & offered_conformance(s);
 	if (s->conformance == 0) {
 		cse.value = XDLMS_CSE_INITIATE_INCOMPATIBLE_CONFORMANCE;
 		return reject(s, out, ev, q.context, ACSE_REJECTED_PERMANENT, ACSE_DIAG_NO_REASON,
-			      &cse);
+		              &cse);
 	}
 	s->client_max_pdu = ir.max_pdu;
 	s->mechanism = mech;
@@ -386,7 +387,7 @@ handle_aarq(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_t
 	if (s->ciphered) {
 		mbuf_init(&t, cini, sizeof(cini));
 		r = dlms_protect(&t, DLMS_CIPHER_GLO, policy_sc(s), &p->keys, p->system_title,
-				 s->tx_counter, m.p, m.len);
+		                 s->tx_counter, m.p, m.len);
 		if (r)
 			return r;
 		s->tx_counter++;
@@ -433,7 +434,7 @@ handle_aarq(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_t
 /* HLS-GMAC pass 3 in, pass 4 out. */
 static int
 handle_pass3(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a,
-	     struct dlms_server_event *ev)
+             struct dlms_server_event *ev)
 {
 	uint8_t f[DLMS_HLS_GMAC_LEN], ret[2 + DLMS_HLS_GMAC_LEN];
 	const uint8_t *v = a->value.raw;
@@ -449,7 +450,7 @@ handle_pass3(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 		r = METER_EAUTH;
 	else
 		r = dlms_hls_gmac_check(v + 2, DLMS_HLS_GMAC_LEN, &s->policy->keys, s->client_title,
-					s->stoc, s->stoc_len, NULL);
+		                        s->stoc, s->stoc_len, NULL);
 	plain_begin(s, &b);
 	if (r) {
 		n = xdlms_put_action_response(&b, a->iip, XDLMS_AR_READ_WRITE_DENIED, NULL);
@@ -463,7 +464,7 @@ handle_pass3(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 		return ev->type;
 	}
 	r = dlms_hls_gmac(f, DLMS_SC_AUTH, &s->policy->keys, s->policy->system_title, s->tx_counter,
-			  s->ctos, s->ctos_len);
+	                  s->ctos, s->ctos_len);
 	if (r)
 		return r;
 	s->tx_counter++;
@@ -487,7 +488,7 @@ handle_pass3(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 /* Decode a request's selective access for the object model. */
 static const struct dlms_selective *
 selective(const struct xdlms_access *acc, struct dlms_selective *sel, struct axdr_node *nodes,
-	  size_t cap)
+          size_t cap)
 {
 	size_t nn;
 
@@ -508,7 +509,7 @@ selective(const struct xdlms_access *acc, struct dlms_selective *sel, struct axd
 
 static void
 req_init(struct dlms_server *s, struct dlms_server_req *rq, const struct xdlms_desc *d,
-	 const struct dlms_selective *sel)
+         const struct dlms_selective *sel)
 {
 	rq->srv = s;
 	rq->desc = *d;
@@ -520,7 +521,7 @@ req_init(struct dlms_server *s, struct dlms_server_req *rq, const struct xdlms_d
 /* Append one attribute's Get-Data-Result (choice, then data or dar) to b. */
 static uint8_t
 get_one(struct dlms_server *s, struct mbuf *b, const struct xdlms_desc *d,
-	const struct xdlms_access *acc)
+        const struct xdlms_access *acc)
 {
 	struct axdr_node nodes[ACCESS_NODES];
 	struct dlms_selective sel;
@@ -538,7 +539,8 @@ get_one(struct dlms_server *s, struct mbuf *b, const struct xdlms_desc *d,
 	}
 	mbuf_init(&v, b->p + at + 1, b->cap - at - 1);
 	dar = s->ops->get(s->arg, &rq, &v);
-	if (dar == XDLMS_DAR_SUCCESS && (v.err || v.len == 0 || axdr_skip(v.p, v.len) != (ssize_t)v.len))
+	if (dar == XDLMS_DAR_SUCCESS &&
+	    (v.err || v.len == 0 || axdr_skip(v.p, v.len) != (ssize_t)v.len))
 		dar = XDLMS_DAR_OTHER_REASON; /* too big for us, or not one Data */
 	if (dar < 0 || dar > 255)
 		dar = XDLMS_DAR_OTHER_REASON;
@@ -580,7 +582,7 @@ answer_get(struct dlms_server *s, struct mbuf *out, uint8_t iip, uint8_t choice,
 	s->get_len = len;
 	{
 		ssize_t n = xdlms_put_get_response_block(&b, iip, 1, s->buf.data, len, &s->get_off,
-							 plain_max(s));
+		                                         plain_max(s));
 		if (n < 0)
 			return (int)n;
 	}
@@ -591,7 +593,7 @@ answer_get(struct dlms_server *s, struct mbuf *out, uint8_t iip, uint8_t choice,
 
 static int
 answer_get_dar_block(struct dlms_server *s, struct mbuf *out, uint8_t iip, uint32_t number,
-		     uint8_t dar)
+                     uint8_t dar)
 {
 	struct xdlms_apdu a;
 	struct mbuf b;
@@ -625,7 +627,7 @@ serve_get(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a)
 
 			plain_begin(s, &b);
 			n = xdlms_put_get_response_dar(&b, a->iip,
-						       d.err ? XDLMS_DAR_OTHER_REASON : d.p[1]);
+			                               d.err ? XDLMS_DAR_OTHER_REASON : d.p[1]);
 			return n < 0 ? (int)n : plain_send(s, &b, out, DLMS_CIPHER_GLO);
 		}
 		return answer_get(s, out, a->iip, 1, d.len);
@@ -647,11 +649,11 @@ serve_get(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a)
 	case XDLMS_GET_REQUEST_NEXT:
 		if (!s->get_blocks)
 			return answer_get_dar_block(s, out, a->iip, a->block.number,
-						    XDLMS_DAR_NO_LONG_GET_IN_PROGRESS);
+			                            XDLMS_DAR_NO_LONG_GET_IN_PROGRESS);
 		if (a->block.number != s->get_block) {
 			s->get_blocks = false;
 			return answer_get_dar_block(s, out, a->iip, a->block.number,
-						    XDLMS_DAR_DATA_BLOCK_NUMBER_INVALID);
+			                            XDLMS_DAR_DATA_BLOCK_NUMBER_INVALID);
 		}
 		{
 			struct mbuf b;
@@ -659,7 +661,7 @@ serve_get(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a)
 
 			plain_begin(s, &b);
 			n = xdlms_put_get_response_block(&b, a->iip, ++s->get_block, s->buf.data,
-							 s->get_len, &s->get_off, plain_max(s));
+			                                 s->get_len, &s->get_off, plain_max(s));
 			if (n < 0) {
 				s->get_blocks = false;
 				return (int)n;
@@ -675,7 +677,7 @@ serve_get(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a)
 
 static int
 call_set(struct dlms_server *s, const struct xdlms_desc *d, const struct xdlms_access *acc,
-	 const uint8_t *v, size_t len)
+         const uint8_t *v, size_t len)
 {
 	struct axdr_node nodes[ACCESS_NODES];
 	struct dlms_selective sel;
@@ -695,7 +697,7 @@ call_set(struct dlms_server *s, const struct xdlms_desc *d, const struct xdlms_a
  */
 static int
 call_action(struct dlms_server *s, struct mbuf *b, uint8_t iip, const struct xdlms_desc *d,
-	    const uint8_t *v, size_t len, size_t ret_at)
+            const uint8_t *v, size_t len, size_t ret_at)
 {
 	struct dlms_server_req rq;
 	struct xdlms_data ret;
@@ -709,7 +711,7 @@ call_action(struct dlms_server *s, struct mbuf *b, uint8_t iip, const struct xdl
 		req_init(s, &rq, d, NULL);
 		mbuf_init(&r, s->buf.data + ret_at, s->buf.data_cap - ret_at);
 		res = s->ops->action ? s->ops->action(s->arg, &rq, v, len, &r)
-				     : XDLMS_AR_READ_WRITE_DENIED;
+		                     : XDLMS_AR_READ_WRITE_DENIED;
 		if (res < 0 || res > 255)
 			res = XDLMS_AR_OTHER_REASON;
 		if (r.len && !r.err && axdr_skip(r.p, r.len) == (ssize_t)r.len) {
@@ -756,9 +758,9 @@ serve_set(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a)
 		r.type = XDLMS_SET_RESPONSE_WITH_LIST;
 		r.n_items = a->n_items;
 		for (uint32_t i = 0; i < a->n_items; i++)
-			r.items[i].dar = (uint8_t)call_set(s, &a->items[i].desc, &a->items[i].access,
-							   a->items[i].value.raw,
-							   a->items[i].value.len);
+			r.items[i].dar =
+			    (uint8_t)call_set(s, &a->items[i].desc, &a->items[i].access,
+			                      a->items[i].value.raw, a->items[i].value.len);
 		break;
 	case XDLMS_SET_REQUEST_WITH_FIRST_DATABLOCK:
 	case XDLMS_SET_REQUEST_WITH_DATABLOCK:
@@ -773,8 +775,9 @@ serve_set(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a)
 		    take_block(s, &a->block) != 0) {
 			r.type = XDLMS_SET_RESPONSE_LAST_DATABLOCK;
 			r.dar = s->in_op != DLMS_OP_SET ? XDLMS_DAR_NO_LONG_SET_IN_PROGRESS
-			      : a->block.number != s->in_block + 1 ? XDLMS_DAR_DATA_BLOCK_NUMBER_INVALID
-								   : XDLMS_DAR_LONG_SET_ABORTED;
+			        : a->block.number != s->in_block + 1
+			            ? XDLMS_DAR_DATA_BLOCK_NUMBER_INVALID
+			            : XDLMS_DAR_LONG_SET_ABORTED;
 			s->in_op = 0;
 		} else if (!a->block.last) {
 			r.type = XDLMS_SET_RESPONSE_DATABLOCK;
@@ -804,7 +807,7 @@ serve_action(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 	case XDLMS_ACTION_REQUEST_NORMAL:
 		s->in_op = 0;
 		r = call_action(s, &b, a->iip, &a->desc, a->has_value ? a->value.raw : NULL,
-				a->has_value ? a->value.len : 0, 0);
+		                a->has_value ? a->value.len : 0, 0);
 		break;
 	case XDLMS_ACTION_REQUEST_WITH_FIRST_PBLOCK:
 	case XDLMS_ACTION_REQUEST_WITH_PBLOCK:
@@ -817,10 +820,10 @@ serve_action(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 		if (s->in_op != DLMS_OP_ACTION || a->block.number != s->in_block + 1 ||
 		    take_block(s, &a->block) != 0) {
 			n = xdlms_put_action_response(&b, a->iip,
-						      s->in_op != DLMS_OP_ACTION
-							  ? XDLMS_AR_NO_LONG_ACTION_IN_PROGRESS
-							  : XDLMS_AR_LONG_ACTION_ABORTED,
-						      NULL);
+			                              s->in_op != DLMS_OP_ACTION
+			                                  ? XDLMS_AR_NO_LONG_ACTION_IN_PROGRESS
+			                                  : XDLMS_AR_LONG_ACTION_ABORTED,
+			                              NULL);
 			s->in_op = 0;
 			r = n < 0 ? (int)n : 0;
 		} else if (!a->block.last) {
@@ -834,7 +837,8 @@ serve_action(struct dlms_server *s, struct mbuf *out, const struct xdlms_apdu *a
 			r = n < 0 ? (int)n : 0;
 		} else {
 			s->in_op = 0;
-			r = call_action(s, &b, a->iip, &s->in_desc, s->buf.data, s->in_len, s->in_len);
+			r = call_action(s, &b, a->iip, &s->in_desc, s->buf.data, s->in_len,
+			                s->in_len);
 		}
 		break;
 	default:
@@ -872,7 +876,7 @@ send_exception(struct dlms_server *s, struct mbuf *out, uint8_t state_error, uin
 
 static int
 handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_t len,
-	     struct dlms_server_event *ev)
+             struct dlms_server_event *ev)
 {
 	struct xdlms_apdu a;
 	const uint8_t *plain = apdu;
@@ -882,7 +886,7 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 
 	if (s->state != DLMS_SERVER_ASSOCIATED && s->state != DLMS_SERVER_AUTHENTICATING) {
 		(void)send_exception(s, out, XDLMS_STATE_SERVICE_NOT_ALLOWED,
-				     XDLMS_SERVICE_OPERATION_NOT_POSSIBLE);
+		                     XDLMS_SERVICE_OPERATION_NOT_POSSIBLE);
 		ev->type = DLMS_SEV_ERROR;
 		ev->err = METER_ESTATE;
 		return ev->type;
@@ -890,7 +894,7 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 	if (len > our_max_pdu(s)) {
 		/* The client ignored the PDU size we announced. */
 		(void)send_exception(s, out, XDLMS_STATE_SERVICE_NOT_ALLOWED,
-				     XDLMS_SERVICE_PDU_TOO_LONG);
+		                     XDLMS_SERVICE_PDU_TOO_LONG);
 		ev->type = DLMS_SEV_ERROR;
 		ev->err = METER_ELENGTH;
 		return ev->type;
@@ -905,8 +909,8 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 			n = dlms_ciphered_parse(apdu, len, &ci);
 			mbuf_init(&m, s->buf.work, s->buf.work_cap);
 			r = n < 0 ? (n == METER_ENEEDMORE ? METER_EMALFORMED : (int)n)
-				  : dlms_unprotect(&m, &ci, &s->policy->keys, s->client_title,
-						   policy_sc(s), &s->rx_counter);
+			          : dlms_unprotect(&m, &ci, &s->policy->keys, s->client_title,
+			                           policy_sc(s), &s->rx_counter);
 			plain = m.p;
 			plen = m.len;
 			if (r == 0 && plen == 0)
@@ -914,15 +918,16 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 		}
 		if (r) {
 			(void)send_exception(s, out, XDLMS_STATE_SERVICE_NOT_ALLOWED,
-					     r == METER_EREPLAY ? XDLMS_SERVICE_INVOCATION_COUNTER_ERROR
-								: XDLMS_SERVICE_DECIPHERING_ERROR);
+			                     r == METER_EREPLAY
+			                         ? XDLMS_SERVICE_INVOCATION_COUNTER_ERROR
+			                         : XDLMS_SERVICE_DECIPHERING_ERROR);
 			ev->type = DLMS_SEV_ERROR;
 			ev->err = r;
 			return ev->type;
 		}
 	} else if (s->ciphered) {
 		(void)send_exception(s, out, XDLMS_STATE_SERVICE_NOT_ALLOWED,
-				     XDLMS_SERVICE_DECIPHERING_ERROR);
+		                     XDLMS_SERVICE_DECIPHERING_ERROR);
 		ev->type = DLMS_SEV_ERROR;
 		ev->err = METER_EAUTH;
 		return ev->type;
@@ -930,8 +935,8 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 	n = xdlms_decode(plain, plen, &a, NULL, 0);
 	if (n < 0 || a.type == XDLMS_CIPHERED) {
 		(void)send_exception(s, out, XDLMS_STATE_SERVICE_UNKNOWN,
-				     n == METER_EUNSUPPORTED ? XDLMS_SERVICE_NOT_SUPPORTED
-							     : XDLMS_SERVICE_OTHER_REASON);
+		                     n == METER_EUNSUPPORTED ? XDLMS_SERVICE_NOT_SUPPORTED
+		                                             : XDLMS_SERVICE_OTHER_REASON);
 		ev->type = DLMS_SEV_ERROR;
 		ev->err = n < 0 ? (n == METER_ENEEDMORE ? METER_EMALFORMED : (int)n) : METER_EPROTO;
 		return ev->type;
@@ -957,7 +962,7 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 	}
 	if (r == METER_EUNSUPPORTED || r == METER_EMALFORMED) {
 		(void)send_exception(s, out, XDLMS_STATE_SERVICE_UNKNOWN,
-				     XDLMS_SERVICE_NOT_SUPPORTED);
+		                     XDLMS_SERVICE_NOT_SUPPORTED);
 		ev->type = DLMS_SEV_ERROR;
 		ev->err = r;
 		return ev->type;
@@ -974,7 +979,7 @@ handle_xdlms(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_
 
 static int
 handle_apdu(struct dlms_server *s, struct mbuf *out, const uint8_t *apdu, size_t len,
-	    struct dlms_server_event *ev)
+            struct dlms_server_event *ev)
 {
 	int r;
 
@@ -1060,7 +1065,7 @@ dlms_server_poll(struct dlms_server *s, struct mbuf *out, struct dlms_server_eve
 
 int
 dlms_server_notify(struct dlms_server *s, struct mbuf *out, uint32_t long_iip, const uint8_t *time,
-		   const uint8_t *data, size_t len)
+                   const uint8_t *data, size_t len)
 {
 	size_t half = s->buf.data_cap / 2;
 	struct xdlms_apdu a;
@@ -1095,7 +1100,7 @@ dlms_server_notify(struct dlms_server *s, struct mbuf *out, uint32_t long_iip, c
 		return dlms_link_push(&s->link, b.p, b.len, out);
 	mbuf_init(&t, s->buf.data + half, s->buf.data_cap - half);
 	r = dlms_protect(&t, DLMS_CIPHER_GENERAL_GLO, policy_sc(s), &s->policy->keys,
-			 s->policy->system_title, s->tx_counter, b.p, b.len);
+	                 s->policy->system_title, s->tx_counter, b.p, b.len);
 	if (r)
 		return r;
 	s->tx_counter++;

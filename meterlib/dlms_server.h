@@ -45,13 +45,13 @@
 
 /* Association policy; may be shared by many engines (kept by pointer). */
 struct dlms_server_policy {
-	uint32_t mechanisms;	 /* bit (1 << ACSE_MECH_x) for each accepted mechanism */
+	uint32_t mechanisms;     /* bit (1 << ACSE_MECH_x) for each accepted mechanism */
 	const uint8_t *password; /* LLS */
 	size_t password_len;
 	bool ciphering_required; /* refuse context LN without ciphering */
-	bool ciphering_allowed;	 /* accept LN-with-ciphering (needs keys, title) */
-	uint8_t security;	 /* SC bits required of the client and used in
-				    answers: DLMS_SC_AUTH|DLMS_SC_ENC (0 = both) */
+	bool ciphering_allowed;  /* accept LN-with-ciphering (needs keys, title) */
+	uint8_t security;        /* SC bits required of the client and used in
+	                            answers: DLMS_SC_AUTH|DLMS_SC_ENC (0 = both) */
 	struct dlms_keys keys;
 	uint8_t system_title[DLMS_SYSTEM_TITLE_LEN];
 	uint32_t conformance; /* offered; 0 = everything the engine does */
@@ -63,12 +63,12 @@ struct dlms_server_policy {
 
 /* Selective access as the object model sees it. */
 struct dlms_selective {
-	uint8_t selector; /* XDLMS_ACCESS_RANGE, _ENTRY or another */
+	uint8_t selector;               /* XDLMS_ACCESS_RANGE, _ENTRY or another */
 	const struct axdr_node *params; /* decoded access-parameters */
 	uint32_t n_params;
-	bool range_ok;	  /* range decoded (selector 1) */
+	bool range_ok; /* range decoded (selector 1) */
 	struct xdlms_range range;
-	bool entry_ok;	  /* entry decoded (selector 2) */
+	bool entry_ok; /* entry decoded (selector 2) */
 	struct xdlms_entry entry;
 };
 
@@ -79,8 +79,8 @@ struct dlms_server_req {
 	struct dlms_server *srv;
 	struct xdlms_desc desc;
 	const struct dlms_selective *sel; /* NULL: no selective access */
-	int mechanism;			  /* of the association */
-	uint16_t client;		  /* client wPort / HDLC address */
+	int mechanism;                    /* of the association */
+	uint16_t client;                  /* client wPort / HDLC address */
 };
 
 struct dlms_server_ops {
@@ -97,8 +97,8 @@ struct dlms_server_ops {
 	/* Run a method with parameters (NULL/0: none); optionally append
 	 * return parameters (one tagged Data) to out; return an
 	 * action-result. */
-	int (*action)(void *arg, const struct dlms_server_req *rq, const uint8_t *params, size_t len,
-		      struct mbuf *out);
+	int (*action)(void *arg, const struct dlms_server_req *rq, const uint8_t *params,
+	              size_t len, struct mbuf *out);
 	/*
 	 * Optional fault injection: see (and change) every plaintext xDLMS
 	 * response before it is ciphered and sent: apdu[0..*len), cap bytes
@@ -108,11 +108,11 @@ struct dlms_server_ops {
 };
 
 enum dlms_server_state {
-	DLMS_SERVER_IDLE = 0,	    /* HDLC: no link yet */
-	DLMS_SERVER_CONNECTED,	    /* link up, not associated */
+	DLMS_SERVER_IDLE = 0,       /* HDLC: no link yet */
+	DLMS_SERVER_CONNECTED,      /* link up, not associated */
 	DLMS_SERVER_AUTHENTICATING, /* HLS-GMAC: AARE sent, waiting for pass 3 */
 	DLMS_SERVER_ASSOCIATED,
-	DLMS_SERVER_CLOSED,	    /* disconnected or lost */
+	DLMS_SERVER_CLOSED, /* disconnected or lost */
 };
 
 const char *dlms_server_state_name(int state);
@@ -124,10 +124,10 @@ enum dlms_server_event_type {
 	DLMS_SEV_REJECTED,     /* an AARQ or HLS pass 3 was refused: diag */
 	DLMS_SEV_RELEASED,     /* RLRQ answered */
 	DLMS_SEV_DISCONNECTED, /* HDLC DISC answered, or link lost */
-	DLMS_SEV_ERROR,	       /* a request could not be served: err (METER_EAUTH
-				  deciphering, METER_EREPLAY counter, METER_EMALFORMED,
-				  METER_EPROTO); the engine answered as the
-				  standard says (ExceptionResponse) and goes on */
+	DLMS_SEV_ERROR,        /* a request could not be served: err (METER_EAUTH
+	                          deciphering, METER_EREPLAY counter, METER_EMALFORMED,
+	                          METER_EPROTO); the engine answered as the
+	                          standard says (ExceptionResponse) and goes on */
 	DLMS_SEV_SERVED,       /* one request answered: op (enum dlms_client_op) */
 };
 
@@ -135,15 +135,15 @@ struct dlms_server_event {
 	int type;
 	int err;
 	uint8_t diag; /* REJECTED: enum acse_user_diag */
-	int op;	      /* SERVED */
+	int op;       /* SERVED */
 };
 
 struct dlms_server_config {
 	int framing;
-	uint16_t server_wport;		/* our logical device (1) */
-	uint16_t client_wport;		/* 0: answer any */
+	uint16_t server_wport; /* our logical device (1) */
+	uint16_t client_wport; /* 0: answer any */
 	struct hdlc_addr hdlc_server;
-	struct hdlc_addr hdlc_client;	/* size 0: answer any */
+	struct hdlc_addr hdlc_client;   /* size 0: answer any */
 	struct hdlc_params hdlc_params; /* our limits */
 	const struct dlms_server_policy *policy;
 	const struct dlms_server_ops *ops;
@@ -166,17 +166,17 @@ struct dlms_server {
 
 	/* read */
 	int state;
-	int mechanism;		/* of the association */
-	bool ciphered;		/* context LN-with-ciphering */
-	uint32_t conformance;	/* negotiated */
+	int mechanism;           /* of the association */
+	bool ciphered;           /* context LN-with-ciphering */
+	uint32_t conformance;    /* negotiated */
 	uint16_t client_max_pdu; /* client-max-receive-pdu-size (0: 65535) */
 	uint8_t client_title[DLMS_SYSTEM_TITLE_LEN];
 	bool have_client_title;
-	uint16_t client;	/* address of the associated client */
+	uint16_t client; /* address of the associated client */
 	/* read/write: invocation counters (see top of file) */
 	uint32_t tx_counter;
 	struct dlms_rx_counter rx_counter;
-	uint32_t requests;	/* served */
+	uint32_t requests; /* served */
 
 	/* HLS */
 	uint8_t stoc[64];
@@ -219,7 +219,7 @@ int dlms_server_poll(struct dlms_server *s, struct mbuf *out, struct dlms_server
  * or `out`), METER_EINVAL (no data), METER_ECRYPTO.
  */
 int dlms_server_notify(struct dlms_server *s, struct mbuf *out, uint32_t long_iip,
-		       const uint8_t *time, const uint8_t *data, size_t len);
+                       const uint8_t *time, const uint8_t *data, size_t len);
 
 /* No partial input and no transfer in progress (buffers may be lent). */
 bool dlms_server_idle(const struct dlms_server *s);

@@ -97,8 +97,8 @@ associate(int framing, bool secure)
 	sc.hdlc_params = (struct hdlc_params){2030, 2030, 7, 7};
 	sc.policy = &pol;
 	sc.ops = &OPS;
-	sc.buf = (struct dlms_buffers){s_rx, sizeof(s_rx), s_tx, sizeof(s_tx),
-				       s_work, sizeof(s_work), s_data, sizeof(s_data)};
+	sc.buf = (struct dlms_buffers){s_rx,   sizeof(s_rx),   s_tx,   sizeof(s_tx),
+	                               s_work, sizeof(s_work), s_data, sizeof(s_data)};
 	sc.challenge = CHAL_S;
 	sc.challenge_len = sizeof(CHAL_S);
 	if (dlms_server_init(&sv, &sc))
@@ -176,8 +176,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cc.tx_counter = 1000;
 	cc.max_pdu = 1024;
 	cc.timeout_ms = 5000;
-	cc.buf = (struct dlms_buffers){c_rx, sizeof(c_rx), c_tx, sizeof(c_tx),
-				       c_work, sizeof(c_work), c_data, sizeof(c_data)};
+	cc.buf = (struct dlms_buffers){c_rx,   sizeof(c_rx),   c_tx,   sizeof(c_tx),
+	                               c_work, sizeof(c_work), c_data, sizeof(c_data)};
 	if (dlms_client_init(&cl, &cc))
 		abort();
 	mbuf_init(&out, c_out, sizeof(c_out));

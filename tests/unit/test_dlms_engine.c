@@ -33,12 +33,12 @@ enum chunking { WHOLE, BYTES, RANDOM };
 
 /* ---- the simulated meter: an object model behind dlms_server_ops -------- */
 
-#define PROFILE_ROWS	 3840 /* 40 days of 15 minutes */
-#define PROFILE_START	 1708819200 /* 2024-02-25T00:00:00Z */
-#define PROFILE_PERIOD	 900
-#define RANGE_FIRST	 480 /* day 5 */
-#define RANGE_ROWS	 2880 /* 30 days */
-#define BIG_VALUE	 3000
+#define PROFILE_ROWS   3840       /* 40 days of 15 minutes */
+#define PROFILE_START  1708819200 /* 2024-02-25T00:00:00Z */
+#define PROFILE_PERIOD 900
+#define RANGE_FIRST    480  /* day 5 */
+#define RANGE_ROWS     2880 /* 30 days */
+#define BIG_VALUE      3000
 
 struct model {
 	uint8_t serial[32];
@@ -49,7 +49,7 @@ struct model {
 	int gets, sets, actions;
 	/* fault injection */
 	int wrong_invoke_id; /* responses left to spoil */
-	int trailing;	     /* bytes to append to each response */
+	int trailing;        /* bytes to append to each response */
 	bool replay_counter; /* reset the server's send counter once */
 };
 
@@ -63,9 +63,9 @@ static const struct obis O_BREAKER = {{0, 0, 96, 3, 10, 255}};
 static const struct obis O_ECHO = {{0, 0, 96, 99, 1, 255}};
 
 static const struct xdlms_capture_obj COLUMNS[6] = {
-    {8, {{0, 0, 1, 0, 0, 255}}, 2, 0},	 {1, {{0, 0, 96, 10, 1, 255}}, 2, 0},
-    {3, {{1, 0, 1, 8, 0, 255}}, 2, 0},	 {3, {{1, 0, 2, 8, 0, 255}}, 2, 0},
-    {3, {{1, 0, 3, 8, 0, 255}}, 2, 0},	 {3, {{1, 0, 4, 8, 0, 255}}, 2, 0},
+    {8, {{0, 0, 1, 0, 0, 255}}, 2, 0}, {1, {{0, 0, 96, 10, 1, 255}}, 2, 0},
+    {3, {{1, 0, 1, 8, 0, 255}}, 2, 0}, {3, {{1, 0, 2, 8, 0, 255}}, 2, 0},
+    {3, {{1, 0, 3, 8, 0, 255}}, 2, 0}, {3, {{1, 0, 4, 8, 0, 255}}, 2, 0},
 };
 
 static uint32_t
@@ -93,7 +93,7 @@ put_row(struct mbuf *b, uint32_t row, const int *cols, int ncols)
 		if (cols[k] == 0) {
 			struct cosem_datetime dt;
 			cosem_datetime_from_utc(PROFILE_START + (int64_t)row * PROFILE_PERIOD,
-						&COSEM_TZ_UTC, &dt);
+			                        &COSEM_TZ_UTC, &dt);
 			axdr_put_datetime_octets(b, &dt);
 		} else if (cols[k] == 1) {
 			axdr_put_unsigned(b, (uint8_t)row_value(row, 1));
@@ -246,7 +246,7 @@ model_set(void *arg, const struct dlms_server_req *rq, const uint8_t *data, size
 
 static int
 model_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, size_t len,
-	     struct mbuf *out)
+             struct mbuf *out)
 {
 	struct model *m = arg;
 	const struct xdlms_desc *d = &rq->desc;
@@ -376,8 +376,9 @@ pair_new(int framing, int flags)
 	p->sc.policy = &p->pol;
 	p->sc.ops = &MODEL_OPS;
 	p->sc.arg = &p->m;
-	p->sc.buf = (struct dlms_buffers){p->s_rx, sizeof(p->s_rx), p->s_tx, sizeof(p->s_tx),
-					  p->s_work, sizeof(p->s_work), p->s_data, sizeof(p->s_data)};
+	p->sc.buf =
+	    (struct dlms_buffers){p->s_rx,   sizeof(p->s_rx),   p->s_tx,   sizeof(p->s_tx),
+	                          p->s_work, sizeof(p->s_work), p->s_data, sizeof(p->s_data)};
 	p->sc.challenge = CHAL_S;
 	p->sc.challenge_len = sizeof(CHAL_S);
 
@@ -391,8 +392,9 @@ pair_new(int framing, int flags)
 	else
 		p->cc.hdlc_params = (struct hdlc_params){1024, 1024, 7, 7};
 	p->sc.hdlc_params = (struct hdlc_params){2030, 2030, 7, 7};
-	p->cc.mechanism = flags & HLS ? ACSE_MECH_HLS_GMAC : flags & LLS ? ACSE_MECH_LLS
-									 : ACSE_MECH_NONE;
+	p->cc.mechanism = flags & HLS   ? ACSE_MECH_HLS_GMAC
+	                  : flags & LLS ? ACSE_MECH_LLS
+	                                : ACSE_MECH_NONE;
 	p->cc.password = (const uint8_t *)PASSWORD;
 	p->cc.password_len = 8;
 	p->cc.challenge = CHAL_C;
@@ -404,8 +406,9 @@ pair_new(int framing, int flags)
 	p->cc.tx_counter = 1000;
 	p->cc.max_pdu = 1024;
 	p->cc.timeout_ms = 5000;
-	p->cc.buf = (struct dlms_buffers){p->c_rx, sizeof(p->c_rx), p->c_tx, sizeof(p->c_tx),
-					  p->c_work, sizeof(p->c_work), p->c_data, sizeof(p->c_data)};
+	p->cc.buf =
+	    (struct dlms_buffers){p->c_rx,   sizeof(p->c_rx),   p->c_tx,   sizeof(p->c_tx),
+	                          p->c_work, sizeof(p->c_work), p->c_data, sizeof(p->c_data)};
 	mbuf_init(&p->cout, p->c_outbuf, sizeof(p->c_outbuf));
 	mbuf_init(&p->sout, p->s_outbuf, sizeof(p->s_outbuf));
 	return p;
@@ -576,7 +579,8 @@ open_ok(struct pair *p)
 	cr_assert_eq(dlms_client_open(&p->c, &p->cout), 0);
 	run(p);
 	cr_assert_not_null(last_ev(p, DLMS_CEV_ASSOCIATED), "no association; last event %d err %d",
-			   p->n_ev ? p->ev[p->n_ev - 1].type : -1, p->n_ev ? p->ev[p->n_ev - 1].err : 0);
+	                   p->n_ev ? p->ev[p->n_ev - 1].type : -1,
+	                   p->n_ev ? p->ev[p->n_ev - 1].err : 0);
 	cr_assert_eq(p->c.state, DLMS_CLIENT_READY);
 	cr_assert_eq(p->s.state, DLMS_SERVER_ASSOCIATED);
 	cr_assert_eq(p->s_assoc, 1);
@@ -634,7 +638,10 @@ expect_u32(struct pair *p, int i, uint32_t v)
 	cr_assert_eq(n[0].v.u, v);
 }
 
-#define ITEM(cls, o, a) {{(cls), (o), (a)}, NULL}
+#define ITEM(cls, o, a)                                                                            \
+	{                                                                                          \
+		{(cls), (o), (a)}, NULL                                                            \
+	}
 
 /* ---- association ------------------------------------------------------------ */
 
@@ -814,8 +821,8 @@ services(int framing, int flags, enum chunking how)
 
 	/* GET with-list: five attributes, one undefined, in one request. */
 	struct dlms_get_item list[5] = {ITEM(1, O_SERIAL, 2), ITEM(3, O_APLUS, 2),
-					ITEM(3, O_APLUS, 3), ITEM(1, O_RPLUS, 2),
-					ITEM(70, O_BREAKER, 2)};
+	                                ITEM(3, O_APLUS, 3), ITEM(1, O_RPLUS, 2),
+	                                ITEM(70, O_BREAKER, 2)};
 	int served = p->s_served;
 	i = get(p, list, 5);
 	cr_assert_eq(p->s_served - served, 1, "with-list expected");
@@ -825,7 +832,7 @@ services(int framing, int flags, enum chunking how)
 	cr_assert_eq(memcmp(n[0].ptr, "KAM-000001", 10), 0);
 	expect_u32(p, i + 1, 123456);
 	cr_assert_eq(axdr_decode(ev_data(p, i + 2), p->ev[i + 2].len, n, 8, &nn),
-		     (ssize_t)p->ev[i + 2].len);
+	             (ssize_t)p->ev[i + 2].len);
 	cr_assert_eq(n[0].tag, AXDR_STRUCTURE);
 	cr_assert_eq(n[2].tag, AXDR_ENUM);
 	cr_assert_eq(n[2].v.u, 30);
@@ -930,11 +937,11 @@ Test(dlms_engine, get_one_by_one_without_multiple_references)
 {
 	struct pair *p = pair_new(DLMS_FRAMING_WRAPPER, 0);
 	struct dlms_get_item list[3] = {ITEM(3, O_APLUS, 2), ITEM(1, O_RPLUS, 2),
-					ITEM(3, O_APLUS, 2)};
+	                                ITEM(3, O_APLUS, 2)};
 	int i;
 
 	p->pol.conformance = ACSE_CONF_GET | ACSE_CONF_SET | ACSE_CONF_ACTION |
-			     ACSE_CONF_BLOCK_TRANSFER_WITH_GET | ACSE_CONF_SELECTIVE_ACCESS;
+	                     ACSE_CONF_BLOCK_TRANSFER_WITH_GET | ACSE_CONF_SELECTIVE_ACCESS;
 	pair_init(p);
 	open_ok(p);
 	cr_assert_eq(p->c.conformance & ACSE_CONF_MULTIPLE_REFERENCES, 0);
@@ -958,8 +965,7 @@ Test(dlms_engine, get_one_by_one_without_multiple_references)
 /* ---- the 30-day load profile ------------------------------------------------- */
 
 static void
-check_profile(struct pair *p, int i, uint32_t first_row, uint32_t rows, const int *cols,
-	      int ncols)
+check_profile(struct pair *p, int i, uint32_t first_row, uint32_t rows, const int *cols, int ncols)
 {
 	const uint8_t *d = ev_data(p, i);
 	size_t len = p->ev[i].len, off;
@@ -988,10 +994,10 @@ check_profile(struct pair *p, int i, uint32_t first_row, uint32_t rows, const in
 				cr_assert_eq(cosem_datetime_decode(f->ptr, &dt), 0);
 				cr_assert_eq(cosem_datetime_to_utc(&dt, NULL, &utc), 0);
 				cr_assert_eq(utc, PROFILE_START + (int64_t)row * PROFILE_PERIOD,
-					     "row %u", r);
+				             "row %u", r);
 			} else {
 				cr_assert_eq(f->v.u, row_value(row, cols[c]), "row %u col %d", r,
-					     cols[c]);
+				             cols[c]);
 			}
 		}
 		off += (size_t)k;
@@ -1000,16 +1006,16 @@ check_profile(struct pair *p, int i, uint32_t first_row, uint32_t rows, const in
 }
 
 static void
-range_access(struct xdlms_access *acc, uint8_t *buf, size_t cap, uint32_t first_row,
-	     uint32_t rows, const struct xdlms_capture_obj *cols, uint32_t ncols)
+range_access(struct xdlms_access *acc, uint8_t *buf, size_t cap, uint32_t first_row, uint32_t rows,
+             const struct xdlms_capture_obj *cols, uint32_t ncols)
 {
 	struct cosem_datetime from, to;
 	struct mbuf b;
 
 	cosem_datetime_from_utc(PROFILE_START + (int64_t)first_row * PROFILE_PERIOD, &COSEM_TZ_UTC,
-				&from);
+	                        &from);
 	cosem_datetime_from_utc(PROFILE_START + (int64_t)(first_row + rows - 1) * PROFILE_PERIOD,
-				&COSEM_TZ_UTC, &to);
+	                        &COSEM_TZ_UTC, &to);
 	/* as many meters send it: deviation and status not specified */
 	from.deviation = COSEM_DEVIATION_UNSPEC;
 	to.deviation = COSEM_DEVIATION_UNSPEC;
@@ -1051,7 +1057,7 @@ profile(int framing, int flags, enum chunking how, const char *record)
 		FILE *f = fopen(path, "wb");
 		cr_assert_not_null(f);
 		uint8_t mode = (uint8_t)((framing == DLMS_FRAMING_HDLC ? 1 : 0) | 2 |
-					 (flags & CIPHER ? 4 : 0) | (4 << 3));
+		                         (flags & CIPHER ? 4 : 0) | (4 << 3));
 		fwrite(&mode, 1, 1, f);
 		/* The first kilobytes are enough for a seed. */
 		fwrite(p->recbuf, 1, p->rec_len < 6000 ? p->rec_len : 6000, f);
@@ -1228,7 +1234,7 @@ Test(dlms_engine, timeouts)
 	for (int f = 0; f < 2; f++) {
 		struct pair *p = pair_new(framings[f], 0);
 		struct dlms_get_item it[3] = {ITEM(3, O_APLUS, 2), ITEM(1, O_SERIAL, 2),
-					      ITEM(3, O_APLUS, 3)};
+		                              ITEM(3, O_APLUS, 3)};
 		uint32_t ms, gen;
 		int i;
 
@@ -1361,8 +1367,8 @@ Test(dlms_engine, corpus_pushes)
 	cfg.framing = DLMS_FRAMING_HDLC;
 	cfg.hdlc_client = f.dest;
 	cfg.hdlc_server = f.src;
-	cfg.buf = (struct dlms_buffers){rx, sizeof(rx), tx, sizeof(tx), NULL, 0, data,
-					sizeof(data)};
+	cfg.buf =
+	    (struct dlms_buffers){rx, sizeof(rx), tx, sizeof(tx), NULL, 0, data, sizeof(data)};
 	cr_assert_eq(dlms_client_init(&c, &cfg), 0);
 	mbuf_init(&o, out, sizeof(out));
 	cr_assert_eq(dlms_client_open(&c, &o), 0);
@@ -1383,7 +1389,8 @@ Test(dlms_engine, corpus_pushes)
 	/* The same client type over the wrapper, with a date-time. */
 	uint8_t *apdu = hex_tail(dn->hex, &len);
 	char iip[32];
-	cr_assert_not_null(meaning_get(dn->meaning, "long_invoke_id_and_priority", iip, sizeof(iip)));
+	cr_assert_not_null(
+	    meaning_get(dn->meaning, "long_invoke_id_and_priority", iip, sizeof(iip)));
 	cfg.framing = DLMS_FRAMING_WRAPPER;
 	cfg.client_wport = 16;
 	cfg.server_wport = 1;
@@ -1451,8 +1458,8 @@ Test(dlms_engine, api_edges)
 
 	/* decode convenience */
 	struct dlms_client_event e = {.type = DLMS_CEV_RESULT,
-				      .data = ev_data(p, p->n_ev - 2),
-				      .data_len = p->ev[p->n_ev - 2].len};
+	                              .data = ev_data(p, p->n_ev - 2),
+	                              .data_len = p->ev[p->n_ev - 2].len};
 	struct axdr_node n[2];
 	size_t nn;
 	cr_assert_eq(dlms_client_decode(&e, n, 2, &nn), 0);
@@ -1489,7 +1496,7 @@ record_assoc(int framing, int flags, const char *name)
 		FILE *f = fopen(path, "wb");
 		cr_assert_not_null(f);
 		uint8_t mode = (uint8_t)((framing == DLMS_FRAMING_HDLC ? 1 : 0) |
-					 (flags & CIPHER ? 4 : 0) | (2 << 3));
+		                         (flags & CIPHER ? 4 : 0) | (2 << 3));
 		fwrite(&mode, 1, 1, f);
 		fwrite(p->recbuf, 1, p->rec_len, f);
 		fclose(f);
@@ -1527,8 +1534,8 @@ Test(dlms_engine, server_hostile_requests)
 	pair_init(p);
 	open_ok(p);
 	range_access(&acc, abuf, sizeof(abuf), 10, 20, COLUMNS, 2);
-	struct dlms_get_item it[3] = {{{7, O_PROFILE, 2}, &acc}, ITEM(3, O_APLUS, 2),
-				      ITEM(1, O_SERIAL, 2)};
+	struct dlms_get_item it[3] = {
+	    {{7, O_PROFILE, 2}, &acc}, ITEM(3, O_APLUS, 2), ITEM(1, O_SERIAL, 2)};
 	struct xdlms_desc bigd = {1, O_BIG, 2}, echo = {1, O_ECHO, 1};
 	uint8_t raw[580];
 	memset(raw, 0x5a, sizeof(raw));
