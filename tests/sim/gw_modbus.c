@@ -227,7 +227,6 @@ gw_thread(void *arg)
 			g->port, modbus_strerror(errno));
 		goto out;
 	}
-	__atomic_add_fetch(&sv->listeners, 1, __ATOMIC_RELAXED);
 	while (!g->stop) {
 		int s = g->lsock;
 		int c = modbus_tcp_accept(ctx, &s);
@@ -341,6 +340,7 @@ modbus_gw_start(struct serve *sv)
 		w->started = true;
 		all->n = g + 1;
 		sv->served += w->n;
+		sv->listeners++;
 	}
 	pthread_attr_destroy(&at);
 	return all->n == ngw ? 0 : -1;

@@ -845,7 +845,7 @@ cmd_ctl(int argc, char **argv)
 			rc = 0;
 			break;
 		}
-		if (!strncmp(buf, "err", 3)) {
+		if (!strncmp(buf, "err ", 4) || !strcmp(buf, "err\n")) {
 			fprintf(stderr, "metersim ctl: %s", buf[3] ? buf + 4 : "error\n");
 			break;
 		}

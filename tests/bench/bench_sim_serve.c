@@ -1,0 +1,707 @@
+/*
+ * bench_sim_serve.c: `metersim serve` measured and checked from outside.
+ *
+ * Without arguments (make bench): starts build/metersim serve for 100,000
+ * meters on each transport in turn and reports the start-up time and RSS
+ * the simulator prints once it listens (and how many meters a run can
+ * reach given the file-descriptor limit), then stops it.
+ *
+ * With --check, it is the small client the integration tests use to read a
+ * serving metersim and print what it read in the CSV lines of `metersim
+ * expect --format csv`, so a test can compare the two with diff:
+ *
+ *   --check mbus HOST:PORT (--addr N | --secondary SERIAL) [--fcb-repeat]
+ *   --check modbus HOST:PORT --unit U --map FILE
+ *   --check dlms HOST:PORT [--hdlc] [--security none|lls|hls-gmac --client N
+ *           --password P --ek HEX --ak HEX] [--profile FROM TO] [--at T]
+ *           [--ic N] [--ops list]
+ *
+ * Registers print as "register,AT,OBIS,VALUE,UNIT", profile rows as
+ * "interval,END,LOCAL,A+,A-,R+,R-,STATUS"; anything that goes wrong is one
+ * line "error,WHAT,DETAIL" and a non-zero exit.
+ */
+#include <errno.h>
+#include <modbus/modbus.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "axdr.h"
+#include "cosem_time.h"
+#include "dlms_client.h"
+#include "mbus.h"
+#include "meter_error.h"
+#include "modbus_map.h"
+#include "obis.h"
+#include "xdlms.h"
+
+static int
+tcp_connect(const char *hostport)
+{
+	char host[256];
+	const char *c = strrchr(hostport, ':');
+	if (!c || (size_t)(c - hostport) >= sizeof(host))
+		return -1;
+	memcpy(host, hostport, (size_t)(c - hostport));
+	host[c - hostport] = 0;
+	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
+	if (getaddrinfo(host, c + 1, &hints, &ai))
+		return -1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen)) {
+		printf("error,connect,%s\n", strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* Read with a timeout; returns bytes, 0 on EOF, -1 on timeout/error. */
+static ssize_t
+read_to(int fd, uint8_t *p, size_t n, int ms)
+{
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	if (poll(&pf, 1, ms) <= 0)
+		return -1;
+	return read(fd, p, n);
+}
+
+static char *
+iso_utc(int64_t t, char buf[32])
+{
+	int y;
+	unsigned mo, d;
+	int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+	int64_t s = t - days * 86400;
+	cosem_civil_from_days(days, &y, &mo, &d);
+	snprintf(buf, 32, "%04d-%02u-%02uT%02d:%02d:%02dZ", y, mo, d, (int)(s / 3600),
+		 (int)(s / 60 % 60), (int)(s % 60));
+	return buf;
+}
+
+static int64_t at_time;
+
+static void
+put_reg(const char *obis, long long v, const char *unit)
+{
+	char ts[32];
+	printf("register,%s,%s,%lld,%s\n", iso_utc(at_time, ts), obis, v, unit);
+}
+
+/* ---- M-Bus --------------------------------------------------------------------- */
+
+static int
+mbus_exchange(int fd, const uint8_t *req, size_t n, uint8_t *resp, size_t cap, size_t *got)
+{
+	if (write(fd, req, n) != (ssize_t)n)
+		return -1;
+	*got = 0;
+	for (;;) {
+		ssize_t r = read_to(fd, resp + *got, cap - *got, 3000);
+		if (r <= 0)
+			return *got ? 0 : -1;
+		*got += (size_t)r;
+		struct mbus_frame f;
+		int pr = mbus_frame_parse(resp, *got, &f);
+		if (pr != METER_ENEEDMORE)
+			return 0;
+	}
+}
+
+static int
+check_mbus(const char *hp, int addr, long secondary, bool fcb_repeat)
+{
+	int fd = tcp_connect(hp);
+	if (fd < 0)
+		return 1;
+	uint8_t req[64], resp[600];
+	struct mbuf b;
+	size_t got;
+	if (secondary >= 0) {
+		struct mbus_secondary sel;
+		memset(&sel, 0xff, sizeof(sel));
+		long s = secondary;
+		for (int i = 0; i < 4; i++) {
+			/* 'F' digits (from a serial written with 15s) stay wildcards */
+			sel.id_bcd[i] = (uint8_t)((s / 10 % 10) << 4 | s % 10);
+			s /= 100;
+		}
+		mbuf_init(&b, req, sizeof(req));
+		mbus_encode_select(&b, &sel);
+		if (mbus_exchange(fd, req, b.len, resp, sizeof(resp), &got) || got != 1 ||
+		    resp[0] != MBUS_ACK) {
+			printf("error,select,%s\n", got ? "garbled answer (collision)" : "no answer");
+			close(fd);
+			return 1;
+		}
+		addr = MBUS_ADDR_NETWORK;
+	} else {
+		mbuf_init(&b, req, sizeof(req));
+		mbus_encode_snd_nke(&b, (uint8_t)addr);
+		if (mbus_exchange(fd, req, b.len, resp, sizeof(resp), &got) || got != 1 ||
+		    resp[0] != MBUS_ACK) {
+			printf("error,snd_nke,no answer\n");
+			close(fd);
+			return 1;
+		}
+	}
+	uint8_t first[600];
+	size_t first_len = 0;
+	for (int round = 0; round < (fcb_repeat ? 2 : 1); round++) {
+		mbuf_init(&b, req, sizeof(req));
+		mbus_encode_req_ud2(&b, (uint8_t)addr, true); /* same FCB twice: a repeat */
+		if (mbus_exchange(fd, req, b.len, resp, sizeof(resp), &got)) {
+			printf("error,req_ud2,no answer\n");
+			close(fd);
+			return 1;
+		}
+		if (round == 0) {
+			memcpy(first, resp, got);
+			first_len = got;
+		} else if (got != first_len || memcmp(first, resp, got)) {
+			printf("error,fcb,repeated request got a different telegram\n");
+			close(fd);
+			return 1;
+		} else {
+			printf("fcb_repeat,same\n");
+		}
+	}
+	close(fd);
+	struct mbus_frame f;
+	int pr = mbus_frame_parse(resp, got, &f);
+	if (pr < 0) {
+		printf("error,frame,%s\n", meter_strerror(pr));
+		return 1;
+	}
+	struct mbus_telegram t;
+	if (mbus_telegram_decode(&f, &t)) {
+		printf("error,telegram,undecodable\n");
+		return 1;
+	}
+	if (t.kind == MBUS_TG_APP_ERROR) {
+		printf("error,app,%s\n", mbus_app_error_text(t.app_error));
+		return 1;
+	}
+	printf("meter,%08u\n", t.hdr.id);
+	struct mbus_iter it;
+	mbus_iter_init(&it, &t);
+	struct mbus_record r;
+	int rc;
+	while ((rc = mbus_records_next(&it, &r)) == 1) {
+		if (!r.is_int)
+			continue;
+		bool energy = !strcmp(r.info.unit, "Wh");
+		if (energy && r.subunit == 0 && r.tariff == 0)
+			put_reg("1-0:1.8.0.255", (long long)r.value, "Wh");
+		else if (energy && r.subunit == 1)
+			put_reg("1-0:2.8.0.255", (long long)r.value, "Wh");
+		else if (energy && r.tariff) {
+			char ob[OBIS_STRLEN];
+			struct obis o = OBIS(1, 0, 1, 8, (uint8_t)r.tariff, 255);
+			put_reg(obis_format(&o, ob), (long long)r.value, "Wh");
+		}
+		else if (!strcmp(r.info.unit, "W"))
+			printf("%s,%lld\n", r.function == MBUS_FN_MAX ? "peak_w" : "power_w", (long long)r.value);
+		else if (!strcmp(r.info.unit, "V"))
+			printf("voltage_dv_%u,%lld\n", r.subunit, (long long)r.ival);
+		else if (!strcmp(r.info.unit, "A"))
+			printf("current_ma_%u,%lld\n", r.subunit, (long long)r.ival);
+	}
+	return rc < 0;
+}
+
+/* ---- Modbus ------------------------------------------------------------------------ */
+
+static int
+check_modbus(const char *hp, int unit, const char *mapfile)
+{
+	static struct modbus_map_entry e[64];
+	struct modbus_map map;
+	modbus_map_init(&map, e, 64);
+	FILE *f = fopen(mapfile, "r");
+	char text[16384], err[128];
+	if (!f) {
+		printf("error,map,%s\n", strerror(errno));
+		return 1;
+	}
+	size_t len = fread(text, 1, sizeof(text), f);
+	fclose(f);
+	if (modbus_map_parse(&map, text, len, err, sizeof(err))) {
+		printf("error,map,%s\n", err);
+		return 1;
+	}
+	char host[64];
+	const char *c = strrchr(hp, ':');
+	snprintf(host, sizeof(host), "%.*s", (int)(c - hp), hp);
+	modbus_t *ctx = modbus_new_tcp(host, atoi(c + 1));
+	if (!ctx || modbus_connect(ctx)) {
+		printf("error,connect,%s\n", modbus_strerror(errno));
+		return 1;
+	}
+	modbus_set_slave(ctx, unit);
+	uint16_t regs[64];
+	int n = modbus_read_registers(ctx, 0, 0x25, regs);
+	if (n < 0) {
+		printf("error,read,%s\n", modbus_strerror(errno));
+		modbus_close(ctx);
+		modbus_free(ctx);
+		return 1;
+	}
+	modbus_close(ctx);
+	modbus_free(ctx);
+	struct modbus_reading rd[64];
+	size_t nr;
+	if (modbus_map_decode(&map, 0, regs, (size_t)n, rd, 64, &nr)) {
+		printf("error,decode,\n");
+		return 1;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		char ob[OBIS_STRLEN];
+		obis_format(&rd[i].entry->obis, ob);
+		/* energies back in Wh as expect prints them */
+		if (rd[i].entry->unit[0] == 'k')
+			put_reg(ob, (long long)(rd[i].value * 1000 + 0.5), rd[i].entry->unit + 1);
+		else
+			printf("reading,%s,%.3f,%s\n", ob, rd[i].value, rd[i].entry->unit);
+	}
+	return 0;
+}
+
+/* ---- DLMS --------------------------------------------------------------------------- */
+
+struct dsess {
+	int fd;
+	struct dlms_client c;
+	uint8_t rx[4200], tx[4200], work[4200];
+	uint8_t *data;
+	uint8_t out[70000];
+};
+
+static int
+flush_out(struct dsess *s, struct mbuf *out)
+{
+	if (out->len && write(s->fd, out->p, out->len) != (ssize_t)out->len)
+		return -1;
+	out->len = 0;
+	return 0;
+}
+
+/* Run the engine until an event of type want (or FAILED / DONE); handles
+ * RESULT events through cb. */
+typedef void (*result_fn)(void *arg, const struct dlms_client_event *ev);
+
+static int
+pump(struct dsess *s, struct mbuf *out, int want, result_fn cb, void *arg, int *err)
+{
+	uint8_t buf[4096];
+	*err = 0;
+	for (;;) {
+		struct dlms_client_event ev;
+		int e;
+		while ((e = dlms_client_poll(&s->c, out, &ev)) != DLMS_CEV_NONE) {
+			if (flush_out(s, out))
+				return -1;
+			if (e == DLMS_CEV_RESULT && cb)
+				cb(arg, &ev);
+			if (e == DLMS_CEV_FAILED || (e == DLMS_CEV_DONE && ev.err)) {
+				*err = ev.err;
+				return e;
+			}
+			if (e == want)
+				return e;
+		}
+		if (flush_out(s, out))
+			return -1;
+		uint32_t ms;
+		dlms_client_timer(&s->c, &ms);
+		ssize_t n = read_to(s->fd, buf, sizeof(buf), ms ? (int)ms : 5000);
+		if (n < 0) {
+			dlms_client_timeout(&s->c, out);
+			continue;
+		}
+		if (n == 0) {
+			*err = METER_EABORTED;
+			return DLMS_CEV_FAILED;
+		}
+		size_t off = 0;
+		while (off < (size_t)n) {
+			off += dlms_client_feed(&s->c, buf + off, (size_t)n - off);
+			if (off < (size_t)n) {
+				while ((e = dlms_client_poll(&s->c, out, &ev)) != DLMS_CEV_NONE) {
+					if (e == DLMS_CEV_RESULT && cb)
+						cb(arg, &ev);
+					if (e == DLMS_CEV_FAILED) {
+						*err = ev.err;
+						return e;
+					}
+				}
+				if (flush_out(s, out))
+					return -1;
+			}
+		}
+	}
+}
+
+static int
+hexkey(const char *h, uint8_t k[16])
+{
+	if (!h || strlen(h) != 32)
+		return -1;
+	for (int i = 0; i < 16; i++) {
+		unsigned v;
+		if (sscanf(h + 2 * i, "%2x", &v) != 1)
+			return -1;
+		k[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+struct reg_item {
+	const char *obis;
+	const char *unit;
+};
+
+static const struct reg_item reg_items[] = {
+	{"1-0:1.8.0.255", "Wh"},   {"1-0:1.8.1.255", "Wh"},   {"1-0:1.8.2.255", "Wh"},
+	{"1-0:1.8.3.255", "Wh"},   {"1-0:1.8.4.255", "Wh"},   {"1-0:1.8.5.255", "Wh"},
+	{"1-0:1.8.6.255", "Wh"},   {"1-0:1.8.7.255", "Wh"},   {"1-0:1.8.8.255", "Wh"},
+	{"1-0:2.8.0.255", "Wh"},   {"1-0:3.8.0.255", "varh"}, {"1-0:4.8.0.255", "varh"},
+};
+#define NREG (sizeof(reg_items) / sizeof(reg_items[0]))
+
+static void
+on_reg(void *arg, const struct dlms_client_event *ev)
+{
+	(void)arg;
+	struct axdr_node n[4];
+	size_t nn;
+	if (ev->err || ev->index >= NREG || axdr_decode(ev->data, ev->data_len, n, 4, &nn) < 0) {
+		printf("error,get,%s,%s\n", ev->index < NREG ? reg_items[ev->index].obis : "?",
+		       ev->err ? meter_strerror(ev->err) : xdlms_dar_name(ev->dar));
+		return;
+	}
+	int64_t v;
+	axdr_to_int64(&n[0], &v);
+	put_reg(reg_items[ev->index].obis, (long long)v, reg_items[ev->index].unit);
+}
+
+struct prof {
+	const struct cosem_tz *tz;
+	int rows;
+};
+
+static void
+on_profile(void *arg, const struct dlms_client_event *ev)
+{
+	struct prof *p = arg;
+	if (ev->err) {
+		printf("error,profile,%s %s\n", meter_strerror(ev->err), xdlms_dar_name(ev->dar));
+		return;
+	}
+	size_t cap = 1 + ev->data_len;
+	struct axdr_node *n = malloc(cap * sizeof(*n));
+	size_t nn;
+	if (!n || axdr_decode(ev->data, ev->data_len, n, cap, &nn) < 0 || n[0].tag != AXDR_ARRAY) {
+		printf("error,profile,undecodable\n");
+		free(n);
+		return;
+	}
+	for (uint32_t i = 0; i < n[0].len; i++) {
+		const struct axdr_node *r = axdr_child(&n[0], i);
+		struct cosem_datetime dt;
+		int64_t utc;
+		if (!r || r->len != 6 || cosem_datetime_decode(axdr_child(r, 0)->ptr, &dt) ||
+		    cosem_datetime_to_utc(&dt, p->tz, &utc)) {
+			printf("error,profile,bad row\n");
+			continue;
+		}
+		char ts[32], lt[40];
+		cosem_datetime_format(&dt, lt, sizeof(lt));
+		printf("interval,%s,%s", iso_utc(utc, ts), lt);
+		for (unsigned k = 2; k < 6; k++)
+			printf(",%llu", (unsigned long long)axdr_child(r, k)->v.u);
+		printf(",%llu\n", (unsigned long long)axdr_child(r, 1)->v.u);
+		p->rows++;
+	}
+	free(n);
+}
+
+static void
+on_any(void *arg, const struct dlms_client_event *ev)
+{
+	const char *what = arg;
+	if (ev->err || ev->dar)
+		printf("result,%s,%s,%s\n", what, ev->err ? meter_strerror(ev->err) : "access",
+		       ev->err ? "" : xdlms_dar_name(ev->dar));
+	else
+		printf("result,%s,ok\n", what);
+}
+
+static int
+check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *pw, const char *ek,
+	   const char *ak, int64_t pfrom, int64_t pto, long ic, const char *ops)
+{
+	struct dsess *s = calloc(1, sizeof(*s));
+	s->data = malloc(600000);
+	s->fd = tcp_connect(hp);
+	if (s->fd < 0) {
+		if (errno == ECONNREFUSED)
+			printf("error,connect,refused\n");
+		return 1;
+	}
+	struct dlms_client_config cfg = {0};
+	cfg.framing = hdlc ? DLMS_FRAMING_HDLC : DLMS_FRAMING_WRAPPER;
+	cfg.client_wport = (uint16_t)client;
+	cfg.server_wport = 1;
+	cfg.hdlc_client = (struct hdlc_addr){.upper = (uint16_t)client, .size = 1};
+	cfg.hdlc_server = (struct hdlc_addr){.upper = 1, .lower = 0, .size = 1};
+	cfg.mechanism = ACSE_MECH_NONE;
+	if (!strcmp(sec, "lls")) {
+		cfg.mechanism = ACSE_MECH_LLS;
+		cfg.password = (const uint8_t *)pw;
+		cfg.password_len = strlen(pw);
+	} else if (!strcmp(sec, "hls-gmac")) {
+		cfg.mechanism = ACSE_MECH_HLS_GMAC;
+		cfg.ciphering = true;
+		if (hexkey(ek, cfg.keys.ek) || hexkey(ak, cfg.keys.ak)) {
+			printf("error,keys,bad\n");
+			return 1;
+		}
+		memcpy(cfg.system_title, "AMM\x00\x00\x00\x00\x01", 8);
+		if (ic >= 0) {
+			cfg.rx_counter.last = (uint32_t)ic;
+			cfg.rx_counter.seen = true;
+		}
+	}
+	cfg.tx_counter = 1;
+	cfg.buf = (struct dlms_buffers){s->rx, sizeof(s->rx), s->tx, sizeof(s->tx), s->work,
+					sizeof(s->work), s->data, 600000};
+	cfg.timeout_ms = 4000;
+	int rc = dlms_client_init(&s->c, &cfg);
+	if (rc) {
+		printf("error,init,%s\n", meter_strerror(rc));
+		return 1;
+	}
+	struct mbuf out;
+	mbuf_init(&out, s->out, sizeof(s->out));
+	int err;
+	dlms_client_open(&s->c, &out);
+	if (pump(s, &out, DLMS_CEV_ASSOCIATED, NULL, NULL, &err) != DLMS_CEV_ASSOCIATED) {
+		printf("error,associate,%s\n", meter_strerror(err));
+		return 1;
+	}
+	/* the meter's clock (the time the registers are read at) */
+	struct dlms_get_item clk = {.desc = {8, OBIS(0, 0, 1, 0, 0, 255), 2}};
+	int64_t clock_utc = 0;
+	struct cosem_tz tz = COSEM_TZ_CPH;
+	if (!ops || strstr(ops, "registers")) {
+		struct dlms_get_item items[NREG];
+		for (size_t i = 0; i < NREG; i++) {
+			items[i].access = NULL;
+			items[i].desc.class_id = 3;
+			items[i].desc.id = 2;
+			obis_parse(reg_items[i].obis, &items[i].desc.obis);
+		}
+		(void)clk;
+		(void)clock_utc;
+		if (dlms_client_get(&s->c, &out, items, NREG) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_reg, NULL, &err) != DLMS_CEV_DONE) {
+			printf("error,registers,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (ops && strstr(ops, "ic")) {
+		struct dlms_get_item it = {.desc = {1, OBIS(0, 0, 43, 1, 0, 255), 2}};
+		if (dlms_client_get(&s->c, &out, &it, 1) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_any, "ic", &err) != DLMS_CEV_DONE) {
+			printf("error,ic,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (ops && strstr(ops, "disconnect")) {
+		struct xdlms_desc m = {70, OBIS(0, 0, 96, 3, 10, 255), 1};
+		uint8_t p[2] = {AXDR_INTEGER, 0};
+		if (dlms_client_action(&s->c, &out, &m, p, 2) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_any, "disconnect", &err) != DLMS_CEV_DONE) {
+			printf("error,action,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (ops && strstr(ops, "objects")) {
+		struct dlms_get_item it = {.desc = {15, OBIS(0, 0, 40, 0, 0, 255), 2}};
+		if (dlms_client_get(&s->c, &out, &it, 1) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_any, "object_list", &err) != DLMS_CEV_DONE) {
+			printf("error,object_list,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (pfrom || pto) {
+		uint8_t acc[128];
+		struct mbuf ab;
+		mbuf_init(&ab, acc, sizeof(acc));
+		struct xdlms_capture_obj restr = {8, OBIS(0, 0, 1, 0, 0, 255), 2, 0};
+		struct cosem_datetime f, t;
+		cosem_datetime_from_utc(pfrom, &tz, &f);
+		cosem_datetime_from_utc(pto, &tz, &t);
+		xdlms_put_range(&ab, &restr, &f, &t, NULL, 0);
+		struct axdr_node an[32];
+		size_t nn;
+		if (axdr_decode(acc, ab.len, an, 32, &nn) < 0)
+			return 1;
+		struct xdlms_access access = {0};
+		access.present = true;
+		access.selector = XDLMS_ACCESS_RANGE;
+		access.params = xdlms_data_raw(acc, (uint32_t)ab.len);
+		struct dlms_get_item it = {.desc = {7, OBIS(1, 0, 99, 1, 0, 255), 2}, .access = &access};
+		struct prof p = {.tz = &tz};
+		if (dlms_client_get(&s->c, &out, &it, 1) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_profile, &p, &err) != DLMS_CEV_DONE) {
+			printf("error,profile,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	dlms_client_release(&s->c, &out);
+	pump(s, &out, DLMS_CEV_RELEASED, NULL, NULL, &err);
+	printf("ic_seen,%u\n", s->c.rx_counter.last);
+	close(s->fd);
+	return 0;
+}
+
+/* ---- bench ------------------------------------------------------------------------------ */
+
+static int
+bench_one(const char *metersim, const char *transport, const char *extra)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s serve --seed 1 --count 100000 --transport %s --speed 0 "
+		 "--start 2024-03-01T00:00:00Z %s",
+		 metersim, transport, extra);
+	int pfd[2];
+	if (pipe(pfd))
+		return 1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	char line[512] = "";
+	FILE *f = fdopen(pfd[0], "r");
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!fgets(line, sizeof(line), f))
+		line[0] = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	kill(pid, SIGTERM);
+	int st;
+	waitpid(pid, &st, 0);
+	fclose(f);
+	printf("   %-7s %s", transport, line[0] ? line : "(no start-up line)\n");
+	printf("   %-7s wall time to listening: %.3f s\n", transport,
+	       (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return line[0] ? 0 : 1;
+}
+
+static int
+bench(void)
+{
+	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+	char ms[400];
+	snprintf(ms, sizeof(ms), "%s/metersim", build);
+	if (access(ms, X_OK)) {
+		fprintf(stderr, "bench_sim_serve: no %s\n", ms);
+		return 1;
+	}
+	printf("metersim serve, 100,000 meters: start-up time and RSS as it reports them\n");
+	int rc = 0;
+	rc |= bench_one(ms, "mbus", "--base-port 30000");
+	rc |= bench_one(ms, "tcpip", "--loopback");
+	rc |= bench_one(ms, "tcpip", "--base-port 40000 --max-listeners 20000");
+	rc |= bench_one(ms, "gprs", "--gprs-connect 127.0.0.1:9 --gprs-max 1000");
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2)
+		return bench();
+	if (strcmp(argv[1], "--check") || argc < 4) {
+		fprintf(stderr, "usage: bench_sim_serve [--check mbus|modbus|dlms HOST:PORT ...]\n");
+		return 2;
+	}
+	const char *what = argv[2], *hp = argv[3];
+	int addr = 1, unit = 1, client = 16;
+	long secondary = -1, ic = -1;
+	bool hdlc = false, fcb_repeat = false;
+	const char *map = "meterlib/maps/kamstrup382.map", *sec = "none", *pw = "", *ek = NULL,
+		   *ak = NULL, *ops = NULL;
+	int64_t pfrom = 0, pto = 0;
+	for (int i = 4; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--hdlc")) {
+			hdlc = true;
+			continue;
+		}
+		if (!strcmp(a, "--fcb-repeat")) {
+			fcb_repeat = true;
+			continue;
+		}
+		if (!v) {
+			fprintf(stderr, "bench_sim_serve: %s needs a value\n", a);
+			return 2;
+		}
+		i++;
+		if (!strcmp(a, "--addr"))
+			addr = atoi(v);
+		else if (!strcmp(a, "--secondary"))
+			secondary = atol(v);
+		else if (!strcmp(a, "--unit"))
+			unit = atoi(v);
+		else if (!strcmp(a, "--map"))
+			map = v;
+		else if (!strcmp(a, "--security"))
+			sec = v;
+		else if (!strcmp(a, "--client"))
+			client = atoi(v);
+		else if (!strcmp(a, "--password"))
+			pw = v;
+		else if (!strcmp(a, "--ek"))
+			ek = v;
+		else if (!strcmp(a, "--ak"))
+			ak = v;
+		else if (!strcmp(a, "--at"))
+			at_time = atoll(v);
+		else if (!strcmp(a, "--ic"))
+			ic = atol(v);
+		else if (!strcmp(a, "--ops"))
+			ops = v;
+		else if (!strcmp(a, "--profile") && i + 1 < argc) {
+			pfrom = atoll(v);
+			pto = atoll(argv[++i]);
+		} else {
+			fprintf(stderr, "bench_sim_serve: unknown option %s\n", a);
+			return 2;
+		}
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(what, "mbus"))
+		return check_mbus(hp, addr, secondary, fcb_repeat);
+	if (!strcmp(what, "modbus"))
+		return check_modbus(hp, unit, map);
+	if (!strcmp(what, "dlms"))
+		return check_dlms(hp, hdlc, sec, client, pw, ek, ak, pfrom, pto, ic, ops);
+	fprintf(stderr, "bench_sim_serve: unknown check %s\n", what);
+	return 2;
+}
