@@ -222,19 +222,17 @@ store_copy_bool(struct store_copy *c, bool v)
 
 /* Text with COPY's escapes; the worst case doubles every byte. */
 static void
-text_escaped(struct store_copy *c, const unsigned char *s, size_t n, const char *prefix)
+text_escaped(struct store_copy *c, const unsigned char *s, size_t n)
 {
-	size_t plen = prefix ? strlen(prefix) : 0, k = 0;
+	size_t k = 0;
 	unsigned char *p;
 
-	if (n > (SIZE_MAX - plen) / 2 || (p = copy_room(c, 1 + plen + 2 * n)) == NULL) {
+	if (n > (SIZE_MAX - 1) / 2 || (p = copy_room(c, 1 + 2 * n)) == NULL) {
 		c->bad = true;
 		return;
 	}
 	if (c->fields++ > 0)
 		p[k++] = '\t';
-	memcpy(p + k, prefix, plen);
-	k += plen;
 	for (size_t i = 0; i < n; i++) {
 		switch (s[i]) {
 		case '\\': p[k++] = '\\'; p[k++] = '\\'; break;
@@ -253,7 +251,7 @@ store_copy_text(struct store_copy *c, const char *s, size_t n)
 	unsigned char *p;
 
 	if (!c->binary) {
-		text_escaped(c, (const unsigned char *)s, n, NULL);
+		text_escaped(c, (const unsigned char *)s, n);
 		return;
 	}
 	if ((p = field_begin(c, n)) != NULL)
@@ -266,7 +264,7 @@ store_copy_jsonb(struct store_copy *c, const char *json, size_t n)
 	unsigned char *p;
 
 	if (!c->binary) {
-		text_escaped(c, (const unsigned char *)json, n, NULL);
+		text_escaped(c, (const unsigned char *)json, n);
 		return;
 	}
 	if (n == SIZE_MAX) {
