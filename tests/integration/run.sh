@@ -47,7 +47,16 @@ mqtt_start
 echo "   postgres on 127.0.0.1:$PG_PORT (socket $PG_SOCK), mosquitto on 127.0.0.1:$MQTT_PORT" \
 	"($(($(date +%s) - t0)) s to start)"
 
-export BUILD AMMCTL="$BUILD/ammctl" AMM_VECTORS="${AMM_VECTORS:-}"
+# A private copy of ammctl, so that a rebuild during the run (a shared tree)
+# cannot swap the binary under a test.
+snap=$(mktemp -d)
+lib_cleanup_add rm -rf "$snap"
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+	cp "$BUILD/ammctl" "$snap/ammctl" 2>/dev/null && "$snap/ammctl" help >/dev/null 2>&1 && break
+	sleep 1
+done
+"$snap/ammctl" help >/dev/null 2>&1 || die "$BUILD/ammctl does not run"
+export BUILD AMMCTL="$snap/ammctl" AMM_VECTORS="${AMM_VECTORS:-}"
 export AMMD_SQL_DIR="$root/sql"
 unset AMMD_DB
 

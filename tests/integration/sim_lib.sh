@@ -47,7 +47,7 @@ sim_ctl() { "$METERSIM" ctl "$SIM_CTL" "$@"; }
 sim_base_port() {
 	local n=$1 p i
 	for _ in 1 2 3 4 5 6 7 8; do
-		p=$((20000 + RANDOM % 35000))
+		p=$((12000 + RANDOM % 18000)) # below the ephemeral range
 		for ((i = 0; i < n; i++)); do
 			(exec 3<>"/dev/tcp/127.0.0.1/$((p + i))") 2>/dev/null && continue 2
 		done

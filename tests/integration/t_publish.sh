@@ -12,6 +12,8 @@
 #      back, the publisher is killed with SIGKILL and started again in the
 #      middle: every message arrives at least once, none is lost, the
 #      outbox ends empty, SIGTERM drains and exits 0.
+#   3. A CommandRequest published on <prefix>/command/request reaches the
+#      registered handler; a malformed one is refused with a log line.
 #
 # `t_publish.sh --bench DRIVER` provides the same services to `bench_publish
 # --bench` (what `make bench` runs).
@@ -168,4 +170,21 @@ echo "  ($total received for $distinct distinct: $((total - distinct)) published
 grep -q 'lost the broker' "$B_DIR/pub2.log" || fail "the publisher did not notice the outage"
 ok "the publisher logged the outage and reconnected"
 sub_stop
+
+# ---- 3: inbound command requests ---------------------------------------------------
+
+"$DRV" --check run "$dsn" 127.0.0.1 "$B_PORT" "$prefix" 2>"$B_DIR/pub4.log" &
+pub=$!
+for _ in $(seq 1 100); do grep -q 'connected to' "$B_DIR/pub4.log" && break; sleep 0.1; done
+sleep 0.5 # the SUBSCRIBE follows the CONNACK
+"$DRV" --check request "$B_DIR/req.bin" req-42 disconnect KAM1 KAM2 || fail "request"
+mosquitto_pub -h 127.0.0.1 -p "$B_PORT" -q 1 -t "$prefix/command/request" -f "$B_DIR/req.bin"
+mosquitto_pub -h 127.0.0.1 -p "$B_PORT" -q 1 -t "$prefix/command/request" -m "not protobuf"
+for _ in $(seq 1 50); do grep -q 'no valid CommandRequest' "$B_DIR/pub4.log" && break; sleep 0.1; done
+kill -TERM $pub
+wait $pub
+expect_match "a CommandRequest reaches the handler" \
+	"command request req-42: disconnect for KAM1 KAM2" "$(cat "$B_DIR/pub4.log")"
+expect_match "a malformed request is refused with a log line" \
+	"ignoring a request that is no valid CommandRequest" "$(cat "$B_DIR/pub4.log")"
 exit 0

@@ -6,8 +6,8 @@
 # load-profile range read with selective access.  The clock is frozen at a
 # fixed start (--speed 0) so both sides talk about the same instant.
 #
-# The reading client is build/bench_sim_serve --check (meterlib's
-# dlms_client engine); `ammctl read` is used too once it is implemented.
+# Readers: build/bench_sim_serve --check (meterlib's dlms_client engine,
+# registers and profile rows in expect's CSV) and `ammctl read`.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/sim_lib.sh"
 
@@ -51,6 +51,28 @@ for sec in none lls hls-gmac; do
 		"$(grep -c '^interval,' <<<"$got")"
 done
 
+# the same through `ammctl read`: A+ register and the profile's A+ column
+ammctl_read() { # SERIAL [--hdlc] ARGS...: ammctl read with the meter's inventory settings
+	local line host port client sec ek ak pw hd=()
+	line=$(grep "^$1," "$SIM_WORK/inv.csv")
+	IFS=, read -r _ _ _ host port _ client _ sec ek ak pw _ <<<"$line"
+	[ "$sec" = hls-gmac ] && hd=(--cipher --ek "$ek" --ak "$ak")
+	[ "$sec" = lls ] && hd=(--password "$pw")
+	"$AMMCTL" read --host "$host" --port "$port" --client "$client" --auth "$sec" "${hd[@]}" "${@:2}"
+}
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+for sec in none lls hls-gmac; do
+	serial=$(awk -F, -v s=$sec 'NR > 1 && $9 == s { print $1; exit }' "$SIM_WORK/inv.csv")
+	want=$(truth "$serial" | awk -F, '$3 == "1-0:1.8.0.255" { print $4 }')
+	got=$(ammctl_read "$serial" 1-0:1.8.0.255 | json_get 'd["scaled"]') || fail "ammctl read ($sec)"
+	expect_eq "ammctl read, $sec: A+ of $serial equals expect" "$want" "$got"
+	want=$(truth "$serial" | awk -F, '$1 == "interval" { printf "%s:%s ", $2, $4 }')
+	got=$(ammctl_read "$serial" --from "$(date -u -d @$PFROM +%FT%TZ)" --to $START 1-0:99.1.0.255 2>&1 |
+		json_get '" ".join("%s:%d" % (r["time"], round(r["values"][2])) for r in d["rows"]) + " "') ||
+		fail "ammctl read profile ($sec): $got"
+	expect_eq "ammctl read, $sec: profile A+ column of $serial equals expect" "$want" "$got"
+done
+
 # LLS with a wrong password is refused
 serial=$(awk -F, 'NR > 1 && $9 == "lls" { print $1; exit }' "$SIM_WORK/inv.csv")
 line=$(grep "^$serial," "$SIM_WORK/inv.csv")
@@ -82,6 +104,10 @@ for sec in none hls-gmac; do
 		${ek:+--ek "$ek" --ak "$ak"} --at $T --profile $PFROM $T) || fail "hdlc $sec: $got"
 	expect_eq "HDLC, $sec: registers and profile of $serial equal expect" \
 		"$(truth "$serial")" "$(grep -E '^(register|interval),' <<<"$got")"
+	want=$(truth "$serial" | awk -F, '$3 == "1-0:1.8.0.255" { print $4 }')
+	got=$(ammctl_read "$serial" --hdlc 1-0:1.8.0.255 | json_get 'd["scaled"]') ||
+		fail "ammctl read --hdlc ($sec)"
+	expect_eq "ammctl read --hdlc, $sec: A+ of $serial equals expect" "$want" "$got"
 done
 sim_stop hdlc
 
@@ -96,8 +122,3 @@ got=$("$CHECK" --check dlms "$host:$port" --at $T --profile $PFROM $T) || fail "
 fleet=(--seed $SEED --count 8)
 expect_eq "loopback: values equal expect" "$(truth "$serial")" \
 	"$(grep -E '^(register|interval),' <<<"$got")"
-
-# ammctl read, when it exists
-if "$AMMCTL" read --help 2>&1 | grep -q "not implemented"; then
-	echo "  (ammctl read is not implemented yet: checked with bench_sim_serve only)"
-fi
