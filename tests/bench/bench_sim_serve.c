@@ -105,7 +105,7 @@ mbus_exchange(int fd, const uint8_t *req, size_t n, uint8_t *resp, size_t cap, s
 		return -1;
 	*got = 0;
 	for (;;) {
-		ssize_t r = read_to(fd, resp + *got, cap - *got, 3000);
+		ssize_t r = read_to(fd, resp + *got, cap - *got, *got ? 500 : 5000);
 		if (r <= 0)
 			return *got ? 0 : -1;
 		*got += (size_t)r;
@@ -117,7 +117,7 @@ mbus_exchange(int fd, const uint8_t *req, size_t n, uint8_t *resp, size_t cap, s
 }
 
 static int
-check_mbus(const char *hp, int addr, long secondary, bool fcb_repeat)
+check_mbus(const char *hp, int addr, const char *secondary, bool fcb_repeat)
 {
 	int fd = tcp_connect(hp);
 	if (fd < 0)
@@ -125,14 +125,21 @@ check_mbus(const char *hp, int addr, long secondary, bool fcb_repeat)
 	uint8_t req[64], resp[600];
 	struct mbuf b;
 	size_t got;
-	if (secondary >= 0) {
+	if (secondary) {
 		struct mbus_secondary sel;
 		memset(&sel, 0xff, sizeof(sel));
-		long s = secondary;
+		/* eight digits, most significant first; 'F' is a wildcard digit */
+		size_t len = strlen(secondary);
+		if (len != 8 || strspn(secondary, "0123456789Ff") != 8) {
+			printf("error,secondary,eight digits or F\n");
+			close(fd);
+			return 2;
+		}
 		for (int i = 0; i < 4; i++) {
-			/* 'F' digits (from a serial written with 15s) stay wildcards */
-			sel.id_bcd[i] = (uint8_t)((s / 10 % 10) << 4 | s % 10);
-			s /= 100;
+			char hi = secondary[6 - 2 * i], lo = secondary[7 - 2 * i];
+			unsigned h = hi == 'F' || hi == 'f' ? 15u : (unsigned)(hi - '0');
+			unsigned l = lo == 'F' || lo == 'f' ? 15u : (unsigned)(lo - '0');
+			sel.id_bcd[i] = (uint8_t)(h << 4 | l);
 		}
 		mbuf_init(&b, req, sizeof(req));
 		mbus_encode_select(&b, &sel);
@@ -643,7 +650,8 @@ main(int argc, char **argv)
 	}
 	const char *what = argv[2], *hp = argv[3];
 	int addr = 1, unit = 1, client = 16;
-	long secondary = -1, ic = -1;
+	long ic = -1;
+	const char *secondary = NULL;
 	bool hdlc = false, fcb_repeat = false;
 	const char *map = "meterlib/maps/kamstrup382.map", *sec = "none", *pw = "", *ek = NULL,
 		   *ak = NULL, *ops = NULL;
@@ -666,7 +674,7 @@ main(int argc, char **argv)
 		if (!strcmp(a, "--addr"))
 			addr = atoi(v);
 		else if (!strcmp(a, "--secondary"))
-			secondary = atol(v);
+			secondary = v;
 		else if (!strcmp(a, "--unit"))
 			unit = atoi(v);
 		else if (!strcmp(a, "--map"))
