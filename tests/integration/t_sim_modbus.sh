@@ -1,0 +1,43 @@
+#!/bin/bash
+# t_sim_modbus.sh: metersim's Modbus-TCP gateways.  Registers read with
+# libmodbus and decoded through meterlib/maps/kamstrup382.map give the
+# model's values: energies equal `metersim expect`, power, voltages and
+# currents equal `metersim info`; unit ids beyond the gateway's meters get
+# an exception; the second gateway serves meters 247 on.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/sim_lib.sh"
+
+SEED=9
+N=300
+START=2024-03-01T12:00:00Z
+T=1709294400
+MAP=$ROOT/meterlib/maps/kamstrup382.map
+fleet=(--seed $SEED --count $N)
+base=$(sim_base_port 2)
+sim_start mb "${fleet[@]}" --transport modbus --base-port "$base" --speed 0 --start $START \
+	--modbus-map "$MAP"
+"$METERSIM" export "${fleet[@]}" --transport modbus --base-port "$base" >"$SIM_WORK/inv.csv"
+
+for row in 2 251; do # meter index 0 (gateway 0, unit 1) and 249 (gateway 1, unit 3)
+	IFS=, read -r serial _ _ _ _ _ _ _ _ _ _ _ _ _ gw unit _ <<<"$(sed -n ${row}p "$SIM_WORK/inv.csv")"
+	for i in 1 2 3 4 5 6 7 8 9 10; do # the gateway thread may still be starting
+		got=$("$CHECK" --check modbus "$gw" --unit "$unit" --map "$MAP" --at $T) && break
+		sleep 0.2
+	done
+	[ -n "$got" ] || fail "no answer from $gw unit $unit"
+	want=$("$METERSIM" expect "${fleet[@]}" --meter "$serial" --from $((T - 60)) --to $T \
+		--format csv --what registers | grep -E '^register,.*,1-0:([1-4]\.8\.0|1\.8\.[12])\.255,' | sort)
+	expect_eq "$gw unit $unit: energies equal expect" "$want" "$(grep '^register,' <<<"$got" | sort)"
+	want=$("$METERSIM" info "${fleet[@]}" --meter "$serial" --at $START |
+		python3 -c 'import json,sys; d=json.load(sys.stdin)["instant"]
+print("reading,1-0:1.7.0.255,%.3f,W" % d["p_import_w"])
+for i, c in enumerate((32, 52, 72)): print("reading,1-0:%d.7.0.255,%.3f,V" % (c, d["voltage_dv"][i] / 10))
+for i, c in enumerate((31, 51, 71)): print("reading,1-0:%d.7.0.255,%.3f,A" % (c, d["current_ma"][i] / 1000))
+for i, c in enumerate((21, 41, 61)): print("reading,1-0:%d.7.0.255,%.3f,W" % (c, d["power_w"][i]))')
+	expect_eq "$gw unit $unit: power, voltages, currents equal info" "$want" \
+		"$(grep -E '^reading,1-0:(1|21|41|61|31|51|71|32|52|72)\.7\.0' <<<"$got")"
+done
+
+out=$("$CHECK" --check modbus "127.0.0.1:$((base + 1))" --unit 200 --map "$MAP")
+expect_match "unit id without a meter: gateway exception" '^error,read,Gateway path' "$out"
+expect_match "requests counted" '^modbus_requests=[3-9]' "$(sim_ctl counters)"
