@@ -576,7 +576,7 @@ parse_calendar(struct chk *k, const struct cj *o, int64_t now, struct cmdk_param
 		c->day[i].n = (uint8_t)acts->n;
 		for (uint32_t j = 0; j < acts->n; j++) {
 			const struct cj *a = cj_at(acts, j);
-			char wa[64];
+			char wa[80];
 			int hh, mm, n = 0;
 			snprintf(wa, sizeof(wa), "%sactions[%u].", w, j);
 			if (chk_keys(k, a, wa, akeys) ||
@@ -1359,8 +1359,17 @@ decide(struct cmdk_run *r)
 			r->acts[0].skip = true; /* not even the control mode */
 		return;
 	}
+	case CMDK_CREDIT_SET:
 	case CMDK_CREDIT_ADD: {
 		double c, e, res;
+		int acc = read_index(r, "account");
+		if (acc >= 0 && read_elem(r, (unsigned)acc, false, 0, &v) && v != 2) {
+			run_fail(r, "the meter is in credit mode: credit applies in prepayment mode "
+				    "only (payment_mode first)");
+			return;
+		}
+		if (p->kind == CMDK_CREDIT_SET)
+			return;
 		if (!credit_sum(r, false, &c, &e, &res)) {
 			run_fail(r, "cannot read credit (0-0:19.10.0.255) and A+ (1-0:1.8.0.255)");
 			return;
@@ -1549,7 +1558,7 @@ static void
 write_reads(struct json *j, const struct cmdk_run *r, bool after)
 {
 	struct axdr_node *n = malloc(sizeof(*n) * 8192);
-	json_obj_begin(j, after ? "after" : "before");
+	json_obj_begin(j, r->p.kind == CMDK_READ_NOW ? "values" : after ? "after" : "before");
 	for (unsigned i = 0; i < r->n_reads; i++) {
 		const struct cmdk_read *rd = &r->reads[i];
 		const uint8_t *p = after ? rd->after : rd->before;
