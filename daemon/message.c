@@ -41,8 +41,8 @@ message_topic_safe(const char *s)
 	return true;
 }
 
-static int
-topic_printf(char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int topic_printf(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
 topic_printf(char *out, size_t outlen, const char *fmt, ...)
@@ -63,7 +63,7 @@ topic_printf(char *out, size_t outlen, const char *fmt, ...)
 
 int
 message_meter_topic(const struct config *cfg, const char *serial, const char *leaf, char *out,
-    size_t outlen)
+                    size_t outlen)
 {
 	if (!message_topic_safe(serial))
 		return METER_EINVAL;
@@ -140,7 +140,7 @@ use_json(const struct config *cfg)
 
 static int
 start(const struct config *cfg, const char *serial, const char *leaf, bool retain,
-    struct message *out)
+      struct message *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->qos = cfg->mqtt.qos;
@@ -160,7 +160,7 @@ finish(int rc, struct message *out)
 
 static int
 registers_json(const char *serial, int64_t read_at, const struct message_register *r, size_t n,
-    struct message *out)
+               struct message *out)
 {
 	struct jbuf b;
 	char o[OBIS_STRLEN];
@@ -190,7 +190,7 @@ registers_json(const char *serial, int64_t read_at, const struct message_registe
 
 static int
 registers_pb(const char *serial, int64_t read_at, const struct message_register *r, size_t n,
-    struct message *out)
+             struct message *out)
 {
 	Ammd__Registers m = AMMD__REGISTERS__INIT;
 	Ammd__Register *regs = NULL, **ptrs = NULL;
@@ -198,8 +198,8 @@ registers_pb(const char *serial, int64_t read_at, const struct message_register 
 	int rc = METER_ENOSPC;
 
 	if (n > 0 && ((regs = calloc(n, sizeof(*regs))) == NULL ||
-	    (ptrs = calloc(n, sizeof(*ptrs))) == NULL ||
-	    (names = calloc(n, sizeof(*names))) == NULL))
+	              (ptrs = calloc(n, sizeof(*ptrs))) == NULL ||
+	              (names = calloc(n, sizeof(*names))) == NULL))
 		goto done;
 	for (size_t i = 0; i < n; i++) {
 		ammd__register__init(&regs[i]);
@@ -226,14 +226,14 @@ done:
 
 int
 message_registers(const struct config *cfg, const char *serial, int64_t read_at,
-    const struct message_register *r, size_t n, struct message *out)
+                  const struct message_register *r, size_t n, struct message *out)
 {
 	int rc;
 
 	if ((rc = start(cfg, serial, "registers", false, out)) != 0 || (n > 0 && r == NULL))
 		return finish(rc != 0 ? rc : METER_EINVAL, out);
 	rc = use_json(cfg) ? registers_json(serial, read_at, r, n, out)
-			   : registers_pb(serial, read_at, r, n, out);
+	                   : registers_pb(serial, read_at, r, n, out);
 	return finish(rc, out);
 }
 
@@ -241,7 +241,7 @@ message_registers(const struct config *cfg, const char *serial, int64_t read_at,
 
 int
 message_profile(const struct config *cfg, const char *serial, int32_t period,
-    const struct message_interval *iv, size_t n, struct message *out)
+                const struct message_interval *iv, size_t n, struct message *out)
 {
 	Ammd__ProfileBlock m = AMMD__PROFILE_BLOCK__INIT;
 	Ammd__Interval *ivs = NULL, **ptrs = NULL;
@@ -270,8 +270,8 @@ message_profile(const struct config *cfg, const char *serial, int32_t period,
 		return finish(jbuf_close(&b, out), out);
 	}
 	rc = METER_ENOSPC;
-	if (n > 0 && ((ivs = calloc(n, sizeof(*ivs))) == NULL ||
-	    (ptrs = calloc(n, sizeof(*ptrs))) == NULL))
+	if (n > 0 &&
+	    ((ivs = calloc(n, sizeof(*ivs))) == NULL || (ptrs = calloc(n, sizeof(*ptrs))) == NULL))
 		goto done;
 	for (size_t i = 0; i < n; i++) {
 		ammd__interval__init(&ivs[i]);
@@ -298,7 +298,7 @@ done:
 
 int
 message_events(const struct config *cfg, const char *serial, const struct message_event *ev,
-    size_t n, struct message *out)
+               size_t n, struct message *out)
 {
 	Ammd__Events m = AMMD__EVENTS__INIT;
 	Ammd__Event *evs = NULL, **ptrs = NULL;
@@ -327,9 +327,9 @@ message_events(const struct config *cfg, const char *serial, const struct messag
 		return finish(jbuf_close(&b, out), out);
 	}
 	rc = METER_ENOSPC;
-	if (n > 0 && ((evs = calloc(n, sizeof(*evs))) == NULL ||
-	    (ptrs = calloc(n, sizeof(*ptrs))) == NULL ||
-	    (names = calloc(n, sizeof(*names))) == NULL))
+	if (n > 0 &&
+	    ((evs = calloc(n, sizeof(*evs))) == NULL || (ptrs = calloc(n, sizeof(*ptrs))) == NULL ||
+	     (names = calloc(n, sizeof(*names))) == NULL))
 		goto done;
 	for (size_t i = 0; i < n; i++) {
 		ammd__event__init(&evs[i]);
@@ -357,15 +357,15 @@ done:
 /* ---- meter state -------------------------------------------------------------------- */
 
 static const char *const breaker_names[] = {
-	[MESSAGE_BREAKER_UNKNOWN] = "unknown",
-	[MESSAGE_BREAKER_CONNECTED] = "connected",
-	[MESSAGE_BREAKER_DISCONNECTED] = "disconnected",
-	[MESSAGE_BREAKER_READY] = "ready_for_reconnection",
+    [MESSAGE_BREAKER_UNKNOWN] = "unknown",
+    [MESSAGE_BREAKER_CONNECTED] = "connected",
+    [MESSAGE_BREAKER_DISCONNECTED] = "disconnected",
+    [MESSAGE_BREAKER_READY] = "ready_for_reconnection",
 };
 
 int
 message_state(const struct config *cfg, const char *serial, const struct message_state *st,
-    struct message *out)
+              struct message *out)
 {
 	Ammd__MeterState m = AMMD__METER_STATE__INIT;
 	struct jbuf b;
@@ -402,18 +402,15 @@ message_state(const struct config *cfg, const char *serial, const struct message
 /* ---- command results -------------------------------------------------------------- */
 
 static const char *const status_names[] = {
-	[MESSAGE_CMD_UNKNOWN] = "unknown",
-	[MESSAGE_CMD_QUEUED] = "queued",
-	[MESSAGE_CMD_RUNNING] = "running",
-	[MESSAGE_CMD_SUCCEEDED] = "succeeded",
-	[MESSAGE_CMD_FAILED] = "failed",
-	[MESSAGE_CMD_EXPIRED] = "expired",
-	[MESSAGE_CMD_CANCELLED] = "cancelled",
+    [MESSAGE_CMD_UNKNOWN] = "unknown",     [MESSAGE_CMD_QUEUED] = "queued",
+    [MESSAGE_CMD_RUNNING] = "running",     [MESSAGE_CMD_SUCCEEDED] = "succeeded",
+    [MESSAGE_CMD_FAILED] = "failed",       [MESSAGE_CMD_EXPIRED] = "expired",
+    [MESSAGE_CMD_CANCELLED] = "cancelled",
 };
 
 int
 message_command_result(const struct config *cfg, const struct message_command_result *r,
-    struct message *out)
+                       struct message *out)
 {
 	Ammd__CommandResult m = AMMD__COMMAND_RESULT__INIT;
 	struct jbuf b;
@@ -425,7 +422,7 @@ message_command_result(const struct config *cfg, const struct message_command_re
 		return METER_EINVAL;
 	out->qos = cfg->mqtt.qos;
 	if ((rc = topic_printf(out->topic, sizeof(out->topic), "%s/command/%lld/result",
-	    cfg->mqtt.prefix, (long long)r->id)) != 0)
+	                       cfg->mqtt.prefix, (long long)r->id)) != 0)
 		return rc;
 	if (use_json(cfg)) {
 		if ((rc = jbuf_open(&b)) != 0)
@@ -469,7 +466,7 @@ void
 message_ha_key(const struct obis *o, char out[OBIS_STRLEN])
 {
 	snprintf(out, OBIS_STRLEN, "%u_%u_%u_%u_%u_%u", o->v[0], o->v[1], o->v[2], o->v[3], o->v[4],
-	    o->v[5]);
+	         o->v[5]);
 }
 
 static double
@@ -480,7 +477,7 @@ kwh(const struct message_register *r)
 
 int
 message_ha_state(const struct config *cfg, const char *serial, const struct message_register *r,
-    size_t n, struct message *out)
+                 size_t n, struct message *out)
 {
 	char key[OBIS_STRLEN];
 	struct jbuf b;
@@ -506,7 +503,7 @@ message_ha_state(const struct config *cfg, const char *serial, const struct mess
 
 int
 message_ha_config(const struct config *cfg, const char *serial, const struct message_register *r,
-    struct message *out)
+                  struct message *out)
 {
 	char key[OBIS_STRLEN], o[OBIS_STRLEN], id[MESSAGE_SERIAL_MAX + OBIS_STRLEN + 8];
 	char state[MESSAGE_TOPIC_MAX], name[MESSAGE_SERIAL_MAX + 64], tpl[64];
@@ -522,7 +519,7 @@ message_ha_config(const struct config *cfg, const char *serial, const struct mes
 		return METER_EINVAL;
 	for (const char *s = serial; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		    (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
 			return METER_EINVAL;
 	if ((rc = message_meter_topic(cfg, serial, "ha", state, sizeof(state))) != 0)
 		return rc;
@@ -531,7 +528,7 @@ message_ha_config(const struct config *cfg, const char *serial, const struct mes
 	out->qos = cfg->mqtt.qos;
 	out->retain = true;
 	if ((rc = topic_printf(out->topic, sizeof(out->topic), "%s/sensor/%s/config",
-	    cfg->mqtt.ha_prefix, id)) != 0)
+	                       cfg->mqtt.ha_prefix, id)) != 0)
 		return rc;
 	what = obis_name(&r->obis);
 	snprintf(name, sizeof(name), "%s", what != NULL ? what : obis_format(&r->obis, o));

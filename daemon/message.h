@@ -29,7 +29,7 @@
 
 struct config;
 
-#define MESSAGE_TOPIC_MAX 512
+#define MESSAGE_TOPIC_MAX  512
 #define MESSAGE_SERIAL_MAX 64
 
 struct message {
@@ -47,8 +47,8 @@ void message_clear(struct message *m);
 struct message_register {
 	struct obis obis;
 	int64_t captured_at; /* ms UTC */
-	double value;	     /* scaled, in unit */
-	bool has_raw;	     /* raw and scaler are meaningful */
+	double value;        /* scaled, in unit */
+	bool has_raw;        /* raw and scaler are meaningful */
 	int64_t raw;
 	int8_t scaler;
 	const char *unit; /* "Wh", "kWh", ...; NULL or "" unknown */
@@ -62,7 +62,7 @@ struct message_interval {
 
 struct message_event {
 	struct obis log; /* the event log object, 0-0:99.98.E.255 */
-	int64_t ts;	 /* ms UTC */
+	int64_t ts;      /* ms UTC */
 	int32_t code;
 	const char *name; /* NULL or "" unknown */
 	const uint8_t *data;
@@ -82,9 +82,9 @@ struct message_state {
 	enum message_breaker breaker;
 	bool has_credit;
 	double credit;
-	int64_t last_read;	/* ms UTC, 0 never */
+	int64_t last_read;      /* ms UTC, 0 never */
 	const char *last_error; /* NULL or "" none */
-	int64_t updated_at;	/* ms UTC */
+	int64_t updated_at;     /* ms UTC */
 };
 
 /* Values as in ammd.proto's CommandStatus enum. */
@@ -104,32 +104,32 @@ struct message_command_result {
 	const char *kind;
 	enum message_command_status status;
 	const char *result_json; /* NULL or "" none */
-	const char *error;	 /* NULL or "" none */
-	int64_t finished_at;	 /* ms UTC */
-	const char *request_id;	 /* NULL or "" none */
+	const char *error;       /* NULL or "" none */
+	int64_t finished_at;     /* ms UTC */
+	const char *request_id;  /* NULL or "" none */
 };
 
 /* ---- builders ------------------------------------------------------------- */
 
 /* <prefix>/meter/<serial>/registers; QoS from the config, not retained. */
 int message_registers(const struct config *cfg, const char *serial, int64_t read_at,
-    const struct message_register *r, size_t n, struct message *out);
+                      const struct message_register *r, size_t n, struct message *out);
 
 /* <prefix>/meter/<serial>/profile; period in seconds. */
 int message_profile(const struct config *cfg, const char *serial, int32_t period,
-    const struct message_interval *iv, size_t n, struct message *out);
+                    const struct message_interval *iv, size_t n, struct message *out);
 
 /* <prefix>/meter/<serial>/events */
 int message_events(const struct config *cfg, const char *serial, const struct message_event *ev,
-    size_t n, struct message *out);
+                   size_t n, struct message *out);
 
 /* <prefix>/meter/<serial>/state, retained. */
 int message_state(const struct config *cfg, const char *serial, const struct message_state *st,
-    struct message *out);
+                  struct message *out);
 
 /* <prefix>/command/<id>/result */
 int message_command_result(const struct config *cfg, const struct message_command_result *r,
-    struct message *out);
+                           struct message *out);
 
 /*
  * Home Assistant MQTT discovery (when [mqtt] ha_discovery is on).  HA reads
@@ -148,10 +148,10 @@ int message_command_result(const struct config *cfg, const struct message_comman
  */
 bool message_is_energy(const struct message_register *r);
 void message_ha_key(const struct obis *o, char out[OBIS_STRLEN]);
-int message_ha_state(const struct config *cfg, const char *serial,
-    const struct message_register *r, size_t n, struct message *out);
+int message_ha_state(const struct config *cfg, const char *serial, const struct message_register *r,
+                     size_t n, struct message *out);
 int message_ha_config(const struct config *cfg, const char *serial,
-    const struct message_register *r, struct message *out);
+                      const struct message_register *r, struct message *out);
 
 /* ---- topics ----------------------------------------------------------------- */
 
@@ -160,8 +160,8 @@ int message_ha_config(const struct config *cfg, const char *serial,
 bool message_topic_safe(const char *s);
 
 /* "<prefix>/meter/<serial>/<leaf>" into out; 0 or METER_EINVAL. */
-int message_meter_topic(const struct config *cfg, const char *serial, const char *leaf,
-    char *out, size_t outlen);
+int message_meter_topic(const struct config *cfg, const char *serial, const char *leaf, char *out,
+                        size_t outlen);
 
 /* "<prefix>/command/request", what the publisher subscribes to. */
 int message_command_request_topic(const struct config *cfg, char *out, size_t outlen);
@@ -190,7 +190,7 @@ struct message_command_request {
  * serial that is not topic-safe) or METER_EINVAL (p NULL with len > 0).
  */
 int message_command_request_decode(const uint8_t *p, size_t len,
-    struct message_command_request *out);
+                                   struct message_command_request *out);
 void message_command_request_free(struct message_command_request *r);
 
 #endif

@@ -43,19 +43,19 @@
 #include "metrics.h"
 #include "publish.h"
 
-#define OUTBOX_CHANNEL	 "ammd_outbox"
+#define OUTBOX_CHANNEL "ammd_outbox"
 /* Any constant will do as long as every ammd uses the same one. */
-#define OUTBOX_LOCK_KEY	 "7209160117"
-#define WINDOW_MAX	 20000
-#define WINDOW_DEFAULT	 1000
-#define CHUNK_DEFAULT	 500
-#define POLL_MS_DEFAULT	 2000
-#define DELETE_MAX	 1000 /* ids per DELETE */
-#define DEPTH_EVERY_MS	 5000
-#define KEEPALIVE_S	 30
+#define OUTBOX_LOCK_KEY   "7209160117"
+#define WINDOW_MAX        20000
+#define WINDOW_DEFAULT    1000
+#define CHUNK_DEFAULT     500
+#define POLL_MS_DEFAULT   2000
+#define DELETE_MAX        1000 /* ids per DELETE */
+#define DEPTH_EVERY_MS    5000
+#define KEEPALIVE_S       30
 #define CONNECT_TIMEOUT_S 15
-#define BACKOFF_MIN_MS	 500
-#define BACKOFF_MAX_MS	 30000
+#define BACKOFF_MIN_MS    500
+#define BACKOFF_MAX_MS    30000
 #define UNHEALTHY_AFTER_S 30
 
 enum slot_state { SLOT_SENT, SLOT_ACKED, SLOT_DELETING };
@@ -74,11 +74,12 @@ struct publish {
 	struct config cfg;
 	char password[CONFIG_STR_MAX];
 	bool started, draining;
+	bool lib_init; /* mosquitto_lib_init() done, cleanup owed */
 
 	/* broker */
 	struct mosquitto *mosq;
 	enum mqtt_state mstate;
-	unsigned gen; /* bumped at every broker connection lost */
+	unsigned gen;   /* bumped at every broker connection lost */
 	bool mqtt_dead; /* set inside libmosquitto callbacks, acted on after */
 	struct event *m_rev, *m_wev, *m_misc, *m_retry;
 	int m_backoff_ms;
@@ -101,8 +102,8 @@ struct publish {
 	bool need_read;
 	int64_t cursor; /* highest id read since the last reset */
 	struct timespec last_count;
-	size_t read_rows;   /* rows the current read asked for */
-	size_t ndelete;	    /* slots in the DELETE under way */
+	size_t read_rows; /* rows the current read asked for */
+	size_t ndelete;   /* slots in the DELETE under way */
 
 	/* window */
 	struct slot *win;
@@ -112,8 +113,8 @@ struct publish {
 
 	/* figures */
 	struct publish_stats st;
-	struct metric *mx_published, *mx_acked, *mx_depth, *mx_connected, *mx_window,
-	    *mx_commands, *mx_connects;
+	struct metric *mx_published, *mx_acked, *mx_depth, *mx_connected, *mx_window, *mx_commands,
+	    *mx_connects;
 };
 
 static void mqtt_connect(struct publish *p);
@@ -225,7 +226,7 @@ on_connect(struct mosquitto *m, void *arg, int rc)
 	(void)m;
 	if (rc != 0) {
 		log_warnx("mqtt: broker %s:%d refused the connection: %s", p->cfg.mqtt.host,
-		    p->cfg.mqtt.port, mosquitto_connack_string(rc));
+		          p->cfg.mqtt.port, mosquitto_connack_string(rc));
 		p->mqtt_dead = true;
 		return;
 	}
@@ -234,7 +235,7 @@ on_connect(struct mosquitto *m, void *arg, int rc)
 	p->m_since = time(NULL);
 	metric_inc(p->mx_connects);
 	log_notice("mqtt: connected to %s:%d as %s", p->cfg.mqtt.host, p->cfg.mqtt.port,
-	    p->cfg.mqtt.client_id);
+	           p->cfg.mqtt.client_id);
 	if (p->cmd_fn != NULL)
 		mosquitto_subscribe(p->mosq, NULL, p->request_topic, 1);
 	p->need_read = true;
@@ -283,13 +284,13 @@ on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
 	    0) {
 		metric_inc(p->mx_commands, "malformed");
 		log_warnx("mqtt: %s: ignoring a request that is no valid CommandRequest (%d bytes)",
-		    msg->topic, msg->payloadlen);
+		          msg->topic, msg->payloadlen);
 		return;
 	}
 	metric_inc(p->mx_commands, "accepted");
 	log_info("mqtt: command request %s: %s for %zu meter(s), first %s",
-	    req.request_id[0] != '\0' ? req.request_id : "(no id)", req.kind, req.nmeters,
-	    req.meters[0]);
+	         req.request_id[0] != '\0' ? req.request_id : "(no id)", req.kind, req.nmeters,
+	         req.meters[0]);
 	if (p->cmd_fn != NULL)
 		p->cmd_fn(&req, p->cmd_arg);
 	message_command_request_free(&req);
@@ -301,7 +302,7 @@ mqtt_after(struct publish *p, int rc, const char *what)
 {
 	char why[128];
 
-	if (p->mqtt_dead || (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)) {
+	if (p->mqtt_dead || rc != MOSQ_ERR_SUCCESS) {
 		if (rc == MOSQ_ERR_ERRNO)
 			snprintf(why, sizeof(why), "%s: %s", what, strerror(errno));
 		else if (rc != MOSQ_ERR_SUCCESS)
@@ -389,10 +390,9 @@ mqtt_lost(struct publish *p, const char *why)
 
 	if (p->mstate == MQTT_UP)
 		log_warnx("mqtt: lost the broker %s:%d (%s); retrying", p->cfg.mqtt.host,
-		    p->cfg.mqtt.port, why);
+		          p->cfg.mqtt.port, why);
 	else
-		log_debug("mqtt: cannot reach %s:%d (%s)", p->cfg.mqtt.host, p->cfg.mqtt.port,
-		    why);
+		log_debug("mqtt: cannot reach %s:%d (%s)", p->cfg.mqtt.host, p->cfg.mqtt.port, why);
 	if (p->mstate == MQTT_UP)
 		p->m_since = time(NULL);
 	mqtt_teardown(p);
@@ -429,15 +429,16 @@ mqtt_setup(struct publish *p)
 	mosquitto_int_option(p->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	if (c->mqtt.username[0] != '\0' &&
 	    (rc = mosquitto_username_pw_set(p->mosq, c->mqtt.username,
-		 p->password[0] != '\0' ? p->password : NULL)) != MOSQ_ERR_SUCCESS) {
+	                                    p->password[0] != '\0' ? p->password : NULL)) !=
+	        MOSQ_ERR_SUCCESS) {
 		log_warnx("mqtt: username: %s", mosquitto_strerror(rc));
 		return -1;
 	}
 	if (c->mqtt.tls_ca[0] != '\0' || c->mqtt.tls_cert[0] != '\0') {
 		rc = mosquitto_tls_set(p->mosq, c->mqtt.tls_ca[0] != '\0' ? c->mqtt.tls_ca : NULL,
-		    c->mqtt.tls_ca[0] != '\0' ? NULL : "/etc/ssl/certs",
-		    c->mqtt.tls_cert[0] != '\0' ? c->mqtt.tls_cert : NULL,
-		    c->mqtt.tls_key[0] != '\0' ? c->mqtt.tls_key : NULL, NULL);
+		                       c->mqtt.tls_ca[0] != '\0' ? NULL : "/etc/ssl/certs",
+		                       c->mqtt.tls_cert[0] != '\0' ? c->mqtt.tls_cert : NULL,
+		                       c->mqtt.tls_key[0] != '\0' ? c->mqtt.tls_key : NULL, NULL);
 		if (rc != MOSQ_ERR_SUCCESS) {
 			log_warnx("mqtt: TLS setup: %s", mosquitto_strerror(rc));
 			return -1;
@@ -482,14 +483,14 @@ mqtt_connect(struct publish *p)
 
 /* Publishes one row; false when the broker connection is gone. */
 static bool
-mqtt_publish_row(struct publish *p, int64_t id, const char *topic, const void *payload,
-    size_t len, int qos, bool retain)
+mqtt_publish_row(struct publish *p, int64_t id, const char *topic, const void *payload, size_t len,
+                 int qos, bool retain)
 {
 	int mid = 0, rc;
 
 	if (len > INT32_MAX) {
 		log_warnx("mqtt: outbox row %" PRId64 " is too large (%zu bytes); dropping it", id,
-		    len);
+		          len);
 		win_insert(p, id, SLOT_ACKED);
 		return true;
 	}
@@ -498,8 +499,8 @@ mqtt_publish_row(struct publish *p, int64_t id, const char *topic, const void *p
 	    rc == MOSQ_ERR_QOS_NOT_SUPPORTED) {
 		/* A row no broker will ever take must not block the rest. */
 		log_warnx("mqtt: outbox row %" PRId64 " (topic %s) cannot be published: %s; "
-			  "dropping it",
-		    id, topic, mosquitto_strerror(rc));
+		          "dropping it",
+		          id, topic, mosquitto_strerror(rc));
 		win_insert(p, id, SLOT_ACKED);
 		return true;
 	}
@@ -599,7 +600,7 @@ db_flush(struct publish *p)
 
 static bool
 db_send(struct publish *p, enum db_op op, const char *sql, int nparams, const char *const *params,
-    int binary)
+        int binary)
 {
 	if (!PQsendQueryParams(p->pg, sql, nparams, NULL, params, NULL, NULL, binary)) {
 		db_lost(p, PQerrorMessage(p->pg));
@@ -624,7 +625,7 @@ db_send_delete(struct publish *p)
 		if (p->win[i].state != SLOT_ACKED)
 			continue;
 		off += (size_t)snprintf(arr + off, sizeof(arr) - off, "%s%" PRId64,
-		    n > 0 ? "," : "", p->win[i].id);
+		                        n > 0 ? "," : "", p->win[i].id);
 		p->win[i].state = SLOT_DELETING;
 		n++;
 	}
@@ -646,9 +647,9 @@ db_send_read(struct publish *p)
 	snprintf(limit, sizeof(limit), "%zu", p->read_rows);
 	p->need_read = false;
 	db_send(p, OP_READ,
-	    "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > $1::bigint "
-	    "ORDER BY id LIMIT $2::integer",
-	    2, params, 1);
+	        "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > $1::bigint "
+	        "ORDER BY id LIMIT $2::integer",
+	        2, params, 1);
 }
 
 /* Starts the next statement when the connection is free. */
@@ -714,15 +715,16 @@ db_read_result(struct publish *p, PGresult *res)
 			continue; /* acknowledged before a reconnect */
 		if (tlen <= 0 || (size_t)tlen >= sizeof(topic)) {
 			log_warnx("mqtt: outbox row %" PRId64 " has an empty or too long topic; "
-				  "dropping it",
-			    id);
+			          "dropping it",
+			          id);
 			win_insert(p, id, SLOT_ACKED);
 			continue;
 		}
 		memcpy(topic, PQgetvalue(res, i, 1), (size_t)tlen);
 		topic[tlen] = '\0';
 		if (!mqtt_publish_row(p, id, topic, PQgetvalue(res, i, 2),
-			(size_t)PQgetlength(res, i, 2), qos < 0 || qos > 2 ? 1 : qos, retain)) {
+		                      (size_t)PQgetlength(res, i, 2), qos < 0 || qos > 2 ? 1 : qos,
+		                      retain)) {
 			mqtt_after(p, MOSQ_ERR_CONN_LOST, "publish");
 			return;
 		}
@@ -873,7 +875,8 @@ static void
 db_connect_start(struct publish *p)
 {
 	const char *keys[] = {"dbname", "application_name", "client_encoding", NULL};
-	const char *vals[] = {db_conninfo(p->cfg.database.dsn[0] != '\0' ? p->cfg.database.dsn : NULL),
+	const char *vals[] = {
+	    db_conninfo(p->cfg.database.dsn[0] != '\0' ? p->cfg.database.dsn : NULL),
 	    "ammd-publish", "UTF8", NULL};
 
 	if (p->pg != NULL || !p->started)
@@ -967,22 +970,27 @@ publish_new(struct event_base *base, const struct config *cfg, struct metrics *m
 		goto fail;
 	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS)
 		goto fail;
+	p->lib_init = true;
 	message_command_request_topic(&p->cfg, p->request_topic, sizeof(p->request_topic));
 	if (metrics != NULL) {
-		p->mx_published = metrics_counter(metrics, "ammd_mqtt_published_total",
+		p->mx_published = metrics_counter(
+		    metrics, "ammd_mqtt_published_total",
 		    "Outbox rows published to the broker (again after an outage).", NULL);
-		p->mx_acked = metrics_counter(metrics, "ammd_mqtt_acknowledged_total",
-		    "Publications the broker acknowledged (PUBACK).", NULL);
+		p->mx_acked =
+		    metrics_counter(metrics, "ammd_mqtt_acknowledged_total",
+		                    "Publications the broker acknowledged (PUBACK).", NULL);
 		p->mx_depth = metrics_gauge(metrics, "ammd_outbox_depth",
-		    "Rows waiting in the outbox at the last count.", NULL);
+		                            "Rows waiting in the outbox at the last count.", NULL);
 		p->mx_connected = metrics_gauge(metrics, "ammd_mqtt_connected",
-		    "1 while the broker connection is up.", NULL);
-		p->mx_window = metrics_gauge(metrics, "ammd_mqtt_inflight",
-		    "Rows published and not yet deleted from the outbox.", NULL);
-		p->mx_commands = metrics_counter(metrics, "ammd_mqtt_command_requests_total",
-		    "Command requests received over MQTT, by outcome.", "outcome");
+		                                "1 while the broker connection is up.", NULL);
+		p->mx_window =
+		    metrics_gauge(metrics, "ammd_mqtt_inflight",
+		                  "Rows published and not yet deleted from the outbox.", NULL);
+		p->mx_commands =
+		    metrics_counter(metrics, "ammd_mqtt_command_requests_total",
+		                    "Command requests received over MQTT, by outcome.", "outcome");
 		p->mx_connects = metrics_counter(metrics, "ammd_mqtt_connects_total",
-		    "Successful connections to the broker.", NULL);
+		                                 "Successful connections to the broker.", NULL);
 		metric_add(p->mx_published, 0);
 		metric_add(p->mx_acked, 0);
 		metric_set(p->mx_connected, 0);
@@ -1109,7 +1117,7 @@ publish_free(struct publish *p)
 		event_free(p->d_retry);
 	if (p->d_poll != NULL)
 		event_free(p->d_poll);
-	if (p->mid_row != NULL)
+	if (p->lib_init)
 		mosquitto_lib_cleanup();
 	free(p->win);
 	free(p->mid_row);
@@ -1127,12 +1135,12 @@ publish_health(void *arg, char *detail, size_t len)
 
 	if (p->mstate != MQTT_UP && now - p->m_since > UNHEALTHY_AFTER_S) {
 		snprintf(detail, len, "broker %s:%d unreachable for %lld s", p->cfg.mqtt.host,
-		    p->cfg.mqtt.port, (long long)(now - p->m_since));
+		         p->cfg.mqtt.port, (long long)(now - p->m_since));
 		return -1;
 	}
 	if (p->dstate != DB_UP && now - p->d_since > UNHEALTHY_AFTER_S) {
 		snprintf(detail, len, "outbox database unreachable for %lld s",
-		    (long long)(now - p->d_since));
+		         (long long)(now - p->d_since));
 		return -1;
 	}
 	snprintf(detail, len, "outbox %lld, in flight %zu", (long long)p->st.depth, p->nwin);
@@ -1209,10 +1217,10 @@ publish_mod_stop(struct ammd *d)
 }
 
 const struct ammd_module publish_module = {
-	.name = "publish",
-	.start = publish_mod_start,
-	.reload = publish_mod_reload,
-	.drain = publish_mod_drain,
-	.drained = publish_mod_drained,
-	.stop = publish_mod_stop,
+    .name = "publish",
+    .start = publish_mod_start,
+    .reload = publish_mod_reload,
+    .drain = publish_mod_drain,
+    .drained = publish_mod_drained,
+    .stop = publish_mod_stop,
 };

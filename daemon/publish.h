@@ -33,7 +33,7 @@ struct publish;
  * metrics may be NULL.  Returns NULL when memory or libmosquitto fail.
  */
 struct publish *publish_new(struct event_base *base, const struct config *cfg,
-    struct metrics *metrics);
+                            struct metrics *metrics);
 
 /* Connects to the database and the broker and starts draining.  0 or -1
  * (logged) when the password file cannot be read. */
@@ -71,11 +71,11 @@ struct publish_stats {
 	uint64_t acknowledged; /* PUBACKs (or QoS 0 sends) */
 	uint64_t deleted;      /* outbox rows deleted after acknowledgement */
 	uint64_t commands;     /* command requests received */
-	int64_t depth;	       /* outbox rows at the last count, -1 unknown */
-	size_t window;	       /* rows published and not yet deleted */
+	int64_t depth;         /* outbox rows at the last count, -1 unknown */
+	size_t window;         /* rows published and not yet deleted */
 	bool broker_up;
 	bool db_up;
-	bool draining_db;      /* holds the outbox lock */
+	bool draining_db; /* holds the outbox lock */
 };
 void publish_get_stats(const struct publish *p, struct publish_stats *s);
 

@@ -20,6 +20,9 @@
  *	FILE holds `mosquitto_sub -F '%t %x'` lines; every message must be
  *	byte for byte one of the expected ones, and every expected one must be
  *	there at least once.  Prints "distinct D total T".
+ *   --check request FILE ID KIND SERIAL...
+ *	a packed CommandRequest into FILE, for mosquitto_pub -f; `run` logs
+ *	every request it receives on <prefix>/command/request.
  *
  * Message i is a Registers message of meter "T<i>" read at i ms with three
  * registers whose values derive from i, so a received payload names the
@@ -43,9 +46,9 @@
 #include "message.h"
 #include "publish.h"
 
-#define RUNS	  3
-#define BENCH_N	  20000
-#define TX_ROWS	  100
+#define RUNS    3
+#define BENCH_N 20000
+#define TX_ROWS 100
 
 static double
 now(void)
@@ -74,9 +77,9 @@ make_config(const char *dsn, const char *host, const char *port, const char *pre
 
 	if (diag == NULL ||
 	    asprintf(&text,
-		"[database]\ndsn = %s\n[mqtt]\nenabled = yes\nhost = %s\nport = %s\n"
-		"prefix = %s\nclient_id = bench-publish-%d\n",
-		dsn, host, port, prefix, (int)getpid()) < 0)
+	             "[database]\ndsn = %s\n[mqtt]\nenabled = yes\nhost = %s\nport = %s\n"
+	             "prefix = %s\nclient_id = bench-publish-%d\n",
+	             dsn, host, port, prefix, (int)getpid()) < 0)
 		die("%s", "out of memory");
 	if ((c = config_parse_string(text, "bench", diag)) == NULL) {
 		fprintf(stderr, "%s\n", diag->n > 0 ? diag->err[0].msg : "?");
@@ -93,10 +96,10 @@ build(const struct config *cfg, long i, struct message *m)
 {
 	char serial[32];
 	struct message_register r[3] = {
-		{OBIS(1, 0, 1, 8, 0, 255), i * 1000, (double)i * 0.5, true, i * 500, -3, "kWh"},
-		{OBIS(1, 0, 2, 8, 0, 255), i * 1000, (double)(i % 977), false, 0, 0, "Wh"},
-		{OBIS(1, 0, 32, 7, 0, 255), i * 1000, 230.0 + (double)(i % 10) / 10, true,
-		    2300 + i % 10, -1, "V"},
+	    {OBIS(1, 0, 1, 8, 0, 255), i * 1000, (double)i * 0.5, true, i * 500, -3, "kWh"},
+	    {OBIS(1, 0, 2, 8, 0, 255), i * 1000, (double)(i % 977), false, 0, 0, "Wh"},
+	    {OBIS(1, 0, 32, 7, 0, 255), i * 1000, 230.0 + (double)(i % 10) / 10, true,
+	     2300 + i % 10, -1, "V"},
 	};
 
 	snprintf(serial, sizeof(serial), "T%ld", i);
@@ -148,8 +151,9 @@ insert_rows(PGconn *c, const struct config *cfg, long from, long count, double p
 			lens[1] = (int)m.len;
 			vals[3] = m.retain ? "t" : "f";
 			res = PQexecParams(c,
-			    "INSERT INTO outbox (topic, payload, qos, retain) VALUES ($1, $2, $3, $4)", 4,
-			    NULL, vals, lens, fmts, 0);
+			                   "INSERT INTO outbox (topic, payload, qos, retain) "
+			                   "VALUES ($1, $2, $3, $4)",
+			                   4, NULL, vals, lens, fmts, 0);
 			if (PQresultStatus(res) != PGRES_COMMAND_OK)
 				die("%s", PQresultErrorMessage(res));
 			PQclear(res);
@@ -197,6 +201,17 @@ runner_tick(evutil_socket_t fd, short what, void *arg)
 	PQclear(res);
 }
 
+/* What the command queue will do with a request; here a line to check. */
+static void
+runner_command(const struct message_command_request *req, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "bench_publish: command request %s: %s for", req->request_id, req->kind);
+	for (size_t i = 0; i < req->nmeters; i++)
+		fprintf(stderr, " %s", req->meters[i]);
+	fprintf(stderr, " params %s\n", req->params_json);
+}
+
 static void
 runner_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -210,7 +225,7 @@ runner_signal(evutil_socket_t sig, short what, void *arg)
 
 /* Runs the publisher; returns the seconds until the outbox was empty. */
 static double
-run(const struct config *cfg, bool until_empty, size_t window, int tick_ms)
+run(const struct config *cfg, bool until_empty, size_t window, int tick_ms, bool quiet)
 {
 	struct runner r = {.until_empty = until_empty};
 	struct event *tick, *sigterm, *sigint;
@@ -227,6 +242,8 @@ run(const struct config *cfg, bool until_empty, size_t window, int tick_ms)
 	if ((r.pub = publish_new(r.base, cfg, NULL)) == NULL)
 		die("%s", "publish_new");
 	publish_tune(r.pub, window, 0, 500);
+	if (!quiet)
+		publish_set_command_handler(r.pub, runner_command, NULL);
 	tick = event_new(r.base, -1, EV_PERSIST, runner_tick, &r);
 	sigterm = evsignal_new(r.base, SIGTERM, runner_signal, &r);
 	sigint = evsignal_new(r.base, SIGINT, runner_signal, &r);
@@ -238,10 +255,12 @@ run(const struct config *cfg, bool until_empty, size_t window, int tick_ms)
 		die("%s", "publish_start");
 	event_base_dispatch(r.base);
 	publish_get_stats(r.pub, &s);
-	fprintf(stderr,
-	    "bench_publish: published %llu, acknowledged %llu, deleted %llu, in flight %zu\n",
-	    (unsigned long long)s.published, (unsigned long long)s.acknowledged,
-	    (unsigned long long)s.deleted, s.window);
+	if (!quiet)
+		fprintf(stderr,
+		        "bench_publish: published %llu, acknowledged %llu, deleted %llu, in flight "
+		        "%zu\n",
+		        (unsigned long long)s.published, (unsigned long long)s.acknowledged,
+		        (unsigned long long)s.deleted, s.window);
 	publish_free(r.pub);
 	event_free(tick);
 	event_free(sigterm);
@@ -352,23 +371,27 @@ bench(const char *dsn, const char *host, const char *port)
 	if ((c = db_connect(dsn, "bench-publish", err, sizeof(err))) == NULL)
 		die("%s", err);
 	log_init(false, LOG_WARNING);
-	printf("outbox -> mosquitto on loopback, QoS 1, %d register messages of ~%d bytes, "
+	struct message sample;
+	if (build(cfg, BENCH_N / 2, &sample) != 0)
+		die("%s", "message_registers failed");
+	printf("outbox -> mosquitto on loopback, QoS 1, %d register messages of %zu bytes, "
 	       "median of %d\n",
-	    BENCH_N, 90, RUNS);
+	       BENCH_N, sample.len, RUNS);
+	message_clear(&sample);
 	for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
 		double rate[RUNS];
 		for (int k = 0; k < RUNS; k++) {
 			double secs;
 			exec_or_die(c, "TRUNCATE outbox");
 			insert_rows(c, cfg, 0, BENCH_N, 0);
-			if ((secs = run(cfg, true, windows[w], 20)) <= 0)
+			if ((secs = run(cfg, true, windows[w], 20, true)) <= 0)
 				die("%s", "the outbox did not empty");
 			rate[k] = BENCH_N / secs;
 		}
 		qsort(rate, RUNS, sizeof(rate[0]), cmp_double);
 		printf("  window %5zu: %8.0f messages/s published, acknowledged and deleted "
 		       "(runs %.0f .. %.0f)\n",
-		    windows[w], rate[RUNS / 2], rate[0], rate[RUNS - 1]);
+		       windows[w], rate[RUNS / 2], rate[0], rate[RUNS - 1]);
 	}
 	PQfinish(c);
 	config_free(cfg);
@@ -397,15 +420,38 @@ bench_outer(const char *self)
 	return 1;
 }
 
+/* A packed CommandRequest into a file, for mosquitto_pub -f. */
+static int
+write_request(const char *file, const char *id, const char *kind, char **meters, size_t n)
+{
+	Ammd__CommandRequest r = AMMD__COMMAND_REQUEST__INIT;
+	uint8_t *buf;
+	size_t len;
+	FILE *f;
+
+	r.request_id = (char *)id;
+	r.kind = (char *)kind;
+	r.meters = meters;
+	r.n_meters = n;
+	r.params_json = "{}";
+	if ((buf = malloc(ammd__command_request__get_packed_size(&r) + 1)) == NULL)
+		die("%s", "out of memory");
+	len = ammd__command_request__pack(&r, buf);
+	if ((f = fopen(file, "wb")) == NULL || fwrite(buf, 1, len, f) != len || fclose(f) != 0)
+		die("%s", file);
+	free(buf);
+	return 0;
+}
+
 static void
 usage(void)
 {
-	fprintf(stderr,
-	    "usage: bench_publish\n"
-	    "       bench_publish --bench DSN HOST PORT\n"
-	    "       bench_publish --check insert DSN PREFIX FROM COUNT [PER_SECOND]\n"
-	    "       bench_publish --check run DSN HOST PORT PREFIX [--until-empty]\n"
-	    "       bench_publish --check verify PREFIX FROM COUNT FILE\n");
+	fprintf(stderr, "usage: bench_publish\n"
+	                "       bench_publish --bench DSN HOST PORT\n"
+	                "       bench_publish --check insert DSN PREFIX FROM COUNT [PER_SECOND]\n"
+	                "       bench_publish --check run DSN HOST PORT PREFIX [--until-empty]\n"
+	                "       bench_publish --check verify PREFIX FROM COUNT FILE\n"
+	                "       bench_publish --check request FILE ID KIND SERIAL...\n");
 	exit(2);
 }
 
@@ -434,7 +480,7 @@ main(int argc, char **argv)
 		bool until = argc == 8 && strcmp(argv[7], "--until-empty") == 0;
 		double secs;
 		log_init(false, LOG_INFO);
-		secs = run(cfg, until, 0, 200);
+		secs = run(cfg, until, 0, 200, false);
 		config_free(cfg);
 		return until && secs < 0 ? 1 : 0;
 	}
@@ -444,6 +490,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return rc;
 	}
+	if (strcmp(argv[2], "request") == 0 && argc >= 7)
+		return write_request(argv[3], argv[4], argv[5], &argv[6], (size_t)(argc - 6));
 	usage();
 	return 2;
 }

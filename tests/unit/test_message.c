@@ -28,10 +28,10 @@ setup(void)
 TestSuite(message, .init = setup);
 
 static const struct message_register regs[] = {
-	{OBIS(1, 0, 1, 8, 0, 255), 1700000000000LL, 12345.678, true, 12345678, -3, "kWh"},
-	{OBIS(1, 0, 2, 8, 0, 255), 1700000000001LL, 4.5, false, 0, 0, "Wh"},
-	{OBIS(1, 0, 32, 7, 0, 255), 1700000000002LL, 230.1, true, 2301, -1, "V"},
-	{OBIS(0, 0, 96, 1, 0, 255), -5, 0, false, 0, 0, NULL},
+    {OBIS(1, 0, 1, 8, 0, 255), 1700000000000LL, 12345.678, true, 12345678, -3, "kWh"},
+    {OBIS(1, 0, 2, 8, 0, 255), 1700000000001LL, 4.5, false, 0, 0, "Wh"},
+    {OBIS(1, 0, 32, 7, 0, 255), 1700000000002LL, 230.1, true, 2301, -1, "V"},
+    {OBIS(0, 0, 96, 1, 0, 255), -5, 0, false, 0, 0, NULL},
 };
 #define NREGS (sizeof(regs) / sizeof(regs[0]))
 
@@ -40,7 +40,7 @@ Test(message, registers_roundtrip)
 	struct message m;
 	Ammd__Registers *d;
 	static const char *const obis[] = {"1-0:1.8.0.255", "1-0:2.8.0.255", "1-0:32.7.0.255",
-	    "0-0:96.1.0.255"};
+	                                   "0-0:96.1.0.255"};
 
 	cr_assert_eq(message_registers(&cfg, "KAM00042", 1700000000500LL, regs, NREGS, &m), 0);
 	cr_assert_str_eq(m.topic, "ammd/v1/meter/KAM00042/registers");
@@ -72,8 +72,9 @@ Test(message, profile_roundtrip)
 	Ammd__ProfileBlock *d;
 
 	for (size_t i = 0; i < 96; i++)
-		iv[i] = (struct message_interval){1700000000000LL + (int64_t)i * 900000, 100.0 + i,
-		    (double)i / 4, 7.25 * i, 0.5, (uint32_t)(i == 40 ? 0x88 : 0)};
+		iv[i] = (struct message_interval){
+		    1700000000000LL + (int64_t)i * 900000, 100.0 + i, (double)i / 4, 7.25 * i, 0.5,
+		    (uint32_t)(i == 40 ? 0x88 : 0)};
 	cr_assert_eq(message_profile(&cfg, "S1", 900, iv, 96, &m), 0);
 	cr_assert_str_eq(m.topic, "ammd/v1/meter/S1/profile");
 	d = ammd__profile_block__unpack(NULL, m.len, m.payload);
@@ -98,8 +99,8 @@ Test(message, events_roundtrip)
 {
 	static const uint8_t data[] = {0x09, 0x02, 0xab, 0xcd};
 	const struct message_event ev[] = {
-		{OBIS(0, 0, 99, 98, 0, 255), 1700000001000LL, 47, "power_down", data, sizeof(data)},
-		{OBIS(0, 0, 99, 98, 2, 255), 1700000002000LL, -1, NULL, NULL, 0},
+	    {OBIS(0, 0, 99, 98, 0, 255), 1700000001000LL, 47, "power_down", data, sizeof(data)},
+	    {OBIS(0, 0, 99, 98, 2, 255), 1700000002000LL, -1, NULL, NULL, 0},
 	};
 	struct message m;
 	Ammd__Events *d;
@@ -126,8 +127,8 @@ Test(message, events_roundtrip)
 
 Test(message, state_roundtrip_retained)
 {
-	const struct message_state st = {true, MESSAGE_BREAKER_READY, true, -12.5, 1700000003000LL,
-	    "timeout", 1700000004000LL};
+	const struct message_state st = {
+	    true, MESSAGE_BREAKER_READY, true, -12.5, 1700000003000LL, "timeout", 1700000004000LL};
 	struct message m;
 	Ammd__MeterState *d;
 
@@ -150,8 +151,14 @@ Test(message, state_roundtrip_retained)
 
 Test(message, command_result_roundtrip)
 {
-	const struct message_command_result r = {98765, "S4", "credit_add", MESSAGE_CMD_SUCCEEDED,
-	    "{\"before\":1,\"after\":11}", "", 1700000005000LL, "req-7"};
+	const struct message_command_result r = {98765,
+	                                         "S4",
+	                                         "credit_add",
+	                                         MESSAGE_CMD_SUCCEEDED,
+	                                         "{\"before\":1,\"after\":11}",
+	                                         "",
+	                                         1700000005000LL,
+	                                         "req-7"};
 	struct message m;
 	Ammd__CommandResult *d;
 
@@ -191,56 +198,62 @@ static void
 expect_json(const struct message *m, const char *want)
 {
 	cr_assert_eq(m->len, strlen(want), "length %zu, want %zu: %.*s", m->len, strlen(want),
-	    (int)m->len, (const char *)m->payload);
+	             (int)m->len, (const char *)m->payload);
 	cr_assert_arr_eq(m->payload, want, m->len, "got %.*s", (int)m->len,
-	    (const char *)m->payload);
+	                 (const char *)m->payload);
 }
 
 Test(message, json_variants)
 {
 	static const uint8_t data[] = {0x01, 0xff};
 	const struct message_interval iv = {1700000000000LL, 1.5, 0, 2, 0.25, 8};
-	const struct message_event ev = {OBIS(0, 0, 99, 98, 1, 255), 1700000001000LL, 40,
-	    "terminal_cover_opened", data, sizeof(data)};
-	const struct message_state st = {false, MESSAGE_BREAKER_DISCONNECTED, false, 99, 0,
-	    "no answer", 1700000002000LL};
-	const struct message_command_result r = {5, "S\"5", "disconnect", MESSAGE_CMD_FAILED, NULL,
-	    "meter refused", 1700000003000LL, NULL};
+	const struct message_event ev = {OBIS(0, 0, 99, 98, 1, 255),
+	                                 1700000001000LL,
+	                                 40,
+	                                 "terminal_cover_opened",
+	                                 data,
+	                                 sizeof(data)};
+	const struct message_state st = {
+	    false, MESSAGE_BREAKER_DISCONNECTED, false, 99, 0, "no answer", 1700000002000LL};
+	const struct message_command_result r = {
+	    5,    "S\"5",          "disconnect",    MESSAGE_CMD_FAILED,
+	    NULL, "meter refused", 1700000003000LL, NULL};
 	struct message m;
 
 	cfg.mqtt.format = CONFIG_FORMAT_JSON;
 	cr_assert_eq(message_registers(&cfg, "J1", 1700000000500LL, regs, 2, &m), 0);
 	expect_json(&m, "{\"meter\":\"J1\",\"read_at\":1700000000500,\"registers\":["
-			"{\"obis\":\"1-0:1.8.0.255\",\"captured_at\":1700000000000,"
-			"\"value\":12345.678,\"has_raw\":true,\"raw\":12345678,\"scaler\":-3,"
-			"\"unit\":\"kWh\"},"
-			"{\"obis\":\"1-0:2.8.0.255\",\"captured_at\":1700000000001,"
-			"\"value\":4.5,\"has_raw\":false,\"unit\":\"Wh\"}]}");
+	                "{\"obis\":\"1-0:1.8.0.255\",\"captured_at\":1700000000000,"
+	                "\"value\":12345.678,\"has_raw\":true,\"raw\":12345678,\"scaler\":-3,"
+	                "\"unit\":\"kWh\"},"
+	                "{\"obis\":\"1-0:2.8.0.255\",\"captured_at\":1700000000001,"
+	                "\"value\":4.5,\"has_raw\":false,\"unit\":\"Wh\"}]}");
 	cr_assert_str_eq(m.topic, "ammd/v1/meter/J1/registers");
 	message_clear(&m);
 
 	cr_assert_eq(message_profile(&cfg, "J1", 900, &iv, 1, &m), 0);
-	expect_json(&m, "{\"meter\":\"J1\",\"period\":900,\"intervals\":[{\"ts\":1700000000000,"
-			"\"a_plus\":1.5,\"a_minus\":0,\"r_plus\":2,\"r_minus\":0.25,\"status\":8}]}");
+	expect_json(&m,
+	            "{\"meter\":\"J1\",\"period\":900,\"intervals\":[{\"ts\":1700000000000,"
+	            "\"a_plus\":1.5,\"a_minus\":0,\"r_plus\":2,\"r_minus\":0.25,\"status\":8}]}");
 	message_clear(&m);
 
 	cr_assert_eq(message_events(&cfg, "J1", &ev, 1, &m), 0);
 	expect_json(&m, "{\"meter\":\"J1\",\"events\":[{\"log\":\"0-0:99.98.1.255\","
-			"\"ts\":1700000001000,\"code\":40,\"name\":\"terminal_cover_opened\","
-			"\"data\":\"01ff\"}]}");
+	                "\"ts\":1700000001000,\"code\":40,\"name\":\"terminal_cover_opened\","
+	                "\"data\":\"01ff\"}]}");
 	message_clear(&m);
 
 	cr_assert_eq(message_state(&cfg, "J1", &st, &m), 0);
 	expect_json(&m, "{\"meter\":\"J1\",\"reachable\":false,\"breaker\":\"disconnected\","
-			"\"has_credit\":false,\"last_read\":0,\"last_error\":\"no answer\","
-			"\"updated_at\":1700000002000}");
+	                "\"has_credit\":false,\"last_read\":0,\"last_error\":\"no answer\","
+	                "\"updated_at\":1700000002000}");
 	cr_assert(m.retain);
 	message_clear(&m);
 
 	cr_assert_eq(message_command_result(&cfg, &r, &m), 0);
 	expect_json(&m, "{\"id\":5,\"meter\":\"S\\\"5\",\"kind\":\"disconnect\","
-			"\"status\":\"failed\",\"result_json\":\"\",\"error\":\"meter refused\","
-			"\"finished_at\":1700000003000,\"request_id\":\"\"}");
+	                "\"status\":\"failed\",\"result_json\":\"\",\"error\":\"meter refused\","
+	                "\"finished_at\":1700000003000,\"request_id\":\"\"}");
 	cr_assert_str_eq(m.topic, "ammd/v1/command/5/result");
 	message_clear(&m);
 }
@@ -253,17 +266,17 @@ struct topic_case {
 };
 
 static const struct topic_case topic_cases[] = {
-	{"KAM00042", true},
-	{"12345678", true},
-	{"with space", true},
-	{"a+b", false},
-	{"a#", false},
-	{"a/b", false},
-	{"", false},
-	{"tab\there", false},
-	{"\x7f", false},
-	{"0123456789012345678901234567890123456789012345678901234567890123", true},  /* 64 */
-	{"01234567890123456789012345678901234567890123456789012345678901234", false}, /* 65 */
+    {"KAM00042", true},
+    {"12345678", true},
+    {"with space", true},
+    {"a+b", false},
+    {"a#", false},
+    {"a/b", false},
+    {"", false},
+    {"tab\there", false},
+    {"\x7f", false},
+    {"0123456789012345678901234567890123456789012345678901234567890123", true},   /* 64 */
+    {"01234567890123456789012345678901234567890123456789012345678901234", false}, /* 65 */
 };
 
 Test(message, topic_safety)
@@ -276,7 +289,7 @@ Test(message, topic_safety)
 		const struct topic_case *c = &topic_cases[i];
 		cr_assert_eq(message_topic_safe(c->serial), c->safe, "%zu: \"%s\"", i, c->serial);
 		cr_assert_eq(message_state(&cfg, c->serial, &st, &m), c->safe ? 0 : METER_EINVAL,
-		    "%zu", i);
+		             "%zu", i);
 		if (c->safe) {
 			snprintf(t, sizeof(t), "ammd/v1/meter/%s/state", c->serial);
 			cr_assert_str_eq(m.topic, t);
@@ -295,8 +308,8 @@ Test(message, prefix_and_request_topic)
 {
 	struct message m;
 	char t[MESSAGE_TOPIC_MAX];
-	const struct message_command_result r = {1, "M", "clock_sync", MESSAGE_CMD_QUEUED, NULL,
-	    NULL, 0, NULL};
+	const struct message_command_result r = {1,    "M", "clock_sync", MESSAGE_CMD_QUEUED, NULL,
+	                                         NULL, 0,   NULL};
 
 	snprintf(cfg.mqtt.prefix, sizeof(cfg.mqtt.prefix), "site/a");
 	cr_assert_eq(message_registers(&cfg, "M", 0, NULL, 0, &m), 0);
@@ -345,13 +358,14 @@ Test(message, ha_discovery)
 	cr_assert_eq(message_ha_config(&cfg, "KAM1", &regs[0], &m), 0);
 	cr_assert_str_eq(m.topic, "homeassistant/sensor/ammd_KAM1_1_0_1_8_0_255/config");
 	cr_assert(m.retain);
-	expect_json(&m, "{\"name\":\"active_energy_import\",\"unique_id\":\"ammd_KAM1_1_0_1_8_0_255\","
-			"\"object_id\":\"ammd_KAM1_1_0_1_8_0_255\","
-			"\"state_topic\":\"ammd/v1/meter/KAM1/ha\","
-			"\"value_template\":\"{{ value_json['1_0_1_8_0_255'] }}\","
-			"\"device_class\":\"energy\",\"state_class\":\"total_increasing\","
-			"\"unit_of_measurement\":\"kWh\",\"device\":{\"identifiers\":[\"KAM1\"],"
-			"\"name\":\"KAM1\",\"manufacturer\":\"ammd\"}}");
+	expect_json(&m,
+	            "{\"name\":\"active_energy_import\",\"unique_id\":\"ammd_KAM1_1_0_1_8_0_255\","
+	            "\"object_id\":\"ammd_KAM1_1_0_1_8_0_255\","
+	            "\"state_topic\":\"ammd/v1/meter/KAM1/ha\","
+	            "\"value_template\":\"{{ value_json['1_0_1_8_0_255'] }}\","
+	            "\"device_class\":\"energy\",\"state_class\":\"total_increasing\","
+	            "\"unit_of_measurement\":\"kWh\",\"device\":{\"identifiers\":[\"KAM1\"],"
+	            "\"name\":\"KAM1\",\"manufacturer\":\"ammd\"}}");
 	message_clear(&m);
 	cr_assert_eq(message_ha_config(&cfg, "KAM1", &regs[2], &m), METER_EINVAL);
 	cr_assert_eq(message_ha_config(&cfg, "KAM 1", &regs[0], &m), METER_EINVAL);
@@ -428,5 +442,5 @@ Test(message, command_request_decode)
 	free(buf);
 	/* Not protobuf at all. */
 	cr_assert_eq(message_command_request_decode((const uint8_t *)"\xff\xff\xff", 3, &q),
-	    METER_EMALFORMED);
+	             METER_EMALFORMED);
 }
