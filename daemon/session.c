@@ -471,8 +471,10 @@ lp_map_columns(struct session *s)
 	for (size_t i = 0; i < s->m.n_lp_cols; i++) {
 		const struct profile_column *c = &s->m.lp_cols[i];
 		const uint8_t *v = c->obis.v;
+		/* A+, A-, R+, R-: per-interval (D = 29) or cumulative (D = 8)
+		 * energies, totals (E = 0) */
 		if ((c->class_id == 3 || c->class_id == 4) && v[0] == 1 && v[2] >= 1 && v[2] <= 4 &&
-		    v[3] == 8 && v[4] == 0)
+		    (v[3] == 8 || v[3] == 29) && v[4] == 0 && s->lp_idx[v[2] - 1] < 0)
 			s->lp_idx[v[2] - 1] = (int)i;
 		else if (!profile_column_is_clock(c) && s->lp_idx[4] < 0 &&
 		    (c->class_id == 1 || v[2] == 96))
@@ -490,10 +492,10 @@ lp_default_layout(struct session_meter *m)
 	} d[] = {
 	    {8, {{0, 0, 1, 0, 0, 255}}},
 	    {1, {{0, 0, 96, 10, 1, 255}}},
-	    {3, {{1, 0, 1, 8, 0, 255}}},
-	    {3, {{1, 0, 2, 8, 0, 255}}},
-	    {3, {{1, 0, 3, 8, 0, 255}}},
-	    {3, {{1, 0, 4, 8, 0, 255}}},
+	    {3, {{1, 0, 1, 29, 0, 255}}},
+	    {3, {{1, 0, 2, 29, 0, 255}}},
+	    {3, {{1, 0, 3, 29, 0, 255}}},
+	    {3, {{1, 0, 4, 29, 0, 255}}},
 	};
 	m->n_lp_cols = sizeof(d) / sizeof(d[0]);
 	for (size_t i = 0; i < m->n_lp_cols; i++) {
@@ -540,7 +542,7 @@ profile_result(struct session *s, const struct dlms_client_event *ev)
 	if (common == 127)
 		common = 0;
 	r = profile_cursor_init(&cur, s->m.lp_cols, s->m.n_lp_cols, ev->data, ev->data_len, &opt);
-	while (r == 0 && (r = profile_next(&cur, row)) == 1) {
+	while (r >= 0 && (r = profile_next(&cur, row)) == 1) {
 		int64_t v[4], status = STORE_NULL;
 		if (!row->has_time)
 			continue;
@@ -580,6 +582,8 @@ profile_result(struct session *s, const struct dlms_client_event *ev)
 	}
 	if (r < 0)
 		session_fail(s, "partial", "load profile: %s", meter_strerror(r));
+	log_meter(LOG_DEBUG, s->m.serial, "load profile: %u of %u rows, %zu bytes", cur.next,
+	    cur.count, ev->data_len);
 	free(row);
 }
 
@@ -674,7 +678,7 @@ billing_result(struct session *s, const struct dlms_client_event *ev)
 			}
 	struct profile_options opt = {session_tz, 0};
 	r = profile_cursor_init(&cur, s->bill_cols, s->n_bill_cols, ev->data, ev->data_len, &opt);
-	while (r == 0 && (r = profile_next(&cur, row)) == 1) {
+	while (r >= 0 && (r = profile_next(&cur, row)) == 1) {
 		if (!row->has_time)
 			continue;
 		for (size_t i = 0; i < s->n_bill_cols; i++) {
@@ -862,6 +866,8 @@ task_start(struct session *s)
 		}
 		if (s->sub >= s->nranges)
 			return false;
+		log_meter(LOG_DEBUG, s->m.serial, "load profile %" PRId64 "..%" PRId64,
+		    s->ranges[s->sub].from, s->ranges[s->sub].to);
 		put_range(s, &OBIS_LP, s->ranges[s->sub].from, s->ranges[s->sub].to);
 		item(s, 7, &OBIS_LP, 2, &s->acc);
 		return session_get(s);
