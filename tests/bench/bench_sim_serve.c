@@ -69,6 +69,7 @@ static ssize_t
 read_to(int fd, uint8_t *p, size_t n, int ms)
 {
 	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	errno = 0;
 	if (poll(&pf, 1, ms) <= 0)
 		return -1;
 	return read(fd, p, n);
@@ -309,7 +310,7 @@ static int
 pump(struct dsess *s, struct mbuf *out, int want, result_fn cb, void *arg, int *err)
 {
 	uint8_t buf[4096];
-	*err = 0;
+	*err = METER_EABORTED; /* when a write fails: the peer is gone */
 	for (;;) {
 		struct dlms_client_event ev;
 		int e;
@@ -322,14 +323,20 @@ pump(struct dsess *s, struct mbuf *out, int want, result_fn cb, void *arg, int *
 				*err = ev.err;
 				return e;
 			}
-			if (e == want)
+			if (e == want) {
+				*err = 0;
 				return e;
+			}
 		}
 		if (flush_out(s, out))
 			return -1;
 		uint32_t ms;
 		dlms_client_timer(&s->c, &ms);
 		ssize_t n = read_to(s->fd, buf, sizeof(buf), ms ? (int)ms : 5000);
+		if (n < 0 && errno == ECONNRESET) {
+			*err = METER_EABORTED;
+			return DLMS_CEV_FAILED;
+		}
 		if (n < 0) {
 			dlms_client_timeout(&s->c, out);
 			continue;
@@ -704,6 +711,7 @@ main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(what, "mbus"))
 		return check_mbus(hp, addr, secondary, fcb_repeat);
 	if (!strcmp(what, "modbus"))

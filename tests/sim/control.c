@@ -227,6 +227,7 @@ run(struct serve *sv, char *line, struct evbuffer *o)
 		for (int i = 1; i < ac && !rc; i++)
 			rc = faults_apply(&sv->faults, av[i], serve_lookup, sv,
 					  err, sizeof(err));
+		dlms_faults_changed(sv);
 		if (rc)
 			evbuffer_add_printf(o, "err %s\n", err);
 		else
@@ -234,7 +235,9 @@ run(struct serve *sv, char *line, struct evbuffer *o)
 	} else if (!strcmp(cmd, "clear")) {
 		char spec[32], err[128];
 		snprintf(spec, sizeof(spec), ac > 1 ? "none@%s" : "none", ac > 1 ? av[1] : "");
-		if (faults_apply(&sv->faults, spec, serve_lookup, sv, err, sizeof(err)))
+		int rc = faults_apply(&sv->faults, spec, serve_lookup, sv, err, sizeof(err));
+		dlms_faults_changed(sv);
+		if (rc)
 			evbuffer_add_printf(o, "err %s\n", err);
 		else
 			evbuffer_add_printf(o, "ok\n");

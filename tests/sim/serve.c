@@ -92,6 +92,7 @@ struct gprs_slot {
 struct dlms_state {
 	struct mlis *lis;
 	uint32_t nlis;
+	struct event *sweep; /* closes / reopens listeners of refusing meters */
 	struct gprs_slot *gprs;
 	uint32_t ngprs;
 	struct sockaddr_storage gprs_addr;
@@ -316,13 +317,15 @@ on_read(struct bufferevent *bev, void *arg)
 	serve_unlock(sv);
 	if (had_request && fault_fire(&sv->faults, c->fs, &c->rng, FAULT_IC_REPLAY) && out.len)
 		c->srv.tx_counter--; /* the next answer repeats this counter */
-	if (out.len && had_request) {
-		if (fault_fire(&sv->faults, c->fs, &c->rng, FAULT_ABORT) ||
-		    fault_fire(&sv->faults, c->fs, &c->rng, FAULT_DROP)) {
-			free(obuf);
-			conn_free(c);
-			return;
-		}
+	if (out.len && had_request &&
+	    (fault_fire(&sv->faults, c->fs, &c->rng, FAULT_ABORT) ||
+	     fault_fire(&sv->faults, c->fs, &c->rng, FAULT_DROP))) {
+		free(obuf);
+		conn_free(c);
+		return;
+	}
+	if (out.len) {
+		/* every answer (AARE included) may be held */
 		uint32_t hold_ms = 0;
 		if (fault_fire(&sv->faults, c->fs, &c->rng, FAULT_STALL)) {
 			hold_ms = c->fs->stall_ms;
@@ -643,6 +646,59 @@ fd_budget(void)
 	return rl.rlim_cur > 2 * FD_RESERVE ? (uint32_t)(rl.rlim_cur - FD_RESERVE) : 64;
 }
 
+static int
+listen_on(struct mlis *ml)
+{
+	struct serve *sv = ml->sv;
+	struct sim_meter m;
+	sim_meter_load(sv->fleet, ml->index, &m);
+	char host[16];
+	uint16_t port;
+	sim_meter_addr(&m, sv->cfg.base_port, host, &port);
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+	inet_pton(AF_INET, host, &sin.sin_addr);
+	ml->l = evconnlistener_new_bind(sv->base, on_accept, ml,
+					LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 8,
+					(struct sockaddr *)&sin, sizeof(sin));
+	if (!ml->l) {
+		fprintf(stderr, "metersim: cannot listen on %s:%u\n", host, port);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A meter that refuses every connection (refuse=1) has no listener, so a
+ * client gets "connection refused" as from a module that is switched off;
+ * the listener comes back when the fault is cleared.  (A refusal with a
+ * probability below 1 resets the accepted connection instead.)
+ */
+static void
+sweep(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dlms_state *ds = arg;
+	for (uint32_t i = 0; i < ds->nlis; i++) {
+		struct mlis *ml = &ds->lis[i];
+		bool refuse = faults_for(&ml->sv->faults, ml->index)->p[FAULT_REFUSE] >= 1;
+		if (refuse && ml->l) {
+			evconnlistener_free(ml->l);
+			ml->l = NULL;
+			__atomic_add_fetch(&ml->sv->faults.fired[FAULT_REFUSE], 1, __ATOMIC_RELAXED);
+		} else if (!refuse && !ml->l) {
+			listen_on(ml);
+		}
+	}
+}
+
+void
+dlms_faults_changed(struct serve *sv)
+{
+	if (sv->dlms && ((struct dlms_state *)sv->dlms)->sweep)
+		sweep(-1, 0, sv->dlms);
+}
+
 int
 dlms_start(struct serve *sv)
 {
@@ -670,29 +726,24 @@ dlms_start(struct serve *sv)
 	if (!ds->lis)
 		return -1;
 	for (uint32_t i = 0; i < n; i++) {
-		struct sim_meter m;
-		uint32_t index = sv->cfg.first + i;
-		sim_meter_load(sv->fleet, index, &m);
-		char host[16];
-		uint16_t port;
-		sim_meter_addr(&m, sv->cfg.base_port, host, &port);
-		struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
-		inet_pton(AF_INET, host, &sin.sin_addr);
 		struct mlis *ml = &ds->lis[i];
-		ml->index = index;
+		ml->index = sv->cfg.first + i;
 		ml->sv = sv;
-		ml->l = evconnlistener_new_bind(sv->base, on_accept, ml,
-						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 8,
-						(struct sockaddr *)&sin, sizeof(sin));
-		if (!ml->l) {
-			fprintf(stderr, "metersim: cannot listen on %s:%u\n", host, port);
-			ds->nlis = i;
-			return -1;
-		}
 		ds->nlis = i + 1;
+		if (faults_for(&sv->faults, ml->index)->p[FAULT_REFUSE] >= 1) {
+			/* refusing from the start: no listener */
+			__atomic_add_fetch(&sv->faults.fired[FAULT_REFUSE], 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		if (listen_on(ml))
+			return -1;
 	}
 	sv->listeners = ds->nlis;
 	sv->served = ds->nlis;
+	ds->sweep = event_new(sv->base, -1, EV_PERSIST, sweep, ds);
+	struct timeval tv = {0, 250000};
+	if (!ds->sweep || event_add(ds->sweep, &tv))
+		return -1;
 	return 0;
 }
 
@@ -706,8 +757,11 @@ dlms_stop(struct serve *sv)
 		ds->open->gprs = false;
 		conn_free(ds->open);
 	}
+	if (ds->sweep)
+		event_free(ds->sweep);
 	for (uint32_t i = 0; i < ds->nlis; i++)
-		evconnlistener_free(ds->lis[i].l);
+		if (ds->lis[i].l)
+			evconnlistener_free(ds->lis[i].l);
 	free(ds->lis);
 	for (uint32_t i = 0; i < ds->ngprs; i++)
 		if (ds->gprs[i].retry)

@@ -92,6 +92,8 @@ void dlms_stop(struct serve *sv);
 /* Push a DataNotification from meter index over its GPRS connection;
  * 0 or METER_ESTATE (not connected). */
 int dlms_push(struct serve *sv, uint32_t index);
+/* Faults were changed: open or close the listeners of refusing meters now. */
+void dlms_faults_changed(struct serve *sv);
 /* Connections open now. */
 uint32_t dlms_open_connections(const struct serve *sv);
 
