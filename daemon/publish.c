@@ -740,6 +740,7 @@ static void
 db_result(struct publish *p, PGresult *res)
 {
 	ExecStatusType s = PQresultStatus(res);
+	size_t n;
 
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
 		log_warnx("mqtt: outbox statement failed: %s", PQresultErrorMessage(res));
@@ -764,7 +765,13 @@ db_result(struct publish *p, PGresult *res)
 		db_read_result(p, res);
 		break;
 	case OP_DELETE:
-		p->st.deleted += win_remove(p, SLOT_DELETING);
+		n = win_remove(p, SLOT_DELETING);
+		p->st.deleted += n;
+		/* Keep the gauge moving between counts. */
+		if (p->st.depth > 0) {
+			p->st.depth = p->st.depth > (int64_t)n ? p->st.depth - (int64_t)n : 0;
+			metric_set(p->mx_depth, (double)p->st.depth);
+		}
 		p->ndelete = 0;
 		set_gauges(p);
 		break;
