@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "scheduler.h"
+#include "command.h"
 
 /* Start order; reload follows it, drain and stop run backwards. */
 static const struct ammd_module *const modules[] = {
@@ -32,6 +33,7 @@ static const struct ammd_module *const modules[] = {
 	&store_module,
 	&publish_module,
 	&scheduler_module,
+	&command_module,
 	/* store, publisher, scheduler and drivers are added here */
 };
 

@@ -120,9 +120,12 @@ END $$;
 -- Claims up to `n` due commands for `instance`.  kinds[i] belongs to cap
 -- group groups[i] whose per-minute cap is caps[i] (0: the kind is not run
 -- at all); kinds not listed are left alone.  meters: only those meters
--- (NULL: any).  Returns the claimed rows.
+-- (NULL: any); transports: only meters of these transports (NULL: any):
+-- ammd claims for always-on meters at once and for GPRS meters when they
+-- connect.  Returns the claimed rows.
 CREATE FUNCTION ammd_command_claim(instance text, kinds text[], groups text[], caps integer[],
-	n integer, lease interval DEFAULT '5 minutes', meters integer[] DEFAULT NULL)
+	n integer, lease interval DEFAULT '5 minutes', meters integer[] DEFAULT NULL,
+	transports text[] DEFAULT NULL)
 	RETURNS SETOF command LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 DECLARE
 	g record;
@@ -151,6 +154,8 @@ BEGIN
 			WHERE q.state = 'queued' AND q.kind = ANY (g.ks)
 			  AND q.not_before <= now() AND q.expires_at > now()
 			  AND (meters IS NULL OR q.meter_id = ANY (meters))
+			  AND (transports IS NULL OR EXISTS (SELECT FROM meter mt
+				WHERE mt.id = q.meter_id AND mt.transport = ANY (transports)))
 			  AND NOT EXISTS (SELECT FROM command o WHERE o.meter_id = q.meter_id
 				AND (o.state = 'running' OR (o.state = 'queued' AND o.id < q.id
 				     AND o.expires_at > now())))
@@ -182,10 +187,10 @@ SELECT kind,
 FROM command GROUP BY kind;
 
 REVOKE EXECUTE ON FUNCTION ammd_command_submit(text[], text, jsonb, timestamptz, text, smallint, text, text) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION ammd_command_claim(text, text[], text[], integer[], integer, interval, integer[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION ammd_command_claim(text, text[], text[], integer[], integer, interval, integer[], text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ammd_command_renew(text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ammd_command_submit(text[], text, jsonb, timestamptz, text, smallint, text, text)
 	TO ammd, ammd_operator;
-GRANT EXECUTE ON FUNCTION ammd_command_claim(text, text[], text[], integer[], integer, interval, integer[]),
+GRANT EXECUTE ON FUNCTION ammd_command_claim(text, text[], text[], integer[], integer, interval, integer[], text[]),
 	ammd_command_renew(text, interval) TO ammd;
 GRANT SELECT ON command_rate TO ammd, ammd_operator, ammd_reader;
