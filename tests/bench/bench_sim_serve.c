@@ -12,6 +12,8 @@
  *
  *   --check mbus HOST:PORT (--addr N | --secondary SERIAL) [--fcb-repeat]
  *   --check modbus HOST:PORT --unit U --map FILE
+ *   --check gprs HOST:PORT ... (as dlms, but listens there for a GPRS meter;
+ *           --ops push: expect its DataNotification first)
  *   --check dlms HOST:PORT [--hdlc] [--security none|lls|hls-gmac --client N
  *           --password P --ek HEX --ak HEX] [--profile FROM TO] [--at T]
  *           [--ic N] [--ops list]
@@ -22,7 +24,9 @@
  */
 #include <errno.h>
 #include <modbus/modbus.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -449,6 +453,17 @@ on_profile(void *arg, const struct dlms_client_event *ev)
 }
 
 static void
+print_ldn(void *arg, const struct dlms_client_event *ev)
+{
+	(void)arg;
+	struct axdr_node n[2];
+	size_t nn;
+	if (!ev->err && axdr_decode(ev->data, ev->data_len, n, 2, &nn) > 0 &&
+	    n[0].tag == AXDR_OCTET_STRING && n[0].len == 11)
+		printf("meter,%.8s\n", (const char *)n[0].ptr + 3);
+}
+
+static void
 on_any(void *arg, const struct dlms_client_event *ev)
 {
 	const char *what = arg;
@@ -459,13 +474,47 @@ on_any(void *arg, const struct dlms_client_event *ev)
 		printf("result,%s,ok\n", what);
 }
 
+static int gprs_fd = -1; /* a meter that connected to us (GPRS) */
+
+/* Wait for a GPRS meter to connect to 127.0.0.1:port; print the push it
+ * sends first, if any (a DataNotification in a wrapper PDU). */
+static int
+gprs_accept(const char *port, bool want_push)
+{
+	int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (ls < 0 || bind(ls, (struct sockaddr *)&sin, sizeof(sin)) || listen(ls, 16)) {
+		printf("error,listen,%s\n", strerror(errno));
+		return -1;
+	}
+	struct pollfd pf = {.fd = ls, .events = POLLIN};
+	if (poll(&pf, 1, 10000) <= 0) {
+		printf("error,gprs,no meter connected\n");
+		return -1;
+	}
+	gprs_fd = accept(ls, NULL, NULL);
+	close(ls);
+	printf("gprs,connected\n");
+	if (want_push) {
+		uint8_t b[512];
+		ssize_t n = read_to(gprs_fd, b, sizeof(b), 5000);
+		if (n >= 9 && b[0] == 0 && b[1] == 1 && b[8] == XDLMS_TAG_DATA_NOTIFICATION)
+			printf("push,data-notification,%zd bytes\n", n);
+		else
+			printf("error,push,none\n");
+	}
+	return 0;
+}
+
 static int
 check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *pw, const char *ek,
 	   const char *ak, int64_t pfrom, int64_t pto, long ic, const char *ops)
 {
 	struct dsess *s = calloc(1, sizeof(*s));
 	s->data = malloc(600000);
-	s->fd = tcp_connect(hp);
+	s->fd = gprs_fd >= 0 ? gprs_fd : tcp_connect(hp);
 	if (s->fd < 0) {
 		if (errno == ECONNREFUSED)
 			printf("error,connect,refused\n");
@@ -516,6 +565,15 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 	struct dlms_get_item clk = {.desc = {8, OBIS(0, 0, 1, 0, 0, 255), 2}};
 	int64_t clock_utc = 0;
 	struct cosem_tz tz = COSEM_TZ_CPH;
+	if (ops && strstr(ops, "ldn")) {
+		struct dlms_get_item it = {.desc = {1, OBIS(0, 0, 42, 0, 0, 255), 2}};
+		if (dlms_client_get(&s->c, &out, &it, 1) ||
+		    pump(s, &out, DLMS_CEV_RESULT, print_ldn, NULL, &err) != DLMS_CEV_RESULT ||
+		    pump(s, &out, DLMS_CEV_DONE, NULL, NULL, &err) != DLMS_CEV_DONE) {
+			printf("error,ldn,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
 	if (!ops || strstr(ops, "registers")) {
 		struct dlms_get_item items[NREG];
 		for (size_t i = 0; i < NREG; i++) {
@@ -639,9 +697,11 @@ bench(void)
 	}
 	printf("metersim serve, 100,000 meters: start-up time and RSS as it reports them\n");
 	int rc = 0;
-	rc |= bench_one(ms, "mbus", "--base-port 30000");
+	rc |= bench_one(ms, "mbus", "--base-port 20000");
 	rc |= bench_one(ms, "tcpip", "--loopback");
-	rc |= bench_one(ms, "tcpip", "--base-port 40000 --max-listeners 20000");
+	/* consecutive ports stay below the ephemeral range (32768 on) */
+	rc |= bench_one(ms, "tcpip", "--base-port 12000 --max-listeners 19000");
+	rc |= bench_one(ms, "modbus", "--base-port 21000");
 	rc |= bench_one(ms, "gprs", "--gprs-connect 127.0.0.1:9 --gprs-max 1000");
 	return rc;
 }
@@ -716,6 +776,13 @@ main(int argc, char **argv)
 		return check_mbus(hp, addr, secondary, fcb_repeat);
 	if (!strcmp(what, "modbus"))
 		return check_modbus(hp, unit, map);
+	if (!strcmp(what, "gprs")) {
+		/* HOST:PORT is where we listen; the meter connects to it */
+		const char *c = strrchr(hp, ':');
+		if (!c || gprs_accept(c + 1, ops && strstr(ops, "push")))
+			return 1;
+		what = "dlms";
+	}
 	if (!strcmp(what, "dlms"))
 		return check_dlms(hp, hdlc, sec, client, pw, ek, ak, pfrom, pto, ic, ops);
 	fprintf(stderr, "bench_sim_serve: unknown check %s\n", what);
