@@ -28,6 +28,7 @@
 #include "message.h"
 #include "meter_error.h"
 #include "metrics.h"
+#include "publish.h"
 
 #define CQ_TICK_MS	   1000
 #define CQ_MAX_PARAMS	   9
@@ -670,6 +671,70 @@ cq_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ---- MQTT command/request ------------------------------------------------------------------ */
+
+static const char submit_sql[] =
+    "SELECT count(*) FILTER (WHERE NOT merged) FROM ammd_command_submit($1::text[], $2, $3::jsonb, "
+    "  CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0) END, $5, $6::smallint, "
+    "  $7, NULLIF($8, ''))";
+
+static void
+submit_done(struct command_queue *q, PGresult *res, void *arg)
+{
+	char *what = arg;
+	(void)q;
+	if (res != NULL)
+		log_info("commands: MQTT request %s queued %s new command(s)", what,
+		    PQgetvalue(res, 0, 0));
+	else
+		log_warnx("commands: MQTT request %s refused by the database", what);
+	free(what);
+}
+
+/*
+ * An inbound CommandRequest.  MQTT 3.1.1 does not tell a subscriber who
+ * published, so the broker's ACL must restrict who may write the request
+ * topic; the audit records "mqtt:<request id>".  Requests with bad
+ * parameters are refused here, before anything is queued.
+ */
+static void
+cq_mqtt_request(const struct message_command_request *req, void *arg)
+{
+	struct command_queue *q = arg;
+	struct cmdk_params p;
+	char err[256], exp[24], prio[8], by[160];
+	int kind = cmdk_by_name(req->kind);
+	struct { char *p; size_t len; } arr = {0};
+	FILE *f;
+
+	if (kind < 0) {
+		log_warnx("commands: MQTT request %s: unknown kind '%s'", req->request_id, req->kind);
+		return;
+	}
+	if (cmdk_parse(kind, req->params_json, (int64_t)time(NULL), &p, err, sizeof(err)) != 0) {
+		log_warnx("commands: MQTT request %s: %s", req->request_id, err);
+		return;
+	}
+	if ((f = open_memstream(&arr.p, &arr.len)) == NULL)
+		return;
+	fputc('{', f);
+	for (size_t i = 0; i < req->nmeters; i++)
+		fprintf(f, "%s\"%s\"", i ? "," : "", req->meters[i]); /* topic-safe serials */
+	fputc('}', f);
+	fclose(f);
+	const char *key = req->idempotency_key && *req->idempotency_key ? req->idempotency_key
+									 : cmdk_idempotency_key(&p);
+	snprintf(exp, sizeof(exp), "%lld",
+	    (long long)(req->expires_at > 0 ? req->expires_at
+					    : now_ms() + (int64_t)q->d->cfg->commands.default_expiry_s * 1000));
+	snprintf(prio, sizeof(prio), "%d", req->priority);
+	snprintf(by, sizeof(by), "mqtt:%s", req->request_id ? req->request_id : "");
+	const char *params[8] = {arr.p, req->kind, req->params_json && *req->params_json ? req->params_json : "{}",
+	    exp, key, prio, by, req->request_id ? req->request_id : ""};
+	cq_query(q, submit_sql, 8, params, submit_done, strdup(by));
+	free(arr.p);
+}
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static int
@@ -694,6 +759,8 @@ command_start(struct ammd *d)
 		return -1;
 	}
 	(void)cq_connect(q); /* retried from the tick when the database is down */
+	if (d->publish != NULL)
+		publish_set_command_handler(d->publish, cq_mqtt_request, q);
 	the_queue = q;
 	return 0;
 }
@@ -727,9 +794,10 @@ static void
 command_stop(struct ammd *d)
 {
 	struct command_queue *q = the_queue;
-	(void)d;
 	if (q == NULL)
 		return;
+	if (d->publish != NULL)
+		publish_set_command_handler(d->publish, NULL, NULL);
 	while (q->waiting) {
 		struct command_job *j = q->waiting;
 		q->waiting = j->next;
