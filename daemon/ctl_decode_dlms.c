@@ -417,6 +417,18 @@ write_ciphered(struct json *j, const struct dlms_ciphered *c)
 		json_hex(j, "tag", c->body + c->body_len - DLMS_GCM_TAG_LEN, DLMS_GCM_TAG_LEN);
 }
 
+/* The 24-bit conformance block as a number and as hex, the way the Green
+ * Book and meter documentation print it. */
+static void
+write_conformance(struct json *j, uint32_t conf)
+{
+	char hex[16];
+
+	json_uint(j, "conformance", conf);
+	snprintf(hex, sizeof hex, "0x%06x", conf);
+	json_str(j, "conformance_hex", hex);
+}
+
 static void
 write_user_info(struct json *j, const struct acse_user_info *u)
 {
@@ -436,7 +448,7 @@ write_user_info(struct json *j, const struct acse_user_info *u)
 		if (u->u.req.proposed_qos >= 0)
 			json_int(j, "proposed_qos", u->u.req.proposed_qos);
 		json_uint(j, "dlms_version", u->u.req.dlms_version);
-		json_uint(j, "conformance", u->u.req.conformance);
+		write_conformance(j, u->u.req.conformance);
 		n = acse_conformance_names(u->u.req.conformance, conf, 24);
 		json_arr_begin(j, "conformance_names");
 		for (size_t k = 0; k < n && k < 24; k++)
@@ -449,7 +461,7 @@ write_user_info(struct json *j, const struct acse_user_info *u)
 		if (u->u.resp.negotiated_qos >= 0)
 			json_int(j, "negotiated_qos", u->u.resp.negotiated_qos);
 		json_uint(j, "dlms_version", u->u.resp.dlms_version);
-		json_uint(j, "conformance", u->u.resp.conformance);
+		write_conformance(j, u->u.resp.conformance);
 		n = acse_conformance_names(u->u.resp.conformance, conf, 24);
 		json_arr_begin(j, "conformance_names");
 		for (size_t k = 0; k < n && k < 24; k++)

@@ -59,7 +59,7 @@ static const struct {
 	  "\"obis\": \"1-0:99.1.0.255\"", "\"name\": \"load_profile\"", "\"kind\": \"range\""}},
 	{"dlms", "aare-accepted-gb", 0,
 	 {"\"apdu\": \"AARE\"", "\"result\": \"accepted\"", "\"apdu\": \"initiate-response\"",
-	  "\"max_pdu\": 500", "\"selective-access\""}},
+	  "\"max_pdu\": 500", "\"conformance_hex\": \"0x00501f\"", "\"selective-access\""}},
 	{"dlms", "cipher-glo-get-request-sc30", 0,
 	 {"\"apdu\": \"glo-get-request\"", "\"ciphered\": true", "\"hex\": \"0x30\"",
 	  "\"encryption\": true", "\"invocation_counter\": 19088743"}},
