@@ -34,6 +34,29 @@ expect_match "after the hang-up a meter connects again" '^meter,[0-9]{8}' "$(cat
 expect_match "connections counted" '^connections=([2-9]|[1-9][0-9])' "$(sim_ctl counters)"
 sim_stop gprs
 
+# a push on an alarm: the breaker opens while the meter is connected
+port=$(sim_base_port 1)
+out=$(METERSIM="$METERSIM" CTL="$SIM_WORK/alarm.sock" PORT=$port timeout 30 python3 -c '
+import os, socket, subprocess, time
+ms, ctl, port = os.environ["METERSIM"], os.environ["CTL"], int(os.environ["PORT"])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port)); ls.listen(4)
+p = subprocess.Popen([ms, "serve", "--seed", "7", "--count", "1", "--gprs-connect",
+    "127.0.0.1:%d" % port, "--push", "--speed", "0", "--start", "2024-03-01T12:00:00Z",
+    "--control", ctl], stdout=subprocess.DEVNULL)
+try:
+    c, _ = ls.accept(); c.settimeout(5)
+    d = c.recv(512); print("connect-push", d[8] == 0x0f)
+    time.sleep(0.3)
+    serial = subprocess.run([ms, "ctl", ctl, "list"], capture_output=True, text=True).stdout.split()[0]
+    subprocess.run([ms, "ctl", ctl, "set", serial, "breaker", "disconnect"], check=True)
+    d = c.recv(512); print("alarm-push", len(d) > 8 and d[8] == 0x0f)
+finally:
+    p.terminate(); p.wait()
+')
+expect_match "push on connect" '^connect-push True' "$out"
+expect_match "push when the breaker opens (alarm register changed)" '^alarm-push True' "$out"
+
 # daylight saving: 2024-03-31 01:00Z is 02:00 CET -> 03:00 CEST; start a
 # five minutes before at 120 simulated seconds per second
 base=$(sim_base_port 1)

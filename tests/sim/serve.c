@@ -69,6 +69,7 @@ struct dconn {
 	struct cosem_ctx ctx;
 	struct dlms_server_policy pol;
 	struct dlms_server srv;
+	uint32_t alarms; /* last alarm register seen (GPRS pushes on change) */
 	uint8_t *mem;  /* rx, tx, work */
 	uint8_t *data; /* DATA_CAP */
 	uint8_t *held; /* delayed answer */
@@ -95,6 +96,7 @@ struct dlms_state {
 	struct event *sweep; /* closes / reopens listeners of refusing meters */
 	struct gprs_slot *gprs;
 	uint32_t ngprs;
+	struct event *alarm_tick; /* GPRS: push when a meter's alarms change */
 	struct sockaddr_storage gprs_addr;
 	int gprs_addrlen;
 	struct dconn *open;
@@ -541,8 +543,17 @@ gprs_event(struct bufferevent *bev, short what, void *arg)
 			gprs_schedule(g, false);
 			return;
 		}
-		if (sv->cfg.push)
+		if (sv->cfg.push) {
+			struct sim_meter m;
+			serve_lock(sv);
+			sim_meter_load(sv->fleet, g->index, &m);
+			int64_t t = serve_now(sv);
+			if (t < m.installed)
+				t = m.installed;
+			g->c->alarms = cosem_alarms(&m, t);
+			serve_unlock(sv);
 			push_raw(g->c);
+		}
 		return;
 	}
 	/* connect failed */
@@ -591,6 +602,34 @@ gprs_schedule(struct gprs_slot *g, bool soon)
 	evtimer_add(g->retry, &tv);
 }
 
+/* Once a second: a connected GPRS meter whose alarm register changed
+ * (breaker opened, credit low, limiter trip) pushes. */
+static void
+alarm_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct serve *sv = arg;
+	struct dlms_state *ds = sv->dlms;
+	for (struct dconn *c = ds->open; c; c = c->next) {
+		if (!c->gprs || c->closing || c->held)
+			continue;
+		struct sim_meter m;
+		serve_lock(sv);
+		sim_meter_load(sv->fleet, c->index, &m);
+		int64_t t = serve_now(sv);
+		if (t < m.installed)
+			t = m.installed;
+		dev_advance(&m, t);
+		uint32_t a = cosem_alarms(&m, t);
+		serve_unlock(sv);
+		if (a != c->alarms) {
+			c->alarms = a;
+			push_raw(c);
+		}
+	}
+}
+
 static int
 gprs_start(struct serve *sv, struct dlms_state *ds)
 {
@@ -629,6 +668,12 @@ gprs_start(struct serve *sv, struct dlms_state *ds)
 		gprs_schedule(g, true);
 	}
 	sv->served = n;
+	if (sv->cfg.push) {
+		ds->alarm_tick = event_new(sv->base, -1, EV_PERSIST, alarm_tick, sv);
+		struct timeval tv = {1, 0};
+		if (!ds->alarm_tick || event_add(ds->alarm_tick, &tv))
+			return -1;
+	}
 	return 0;
 }
 
@@ -759,6 +804,8 @@ dlms_stop(struct serve *sv)
 	}
 	if (ds->sweep)
 		event_free(ds->sweep);
+	if (ds->alarm_tick)
+		event_free(ds->alarm_tick);
 	for (uint32_t i = 0; i < ds->nlis; i++)
 		if (ds->lis[i].l)
 			evconnlistener_free(ds->lis[i].l);
