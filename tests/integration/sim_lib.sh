@@ -18,6 +18,7 @@ sim_start() {
 	local name=$1
 	shift
 	local ctl=$SIM_WORK/$name.sock log=$SIM_WORK/$name.log
+	: >"$log"
 	"$METERSIM" serve --control "$ctl" "$@" >"$log" 2>&1 &
 	local pid=$!
 	eval "SIM_PID_$name=$pid"
