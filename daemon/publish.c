@@ -75,6 +75,7 @@ struct publish {
 	char password[CONFIG_STR_MAX];
 	bool started, draining;
 	bool lib_init; /* mosquitto_lib_init() done, cleanup owed */
+	bool tls;
 
 	/* broker */
 	struct mosquitto *mosq;
@@ -339,9 +340,18 @@ mqtt_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct publish *p = arg;
 
+	int rc = MOSQ_ERR_SUCCESS;
+
 	(void)fd;
 	(void)what;
-	mqtt_after(p, mosquitto_loop_write(p->mosq, 1), "write");
+	/* While a TLS handshake is under way only loop_read advances it,
+	 * whichever way the socket is waiting; loop_write would do nothing
+	 * and the write event would fire again at once. */
+	if (p->mstate == MQTT_CONNECTING && p->tls)
+		rc = mosquitto_loop_read(p->mosq, 1);
+	if (rc == MOSQ_ERR_SUCCESS && !p->mqtt_dead)
+		rc = mosquitto_loop_write(p->mosq, 1);
+	mqtt_after(p, rc, "write");
 }
 
 static void
@@ -443,6 +453,7 @@ mqtt_setup(struct publish *p)
 			log_warnx("mqtt: TLS setup: %s", mosquitto_strerror(rc));
 			return -1;
 		}
+		p->tls = true;
 	}
 	return 0;
 }

@@ -24,6 +24,9 @@
  *	a packed CommandRequest into FILE, for mosquitto_pub -f; `run` logs
  *	every request it receives on <prefix>/command/request.
  *
+ * $BENCH_PUBLISH_MQTT, when set, is appended to the [mqtt] section of the
+ * config (e.g. "tls_ca = ca.pem" or "username = u").
+ *
  * Message i is a Registers message of meter "T<i>" read at i ms with three
  * registers whose values derive from i, so a received payload names the
  * row it came from and can be rebuilt and compared exactly.
@@ -78,8 +81,9 @@ make_config(const char *dsn, const char *host, const char *port, const char *pre
 	if (diag == NULL ||
 	    asprintf(&text,
 	             "[database]\ndsn = %s\n[mqtt]\nenabled = yes\nhost = %s\nport = %s\n"
-	             "prefix = %s\nclient_id = bench-publish-%d\n",
-	             dsn, host, port, prefix, (int)getpid()) < 0)
+	             "prefix = %s\nclient_id = bench-publish-%d\n%s\n",
+	             dsn, host, port, prefix, (int)getpid(),
+	             getenv("BENCH_PUBLISH_MQTT") != NULL ? getenv("BENCH_PUBLISH_MQTT") : "") < 0)
 		die("%s", "out of memory");
 	if ((c = config_parse_string(text, "bench", diag)) == NULL) {
 		fprintf(stderr, "%s\n", diag->n > 0 ? diag->err[0].msg : "?");

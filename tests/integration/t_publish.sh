@@ -14,6 +14,8 @@
 #      outbox ends empty, SIGTERM drains and exits 0.
 #   3. A CommandRequest published on <prefix>/command/request reaches the
 #      registered handler; a malformed one is refused with a log line.
+#   4. Over TLS (a throwaway CA) with a username and the password read from
+#      password_file: every message arrives; a wrong password is reported.
 #
 # `t_publish.sh --bench DRIVER` provides the same services to `bench_publish
 # --bench` (what `make bench` runs).
@@ -187,4 +189,54 @@ expect_match "a CommandRequest reaches the handler" \
 	"command request req-42: disconnect for KAM1 KAM2" "$(cat "$B_DIR/pub4.log")"
 expect_match "a malformed request is refused with a log line" \
 	"ignoring a request that is no valid CommandRequest" "$(cat "$B_DIR/pub4.log")"
+
+# ---- 4: TLS and a password from password_file ----------------------------------------
+
+T=$B_DIR/tls
+mkdir -p "$T" || fail "mkdir"
+(cd "$T" &&
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+		-subj /CN=ammd-test-ca &&
+	openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 &&
+	printf 'subjectAltName=IP:127.0.0.1\n' >ext &&
+	openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem \
+		-days 2 -extfile ext) >/dev/null 2>&1 || fail "openssl"
+mosquitto_passwd -c -b "$T/passwd" ammd 's3cret word' || fail "mosquitto_passwd"
+printf 's3cret word\n' >"$T/ammd.pw"
+chmod 600 "$T/ammd.pw"
+[ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1 && chown mosquitto: "$T/srv.key" "$T/passwd"
+T_PORT=$(free_port)
+cat >"$T/mosquitto.conf" <<END
+listener $T_PORT 127.0.0.1
+cafile $T/ca.pem
+certfile $T/srv.pem
+keyfile $T/srv.key
+allow_anonymous false
+password_file $T/passwd
+persistence false
+END
+"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$T/mosquitto.conf" >"$T/log" 2>&1 &
+lib_cleanup_add kill $!
+wait_port "$T_PORT" 20 || { cat "$T/log" >&2; fail "TLS mosquitto did not start"; }
+: >"$out"
+mosquitto_sub -h 127.0.0.1 -p "$T_PORT" --cafile "$T/ca.pem" -u ammd -P 's3cret word' -q 1 \
+	-t "$prefix/#" -F '%t %x' >>"$out" 2>>"$B_DIR/sub.log" &
+sub_pid=$!
+sleep 0.5
+"$DRV" --check insert "$dsn" "$prefix" 5000 100 || fail "insert"
+BENCH_PUBLISH_MQTT="tls_ca = $T/ca.pem
+username = ammd
+password_file = $T/ammd.pw" timeout 60 "$DRV" --check run "$dsn" 127.0.0.1 "$T_PORT" "$prefix" \
+	--until-empty 2>"$B_DIR/pub5.log" || { cat "$B_DIR/pub5.log" >&2; fail "publish over TLS"; }
+until_verified 5000 100 20 || fail "messages missing over TLS"
+expect_match "over TLS with a user and password_file every message arrives" \
+	"^distinct 100 total 100 bad 0 missing 0" "$(cat "$B_DIR/verify.txt")"
+printf 'wrong\n' >"$T/bad.pw"
+BENCH_PUBLISH_MQTT="tls_ca = $T/ca.pem
+username = ammd
+password_file = $T/bad.pw" timeout 3 "$DRV" --check run "$dsn" 127.0.0.1 "$T_PORT" "$prefix" \
+	2>"$B_DIR/pub6.log"
+expect_match "a wrong password is reported" "refused the connection: .*not authori[sz]ed" \
+	"$(cat "$B_DIR/pub6.log")"
+sub_stop
 exit 0
