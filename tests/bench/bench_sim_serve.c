@@ -88,7 +88,7 @@ iso_utc(int64_t t, char buf[32])
 	int64_t s = t - days * 86400;
 	cosem_civil_from_days(days, &y, &mo, &d);
 	snprintf(buf, 32, "%04d-%02u-%02uT%02d:%02d:%02dZ", y, mo, d, (int)(s / 3600),
-		 (int)(s / 60 % 60), (int)(s % 60));
+	         (int)(s / 60 % 60), (int)(s % 60));
 	return buf;
 }
 
@@ -150,7 +150,8 @@ check_mbus(const char *hp, int addr, const char *secondary, bool fcb_repeat)
 		mbus_encode_select(&b, &sel);
 		if (mbus_exchange(fd, req, b.len, resp, sizeof(resp), &got) || got != 1 ||
 		    resp[0] != MBUS_ACK) {
-			printf("error,select,%s\n", got ? "garbled answer (collision)" : "no answer");
+			printf("error,select,%s\n",
+			       got ? "garbled answer (collision)" : "no answer");
 			close(fd);
 			return 1;
 		}
@@ -219,9 +220,9 @@ check_mbus(const char *hp, int addr, const char *secondary, bool fcb_repeat)
 			char ob[OBIS_STRLEN];
 			struct obis o = OBIS(1, 0, 1, 8, (uint8_t)r.tariff, 255);
 			put_reg(obis_format(&o, ob), (long long)r.value, "Wh");
-		}
-		else if (!strcmp(r.info.unit, "W"))
-			printf("%s,%lld\n", r.function == MBUS_FN_MAX ? "peak_w" : "power_w", (long long)r.value);
+		} else if (!strcmp(r.info.unit, "W"))
+			printf("%s,%lld\n", r.function == MBUS_FN_MAX ? "peak_w" : "power_w",
+			       (long long)r.value);
 		else if (!strcmp(r.info.unit, "V"))
 			printf("voltage_dv_%u,%lld\n", r.subunit, (long long)r.ival);
 		else if (!strcmp(r.info.unit, "A"))
@@ -388,10 +389,10 @@ struct reg_item {
 };
 
 static const struct reg_item reg_items[] = {
-	{"1-0:1.8.0.255", "Wh"},   {"1-0:1.8.1.255", "Wh"},   {"1-0:1.8.2.255", "Wh"},
-	{"1-0:1.8.3.255", "Wh"},   {"1-0:1.8.4.255", "Wh"},   {"1-0:1.8.5.255", "Wh"},
-	{"1-0:1.8.6.255", "Wh"},   {"1-0:1.8.7.255", "Wh"},   {"1-0:1.8.8.255", "Wh"},
-	{"1-0:2.8.0.255", "Wh"},   {"1-0:3.8.0.255", "varh"}, {"1-0:4.8.0.255", "varh"},
+    {"1-0:1.8.0.255", "Wh"}, {"1-0:1.8.1.255", "Wh"},   {"1-0:1.8.2.255", "Wh"},
+    {"1-0:1.8.3.255", "Wh"}, {"1-0:1.8.4.255", "Wh"},   {"1-0:1.8.5.255", "Wh"},
+    {"1-0:1.8.6.255", "Wh"}, {"1-0:1.8.7.255", "Wh"},   {"1-0:1.8.8.255", "Wh"},
+    {"1-0:2.8.0.255", "Wh"}, {"1-0:3.8.0.255", "varh"}, {"1-0:4.8.0.255", "varh"},
 };
 #define NREG (sizeof(reg_items) / sizeof(reg_items[0]))
 
@@ -483,8 +484,9 @@ gprs_accept(const char *port, bool want_push)
 {
 	int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons((uint16_t)atoi(port)),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (ls < 0 || bind(ls, (struct sockaddr *)&sin, sizeof(sin)) || listen(ls, 16)) {
 		printf("error,listen,%s\n", strerror(errno));
 		return -1;
@@ -510,7 +512,7 @@ gprs_accept(const char *port, bool want_push)
 
 static int
 check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *pw, const char *ek,
-	   const char *ak, int64_t pfrom, int64_t pto, long ic, const char *ops)
+           const char *ak, int64_t pfrom, int64_t pto, long ic, const char *ops)
 {
 	struct dsess *s = calloc(1, sizeof(*s));
 	s->data = malloc(600000);
@@ -545,8 +547,8 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 		}
 	}
 	cfg.tx_counter = 1;
-	cfg.buf = (struct dlms_buffers){s->rx, sizeof(s->rx), s->tx, sizeof(s->tx), s->work,
-					sizeof(s->work), s->data, 600000};
+	cfg.buf = (struct dlms_buffers){s->rx,   sizeof(s->rx),   s->tx,   sizeof(s->tx),
+	                                s->work, sizeof(s->work), s->data, 600000};
 	cfg.timeout_ms = 4000;
 	int rc = dlms_client_init(&s->c, &cfg);
 	if (rc) {
@@ -632,7 +634,8 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 		access.present = true;
 		access.selector = XDLMS_ACCESS_RANGE;
 		access.params = xdlms_data_raw(acc, (uint32_t)ab.len);
-		struct dlms_get_item it = {.desc = {7, OBIS(1, 0, 99, 1, 0, 255), 2}, .access = &access};
+		struct dlms_get_item it = {.desc = {7, OBIS(1, 0, 99, 1, 0, 255), 2},
+		                           .access = &access};
 		struct prof p = {.tz = &tz};
 		if (dlms_client_get(&s->c, &out, &it, 1) ||
 		    pump(s, &out, DLMS_CEV_DONE, on_profile, &p, &err) != DLMS_CEV_DONE) {
@@ -654,9 +657,9 @@ bench_one(const char *metersim, const char *transport, const char *extra)
 {
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd),
-		 "exec %s serve --seed 1 --count 100000 --transport %s --speed 0 "
-		 "--start 2024-03-01T00:00:00Z %s",
-		 metersim, transport, extra);
+	         "exec %s serve --seed 1 --count 100000 --transport %s --speed 0 "
+	         "--start 2024-03-01T00:00:00Z %s",
+	         metersim, transport, extra);
 	int pfd[2];
 	if (pipe(pfd))
 		return 1;
@@ -712,7 +715,8 @@ main(int argc, char **argv)
 	if (argc < 2)
 		return bench();
 	if (strcmp(argv[1], "--check") || argc < 4) {
-		fprintf(stderr, "usage: bench_sim_serve [--check mbus|modbus|dlms HOST:PORT ...]\n");
+		fprintf(stderr,
+		        "usage: bench_sim_serve [--check mbus|modbus|dlms HOST:PORT ...]\n");
 		return 2;
 	}
 	const char *what = argv[2], *hp = argv[3];
@@ -721,7 +725,7 @@ main(int argc, char **argv)
 	const char *secondary = NULL;
 	bool hdlc = false, fcb_repeat = false;
 	const char *map = "meterlib/maps/kamstrup382.map", *sec = "none", *pw = "", *ek = NULL,
-		   *ak = NULL, *ops = NULL;
+	           *ak = NULL, *ops = NULL;
 	int64_t pfrom = 0, pto = 0;
 	for (int i = 4; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -66,16 +66,17 @@ show(struct serve *sv, struct sim_meter *m, int64_t t, struct evbuffer *o)
 	struct sim_instant in;
 	sim_instant(m, t, &in);
 	evbuffer_add_printf(o, "serial=%08u\nindex=%u\ntype=%s\nsecurity=%s\n", m->serial, m->index,
-			    sim_type_name(m->type), sim_sec_name(m->security));
+	                    sim_type_name(m->type), sim_sec_name(m->security));
 	evbuffer_add_printf(o, "time=%lld\ncontrol_state=%u\noutput_state=%d\ncontrol_mode=%u\n",
-			    (long long)t, d->control, d->control == DEV_CONNECTED, d->mode);
-	evbuffer_add_printf(o, "payment=%s\n", d->payment == DEV_PAY_PREPAID ? "prepaid" : "credit");
+	                    (long long)t, d->control, d->control == DEV_CONNECTED, d->mode);
+	evbuffer_add_printf(o, "payment=%s\n",
+	                    d->payment == DEV_PAY_PREPAID ? "prepaid" : "credit");
 	if (d->payment == DEV_PAY_PREPAID)
 		evbuffer_add_printf(o, "credit_wh=%lld\n", (long long)dev_credit(m, t));
 	evbuffer_add_printf(o, "limiter=%u %u %u %u\nemergency=%u\n", d->thr_normal,
-			    d->thr_emergency, d->min_over, d->min_under, d->emergency);
-	evbuffer_add_printf(o, "period=%u\ninvocation_counter=%u\nactive_tariff=%u\n", m->st->period,
-			    m->st->invocation_counter, r.active_tariff);
+	                    d->thr_emergency, d->min_over, d->min_under, d->emergency);
+	evbuffer_add_printf(o, "period=%u\ninvocation_counter=%u\nactive_tariff=%u\n",
+	                    m->st->period, m->st->invocation_counter, r.active_tariff);
 	for (unsigned q = 0; q < SIM_NQ; q++)
 		evbuffer_add_printf(o, "%s=%lld\n", sim_q_name((uint8_t)q), (long long)r.total[q]);
 	evbuffer_add_printf(o, "p_import_w=%d\np_export_w=%d\n", in.p_import, in.p_export);
@@ -109,14 +110,15 @@ set_cmd(struct sim_meter *m, int64_t t, char **av, int ac, struct evbuffer *o)
 		rc = dev_credit_add(m, t, x);
 	} else if (!strcmp(k, "payment")) {
 		rc = dev_set_payment_mode(m, t,
-					  !strcmp(v, "prepaid") ? DEV_PAY_PREPAID : DEV_PAY_CREDIT);
+		                          !strcmp(v, "prepaid") ? DEV_PAY_PREPAID : DEV_PAY_CREDIT);
 	} else if (!strcmp(k, "limiter")) {
 		if (ac < 5) {
 			evbuffer_add_printf(o, "err limiter NORMAL EMERGENCY MIN_OVER MIN_UNDER\n");
 			return -1;
 		}
 		rc = dev_set_limiter(m, t, (uint32_t)x, (uint32_t)strtoul(av[2], NULL, 0),
-				     (uint32_t)strtoul(av[3], NULL, 0), (uint32_t)strtoul(av[4], NULL, 0));
+		                     (uint32_t)strtoul(av[3], NULL, 0),
+		                     (uint32_t)strtoul(av[4], NULL, 0));
 	} else if (!strcmp(k, "emergency")) {
 		rc = dev_set_emergency(m, t, !strcmp(v, "on"));
 	} else if (!strcmp(k, "period")) {
@@ -136,7 +138,9 @@ static void
 counters(struct serve *sv, struct evbuffer *o)
 {
 	const struct serve_counters *c = &sv->cnt;
-#define C(f) evbuffer_add_printf(o, #f "=%llu\n", (unsigned long long)__atomic_load_n(&c->f, __ATOMIC_RELAXED))
+#define C(f)                                                                                       \
+	evbuffer_add_printf(o, #f "=%llu\n",                                                       \
+	                    (unsigned long long)__atomic_load_n(&c->f, __ATOMIC_RELAXED))
 	C(connections);
 	C(refused);
 	C(closed);
@@ -152,11 +156,11 @@ counters(struct serve *sv, struct evbuffer *o)
 	C(pushes);
 #undef C
 	evbuffer_add_printf(o, "open=%u\nlisteners=%u\nserved=%u\n", dlms_open_connections(sv),
-			    sv->listeners, sv->served);
+	                    sv->listeners, sv->served);
 	for (unsigned k = 0; k < FAULT_N; k++)
-		evbuffer_add_printf(o, "fault_%s=%llu\n", fault_name(k),
-				    (unsigned long long)__atomic_load_n(&sv->faults.fired[k],
-									 __ATOMIC_RELAXED));
+		evbuffer_add_printf(
+		    o, "fault_%s=%llu\n", fault_name(k),
+		    (unsigned long long)__atomic_load_n(&sv->faults.fired[k], __ATOMIC_RELAXED));
 }
 
 /* Run one command line; the answer goes to o.  Returns false for quit. */
@@ -189,9 +193,10 @@ run(struct serve *sv, char *line, struct evbuffer *o)
 		uint32_t n = ac > 2 ? (uint32_t)strtoul(av[2], NULL, 10) : 20;
 		for (uint32_t i = first; i < sv->fleet->cfg.count && i - first < n; i++) {
 			sim_meter_load(sv->fleet, i, &m);
-			evbuffer_add_printf(o, "%08u %u %s %s %s\n", m.serial, i, sim_type_name(m.type),
-					    sim_sec_name(m.security),
-					    m.st->dev.control == DEV_CONNECTED ? "connected" : "open");
+			evbuffer_add_printf(o, "%08u %u %s %s %s\n", m.serial, i,
+			                    sim_type_name(m.type), sim_sec_name(m.security),
+			                    m.st->dev.control == DEV_CONNECTED ? "connected"
+			                                                       : "open");
 		}
 		evbuffer_add_printf(o, "ok\n");
 	} else if (!strcmp(cmd, "show") && ac == 2) {
@@ -225,8 +230,7 @@ run(struct serve *sv, char *line, struct evbuffer *o)
 		char err[128] = "";
 		int rc = 0;
 		for (int i = 1; i < ac && !rc; i++)
-			rc = faults_apply(&sv->faults, av[i], serve_lookup, sv,
-					  err, sizeof(err));
+			rc = faults_apply(&sv->faults, av[i], serve_lookup, sv, err, sizeof(err));
 		dlms_faults_changed(sv);
 		if (rc)
 			evbuffer_add_printf(o, "err %s\n", err);
@@ -248,7 +252,7 @@ run(struct serve *sv, char *line, struct evbuffer *o)
 		for (size_t i = 0; i < sv->faults.n; i++) {
 			faults_format(&sv->faults.m[i].set, fb, sizeof(fb));
 			evbuffer_add_printf(o, "%08u %s\n",
-					    sim_fleet_serial(sv->fleet, sv->faults.m[i].index), fb);
+			                    sim_fleet_serial(sv->fleet, sv->faults.m[i].index), fb);
 		}
 		evbuffer_add_printf(o, "ok\n");
 	} else {
@@ -331,7 +335,7 @@ control_start(struct serve *sv, const char *path)
 	unlink(path);
 	c->sv = sv;
 	c->lis = evconnlistener_new_bind(sv->base, on_accept, sv, LEV_OPT_CLOSE_ON_FREE, 8,
-					 (struct sockaddr *)&sun, sizeof(sun));
+	                                 (struct sockaddr *)&sun, sizeof(sun));
 	if (!c->lis) {
 		fprintf(stderr, "metersim: cannot listen on %s\n", path);
 		free(c);

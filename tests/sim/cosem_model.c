@@ -31,14 +31,40 @@
 #include "serve.h"
 #include "xdlms.h"
 
-#define PROFILE_DAYS 40
+#define PROFILE_DAYS   40
 #define BILLING_MONTHS 24
-#define NODES 1024
+#define NODES          1024
 
 enum kind {
-	K_CLOCK = 1, K_LDN, K_SERIAL, K_FW, K_ALN, K_ENERGY, K_DELTA, K_VOLT, K_CURR, K_POWER,
-	K_PTOT, K_PEXP, K_PEAK, K_LP, K_BILLING, K_LOG, K_STATUS, K_EVCODE, K_DISC, K_LIMITER,
-	K_ACCOUNT, K_CREDIT, K_CAL, K_SPECIAL, K_SCRIPTS, K_TARIFF, K_SECSETUP, K_IC, K_ALARM,
+	K_CLOCK = 1,
+	K_LDN,
+	K_SERIAL,
+	K_FW,
+	K_ALN,
+	K_ENERGY,
+	K_DELTA,
+	K_VOLT,
+	K_CURR,
+	K_POWER,
+	K_PTOT,
+	K_PEXP,
+	K_PEAK,
+	K_LP,
+	K_BILLING,
+	K_LOG,
+	K_STATUS,
+	K_EVCODE,
+	K_DISC,
+	K_LIMITER,
+	K_ACCOUNT,
+	K_CREDIT,
+	K_CAL,
+	K_SPECIAL,
+	K_SCRIPTS,
+	K_TARIFF,
+	K_SECSETUP,
+	K_IC,
+	K_ALARM,
 	K_PUSH,
 };
 
@@ -130,8 +156,8 @@ put_dt(struct mbuf *b, int64_t utc, const struct cosem_tz *tz)
 static void
 put_dt_unspec(struct mbuf *b)
 {
-	struct cosem_datetime dt = {0xffff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-				    COSEM_DEVIATION_UNSPEC, 0xff};
+	struct cosem_datetime dt = {
+	    0xffff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, COSEM_DEVIATION_UNSPEC, 0xff};
 	axdr_put_datetime_octets(b, &dt);
 }
 
@@ -146,7 +172,8 @@ put_scaler_unit(struct mbuf *b, int8_t scaler, uint8_t unit)
 static void
 put_capture(struct mbuf *b, uint16_t cls, struct obis o, int8_t attr)
 {
-	struct xdlms_capture_obj c = {.class_id = cls, .obis = o, .attribute = attr, .data_index = 0};
+	struct xdlms_capture_obj c = {
+	    .class_id = cls, .obis = o, .attribute = attr, .data_index = 0};
 	xdlms_put_capture_obj(b, &c);
 }
 
@@ -181,12 +208,12 @@ struct rows {
 	struct mbuf *out;
 	const struct cosem_tz *tz;
 	bool writing;
-	uint32_t count;	  /* rows selected (pass 1), rows written (pass 2) */
-	uint32_t entry;	  /* rows seen */
+	uint32_t count; /* rows selected (pass 1), rows written (pass 2) */
+	uint32_t entry; /* rows seen */
 	bool range;
 	int64_t from, to; /* clock window */
 	uint32_t e_from, e_to;
-	uint32_t cols;	  /* bitmask of selected columns */
+	uint32_t cols; /* bitmask of selected columns */
 	uint32_t ncols;
 };
 
@@ -242,7 +269,7 @@ struct capdef {
 /* Set the selection from the request; returns a data-access-result. */
 static int
 select_rows(struct rows *r, const struct dlms_selective *sel, const struct capdef *cap,
-	    unsigned ncols)
+            unsigned ncols)
 {
 	r->ncols = ncols;
 	r->cols = (1u << ncols) - 1;
@@ -261,7 +288,7 @@ select_rows(struct rows *r, const struct dlms_selective *sel, const struct capde
 					return XDLMS_DAR_TYPE_UNMATCHED;
 				unsigned k;
 				for (k = 0; k < ncols && !(obis_eq(&cap[k].o, &co.obis) &&
-							  cap[k].attr == co.attribute);
+				                           cap[k].attr == co.attribute);
 				     k++)
 					;
 				if (k == ncols)
@@ -290,24 +317,24 @@ select_rows(struct rows *r, const struct dlms_selective *sel, const struct capde
 /* ---- the profiles --------------------------------------------------------------- */
 
 static const struct capdef lp_cap[6] = {
-	{8, OBIS(0, 0, 1, 0, 0, 255), 2},    {1, OBIS(0, 0, 96, 10, 1, 255), 2},
-	{3, OBIS(1, 0, 1, 29, 0, 255), 2},   {3, OBIS(1, 0, 2, 29, 0, 255), 2},
-	{3, OBIS(1, 0, 3, 29, 0, 255), 2},   {3, OBIS(1, 0, 4, 29, 0, 255), 2},
+    {8, OBIS(0, 0, 1, 0, 0, 255), 2},  {1, OBIS(0, 0, 96, 10, 1, 255), 2},
+    {3, OBIS(1, 0, 1, 29, 0, 255), 2}, {3, OBIS(1, 0, 2, 29, 0, 255), 2},
+    {3, OBIS(1, 0, 3, 29, 0, 255), 2}, {3, OBIS(1, 0, 4, 29, 0, 255), 2},
 };
 
 static const struct capdef bill_cap[10] = {
-	{8, OBIS(0, 0, 1, 0, 0, 255), 2},  {3, OBIS(1, 0, 1, 8, 0, 255), 2},
-	{3, OBIS(1, 0, 2, 8, 0, 255), 2},  {3, OBIS(1, 0, 3, 8, 0, 255), 2},
-	{3, OBIS(1, 0, 4, 8, 0, 255), 2},  {3, OBIS(1, 0, 1, 8, 1, 255), 2},
-	{3, OBIS(1, 0, 1, 8, 2, 255), 2},  {3, OBIS(1, 0, 1, 8, 3, 255), 2},
-	{4, OBIS(1, 0, 1, 6, 0, 255), 2},  {4, OBIS(1, 0, 1, 6, 0, 255), 5},
+    {8, OBIS(0, 0, 1, 0, 0, 255), 2}, {3, OBIS(1, 0, 1, 8, 0, 255), 2},
+    {3, OBIS(1, 0, 2, 8, 0, 255), 2}, {3, OBIS(1, 0, 3, 8, 0, 255), 2},
+    {3, OBIS(1, 0, 4, 8, 0, 255), 2}, {3, OBIS(1, 0, 1, 8, 1, 255), 2},
+    {3, OBIS(1, 0, 1, 8, 2, 255), 2}, {3, OBIS(1, 0, 1, 8, 3, 255), 2},
+    {4, OBIS(1, 0, 1, 6, 0, 255), 2}, {4, OBIS(1, 0, 1, 6, 0, 255), 5},
 };
 
 static void
 lp_row(void *arg, const struct sim_interval *iv)
 {
-	struct cell c[6] = {{C_DT, iv->end}, {C_U8, iv->status}, {C_U32, iv->e[0]},
-			    {C_U32, iv->e[1]}, {C_U32, iv->e[2]}, {C_U32, iv->e[3]}};
+	struct cell c[6] = {{C_DT, iv->end},   {C_U8, iv->status}, {C_U32, iv->e[0]},
+	                    {C_U32, iv->e[1]}, {C_U32, iv->e[2]},  {C_U32, iv->e[3]}};
 	row(arg, iv->end, c, 6);
 }
 
@@ -330,16 +357,16 @@ billing_rows(struct sim_meter *m, int64_t t, struct rows *r)
 		struct sim_billing bl;
 		sim_billing(m, ends[n], &bl);
 		struct cell c[10] = {
-			{C_DT, bl.t},
-			{C_U32, bl.r.total[0]},
-			{C_U32, bl.r.total[1]},
-			{C_U32, bl.r.total[2]},
-			{C_U32, bl.r.total[3]},
-			{C_U32, bl.r.tariff[0][0]},
-			{C_U32, bl.r.tariff[0][1]},
-			{C_U32, bl.r.tariff[0][2]},
-			{C_U32, bl.d.total.w},
-			{bl.d.total.at ? C_DT : C_DT_NONE, bl.d.total.at},
+		    {C_DT, bl.t},
+		    {C_U32, bl.r.total[0]},
+		    {C_U32, bl.r.total[1]},
+		    {C_U32, bl.r.total[2]},
+		    {C_U32, bl.r.total[3]},
+		    {C_U32, bl.r.tariff[0][0]},
+		    {C_U32, bl.r.tariff[0][1]},
+		    {C_U32, bl.r.tariff[0][2]},
+		    {C_U32, bl.d.total.w},
+		    {bl.d.total.at ? C_DT : C_DT_NONE, bl.d.total.at},
 		};
 		row(r, bl.t, c, 10);
 	}
@@ -364,12 +391,14 @@ log_rows(struct sim_meter *m, int64_t t, uint8_t log, struct rows *r)
 /* Attribute 2 of a profile: count, then write. */
 static int
 profile_buffer(const struct obj *ob, struct sim_meter *m, int64_t t,
-	       const struct dlms_selective *sel, struct mbuf *out)
+               const struct dlms_selective *sel, struct mbuf *out)
 {
 	struct rows r = {.out = out, .tz = &m->fleet->cfg.tz};
 	static const struct capdef log_cap[2] = {{8, OBIS(0, 0, 1, 0, 0, 255), 2},
-						 {1, OBIS(0, 0, 96, 11, 0, 255), 2}};
-	const struct capdef *cap = ob->kind == K_LP ? lp_cap : ob->kind == K_BILLING ? bill_cap : log_cap;
+	                                         {1, OBIS(0, 0, 96, 11, 0, 255), 2}};
+	const struct capdef *cap = ob->kind == K_LP        ? lp_cap
+	                           : ob->kind == K_BILLING ? bill_cap
+	                                                   : log_cap;
 	unsigned ncols = ob->kind == K_LP ? 6 : ob->kind == K_BILLING ? 10 : 2;
 	int dar = select_rows(&r, sel, cap, ncols);
 	if (dar)
@@ -481,7 +510,7 @@ draft_of(struct sim_meter *m)
 
 static void
 put_calendar(const struct tariff_calendar *c, unsigned attr, int64_t t, const struct cosem_tz *tz,
-	     struct mbuf *out)
+             struct mbuf *out)
 {
 	(void)t;
 	(void)tz;
@@ -497,8 +526,9 @@ put_calendar(const struct tariff_calendar *c, unsigned attr, int64_t t, const st
 			axdr_put_structure(out, 3);
 			snprintf(nm, sizeof(nm), "S%u", i);
 			axdr_put_octet_string(out, nm, (uint32_t)strlen(nm));
-			struct cosem_datetime dt = {0xffff, s->month, s->day, 0xff, 0, 0, 0, 0,
-						    COSEM_DEVIATION_UNSPEC, 0xff};
+			struct cosem_datetime dt = {
+			    0xffff, s->month, s->day, 0xff, 0, 0, 0, 0, COSEM_DEVIATION_UNSPEC,
+			    0xff};
 			axdr_put_datetime_octets(out, &dt);
 			snprintf(nm, sizeof(nm), "W%u", s->week);
 			axdr_put_octet_string(out, nm, (uint32_t)strlen(nm));
@@ -524,7 +554,7 @@ put_calendar(const struct tariff_calendar *c, unsigned attr, int64_t t, const st
 			for (unsigned k = 0; k < d->n; k++) {
 				axdr_put_structure(out, 3);
 				uint8_t tm[4] = {(uint8_t)(d->a[k].minute / 60),
-						 (uint8_t)(d->a[k].minute % 60), 0, 0};
+				                 (uint8_t)(d->a[k].minute % 60), 0, 0};
 				axdr_put_octet_string(out, tm, 4);
 				struct obis sc = OBIS(0, 0, 10, 0, 100, 255);
 				put_ln(out, &sc);
@@ -594,16 +624,18 @@ parse_calendar(struct tariff_calendar *c, unsigned attr, const struct axdr_node 
 			const struct axdr_node *d = axdr_child(n, i);
 			const struct axdr_node *sch = axdr_child(d, 1);
 			const struct axdr_node *id = axdr_child(d, 0);
-			if (!d || !sch || !id || sch->tag != AXDR_ARRAY || sch->len > TARIFF_MAX_ACTIONS ||
-			    id->v.u >= TARIFF_MAX_DAYS)
+			if (!d || !sch || !id || sch->tag != AXDR_ARRAY ||
+			    sch->len > TARIFF_MAX_ACTIONS || id->v.u >= TARIFF_MAX_DAYS)
 				return XDLMS_DAR_TYPE_UNMATCHED;
 			struct tariff_day *td = &c->day[id->v.u];
 			td->n = 0;
 			for (uint32_t k = 0; k < sch->len; k++) {
 				const struct axdr_node *a = axdr_child(sch, k);
-				const struct axdr_node *tm = axdr_child(a, 0), *sel = axdr_child(a, 2);
-				if (!a || !tm || !sel || tm->tag != AXDR_OCTET_STRING || tm->len != 4 ||
-				    tm->ptr[0] > 23 || tm->ptr[1] > 59 || sel->v.u < 1 || sel->v.u > TARIFF_MAX)
+				const struct axdr_node *tm = axdr_child(a, 0),
+				                       *sel = axdr_child(a, 2);
+				if (!a || !tm || !sel || tm->tag != AXDR_OCTET_STRING ||
+				    tm->len != 4 || tm->ptr[0] > 23 || tm->ptr[1] > 59 ||
+				    sel->v.u < 1 || sel->v.u > TARIFF_MAX)
 					return XDLMS_DAR_TYPE_UNMATCHED;
 				td->a[td->n].minute = (uint16_t)(tm->ptr[0] * 60 + tm->ptr[1]);
 				td->a[td->n].tariff = (uint8_t)sel->v.u;
@@ -622,7 +654,7 @@ static const uint8_t uc_phase_map[3] = {0, 1, 2};
 
 static int
 get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_meter *m, int64_t t,
-	 struct mbuf *out)
+         struct mbuf *out)
 {
 	int attr = rq->desc.id;
 	const struct cosem_tz *tz = &m->fleet->cfg.tz;
@@ -659,9 +691,16 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 		case 5:
 		case 6: {
 			/* last Sunday of March / October, 02:00 / 03:00 local */
-			struct cosem_datetime dt = {0xffff, attr == 5 ? 3 : 10, COSEM_DAY_LAST, 7,
-						    attr == 5 ? 2 : 3, 0, 0, 0, COSEM_DEVIATION_UNSPEC,
-						    0xff};
+			struct cosem_datetime dt = {0xffff,
+			                            attr == 5 ? 3 : 10,
+			                            COSEM_DAY_LAST,
+			                            7,
+			                            attr == 5 ? 2 : 3,
+			                            0,
+			                            0,
+			                            0,
+			                            COSEM_DEVIATION_UNSPEC,
+			                            0xff};
 			axdr_put_datetime_octets(out, &dt);
 			return 0;
 		}
@@ -725,7 +764,8 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 			return 0;
 		case 6: {
 			/* authentication_mechanism_name 2.16.756.5.8.2.x */
-			uint8_t mn[7] = {0x60, 0x85, 0x74, 0x05, 0x08, 0x02, (uint8_t)rq->mechanism};
+			uint8_t mn[7] = {
+			    0x60, 0x85, 0x74, 0x05, 0x08, 0x02, (uint8_t)rq->mechanism};
 			axdr_put_octet_string(out, mn, 7);
 			return 0;
 		}
@@ -865,7 +905,8 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 			put_capture(out, 3, OBIS(1, 0, 1, 7, 0, 255), 2);
 			return 0;
 		case 3:
-			axdr_put_double_long_unsigned(out, d->emergency ? d->thr_emergency : d->thr_normal);
+			axdr_put_double_long_unsigned(out, d->emergency ? d->thr_emergency
+			                                                : d->thr_normal);
 			return 0;
 		case 4:
 			axdr_put_double_long_unsigned(out, d->thr_normal);
@@ -933,8 +974,8 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 		}
 		default: {
 			uint8_t st = d->payment != DEV_PAY_PREPAID ? 1
-				     : dev_credit(m, t) <= 0	   ? 4
-								   : 3;
+			             : dev_credit(m, t) <= 0       ? 4
+			                                           : 3;
 			axdr_put_enum(out, st);
 			return 0;
 		}
@@ -1014,7 +1055,7 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 			return 0;
 		case 4:
 			axdr_put_octet_string(out, rq->srv->client_title,
-					      rq->srv->have_client_title ? 8 : 0);
+			                      rq->srv->have_client_title ? 8 : 0);
 			return 0;
 		default:
 			axdr_put_octet_string(out, m->system_title, 8);
@@ -1104,8 +1145,7 @@ dev_to_dar(int rc)
 }
 
 static int
-set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t,
-	 const struct axdr_node *n)
+set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const struct axdr_node *n)
 {
 	struct dev_state *d = &m->st->dev;
 	int64_t v = 0;
@@ -1121,7 +1161,8 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t,
 		if (attr < 4 || attr > 7 || !num || v < 0)
 			return XDLMS_DAR_READ_WRITE_DENIED;
 		{
-			uint32_t x[4] = {d->thr_normal, d->thr_emergency, d->min_over, d->min_under};
+			uint32_t x[4] = {d->thr_normal, d->thr_emergency, d->min_over,
+			                 d->min_under};
 			x[attr - 4] = (uint32_t)v;
 			return dev_to_dar(dev_set_limiter(m, t, x[0], x[1], x[2], x[3]));
 		}
@@ -1175,7 +1216,8 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t,
 			if (!e || !dt || !id || dt->tag != AXDR_OCTET_STRING || dt->len != 5 ||
 			    cosem_date_decode(dt->ptr, &dd))
 				return XDLMS_DAR_TYPE_UNMATCHED;
-			sp.d[i] = (struct tariff_special_day){dd.year, dd.month, dd.day, (uint8_t)id->v.u};
+			sp.d[i] = (struct tariff_special_day){dd.year, dd.month, dd.day,
+			                                      (uint8_t)id->v.u};
 		}
 		sp.n = (uint8_t)n->len;
 		return dev_to_dar(dev_special_days(m, t, &sp));
@@ -1229,7 +1271,7 @@ force_tariff(struct sim_meter *m, int64_t t, unsigned tariff)
 
 static int
 cm_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, size_t len,
-	  struct mbuf *out)
+          struct mbuf *out)
 {
 	(void)out;
 	struct cosem_ctx *c = arg;
@@ -1299,10 +1341,10 @@ cm_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, si
 }
 
 const struct dlms_server_ops cosem_model_ops = {
-	.get = cm_get,
-	.set = cm_set,
-	.action = cm_action,
-	.tamper = NULL,
+    .get = cm_get,
+    .set = cm_set,
+    .action = cm_action,
+    .tamper = NULL,
 };
 
 /* ---- alarms and pushes -------------------------------------------------------------- */

@@ -13,8 +13,8 @@
 #include "model.h"
 
 static const char *names[FAULT_N] = {
-	"refuse", "drop", "stall", "delay", "corrupt", "truncate",
-	"abort", "ic_replay", "ic_reset", "busy", "noanswer", "collision",
+    "refuse", "drop",      "stall",    "delay", "corrupt",  "truncate",
+    "abort",  "ic_replay", "ic_reset", "busy",  "noanswer", "collision",
 };
 
 const char *
@@ -93,7 +93,7 @@ meter_clear(struct faults *f, uint32_t index)
 
 int
 faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *arg, char *err,
-	     size_t errlen)
+             size_t errlen)
 {
 	char *dup = strdup(spec), *save = NULL;
 	if (!dup)
@@ -185,11 +185,14 @@ faults_format(const struct fault_set *s, char *buf, size_t cap)
 			continue;
 		int w;
 		if (k == FAULT_DELAY)
-			w = snprintf(buf + n, cap - n, "%s%s=%u", n ? "," : "", names[k], s->delay_ms);
+			w = snprintf(buf + n, cap - n, "%s%s=%u", n ? "," : "", names[k],
+			             s->delay_ms);
 		else if (k == FAULT_STALL)
-			w = snprintf(buf + n, cap - n, "%s%s=%u", n ? "," : "", names[k], s->stall_ms);
+			w = snprintf(buf + n, cap - n, "%s%s=%u", n ? "," : "", names[k],
+			             s->stall_ms);
 		else
-			w = snprintf(buf + n, cap - n, "%s%s=%g", n ? "," : "", names[k], (double)s->p[k]);
+			w = snprintf(buf + n, cap - n, "%s%s=%g", n ? "," : "", names[k],
+			             (double)s->p[k]);
 		if (w < 0)
 			break;
 		n += (size_t)w;
@@ -229,7 +232,7 @@ fault_fire(struct faults *f, const struct fault_set *s, struct fault_rng *r, uns
 
 size_t
 fault_corrupt(struct faults *f, const struct fault_set *s, struct fault_rng *r, uint8_t *p,
-	      size_t n)
+              size_t n)
 {
 	float pr = s->p[FAULT_CORRUPT];
 	if (pr <= 0)

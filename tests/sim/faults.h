@@ -24,17 +24,17 @@
 
 enum fault_kind {
 	FAULT_REFUSE = 0, /* per connection attempt: reset at once */
-	FAULT_DROP,	  /* per response: close instead of answering */
-	FAULT_STALL,	  /* per response: never answer (ms: then close) */
-	FAULT_DELAY,	  /* every response is held ms */
-	FAULT_CORRUPT,	  /* per byte sent: one bit flipped */
-	FAULT_TRUNCATE,	  /* per response: only part of it is sent */
-	FAULT_ABORT,	  /* per request: the association is dropped
-			     (wrapper: connection closed; HDLC: DM) */
+	FAULT_DROP,       /* per response: close instead of answering */
+	FAULT_STALL,      /* per response: never answer (ms: then close) */
+	FAULT_DELAY,      /* every response is held ms */
+	FAULT_CORRUPT,    /* per byte sent: one bit flipped */
+	FAULT_TRUNCATE,   /* per response: only part of it is sent */
+	FAULT_ABORT,      /* per request: the association is dropped
+	                     (wrapper: connection closed; HDLC: DM) */
 	FAULT_IC_REPLAY,  /* per association: the invocation counter repeats */
-	FAULT_IC_RESET,	  /* per association: the counter starts again at 0 */
-	FAULT_BUSY,	  /* per request at a gateway: busy answer */
-	FAULT_NOANSWER,	  /* per M-Bus request: the slave stays silent */
+	FAULT_IC_RESET,   /* per association: the counter starts again at 0 */
+	FAULT_BUSY,       /* per request at a gateway: busy answer */
+	FAULT_NOANSWER,   /* per M-Bus request: the slave stays silent */
 	FAULT_COLLISION,  /* per M-Bus request: a second slave answers too */
 	FAULT_N
 };
@@ -51,7 +51,7 @@ struct faults {
 	struct fault_meter {
 		uint32_t index;
 		struct fault_set set;
-	} *m;
+	} * m;
 	size_t n, cap;
 	uint64_t fired[FAULT_N]; /* counters, updated atomically */
 };
@@ -75,8 +75,8 @@ void faults_free(struct faults *f);
  * METER_EMALFORMED / METER_ENOTFOUND with a message in err.
  */
 typedef int64_t (*fault_lookup_fn)(void *arg, uint32_t serial);
-int faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *arg,
-		 char *err, size_t errlen);
+int faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *arg, char *err,
+                 size_t errlen);
 
 /* The set in force for meter `index`. */
 const struct fault_set *faults_for(const struct faults *f, uint32_t index);
@@ -93,6 +93,6 @@ bool fault_fire(struct faults *f, const struct fault_set *s, struct fault_rng *r
 /* Flip one bit in each byte of p[0..n) that FAULT_CORRUPT picks; returns
  * how many bytes were changed (counted as fired). */
 size_t fault_corrupt(struct faults *f, const struct fault_set *s, struct fault_rng *r, uint8_t *p,
-		     size_t n);
+                     size_t n);
 
 #endif

@@ -54,8 +54,8 @@ struct bus {
 	uint32_t g, first, n; /* meters first .. first+n-1 */
 	struct evconnlistener *lis;
 	struct bus_conn *conn;
-	uint8_t fcb[BUS_SLAVES];     /* last FCB seen, 0/1; 2: none since reset */
-	uint8_t acc[BUS_SLAVES];     /* access numbers */
+	uint8_t fcb[BUS_SLAVES]; /* last FCB seen, 0/1; 2: none since reset */
+	uint8_t acc[BUS_SLAVES]; /* access numbers */
 	uint8_t sel[BUS_SLAVES / 8 + 1];
 	uint8_t last[MBUS_FRAME_MAX]; /* last RSP_UD, for a repeated request */
 	size_t last_len;
@@ -79,7 +79,7 @@ sel_set(struct bus *b, unsigned i, bool on)
 	if (on)
 		b->sel[i / 8] |= (uint8_t)(1u << (i % 8));
 	else
-		b->sel[i / 8] &= (uint8_t)~(1u << (i % 8));
+		b->sel[i / 8] &= (uint8_t) ~(1u << (i % 8));
 }
 
 static void
@@ -105,7 +105,7 @@ static int
 build_rsp_ud(struct bus *b, unsigned slot, struct mbuf *out)
 {
 	static const uint8_t vib_wh[] = {0x03}, vib_w[] = {0x2b}, vib_s[] = {0x20},
-			     vib_dv[] = {0xfd, 0x48}, vib_ma[] = {0xfd, 0x59};
+	                     vib_dv[] = {0xfd, 0x48}, vib_ma[] = {0xfd, 0x59};
 	struct sim_meter m;
 	sim_meter_load(b->sv->fleet, b->first + slot, &m);
 	int64_t t = serve_now(b->sv);
@@ -120,18 +120,18 @@ build_rsp_ud(struct bus *b, unsigned slot, struct mbuf *out)
 	sim_demand(&m, sim_month_start(&m, t), t, &d);
 	struct mbus_rec_out rec[16];
 	size_t n = 0;
-#define REC(fn_, st_, tar_, sub_, vib_, v_)                                                  \
-	do {                                                                                 \
-		memset(&rec[n], 0, sizeof(rec[n]));                                          \
-		rec[n].function = (fn_);                                                     \
-		rec[n].storage = (st_);                                                      \
-		rec[n].tariff = (tar_);                                                      \
-		rec[n].subunit = (sub_);                                                     \
-		rec[n].dif_coding = 4;                                                       \
-		rec[n].vib = (vib_);                                                         \
-		rec[n].vib_len = sizeof(vib_);                                               \
-		rec[n].ival = (v_);                                                          \
-		n++;                                                                         \
+#define REC(fn_, st_, tar_, sub_, vib_, v_)                                                        \
+	do {                                                                                       \
+		memset(&rec[n], 0, sizeof(rec[n]));                                                \
+		rec[n].function = (fn_);                                                           \
+		rec[n].storage = (st_);                                                            \
+		rec[n].tariff = (tar_);                                                            \
+		rec[n].subunit = (sub_);                                                           \
+		rec[n].dif_coding = 4;                                                             \
+		rec[n].vib = (vib_);                                                               \
+		rec[n].vib_len = sizeof(vib_);                                                     \
+		rec[n].ival = (v_);                                                                \
+		n++;                                                                               \
 	} while (0)
 	REC(MBUS_FN_INSTANT, 0, 0, 0, vib_wh, r.total[SIM_AP]);
 	REC(MBUS_FN_INSTANT, 0, 0, 1, vib_wh, r.total[SIM_AM]);
@@ -161,7 +161,8 @@ collide(uint8_t *a, size_t *alen, const uint8_t *b, size_t blen, size_t cap)
 		n = cap;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t x = i < *alen ? a[i] : 0xff;
-		uint8_t y = i >= shift && i - shift < blen ? (uint8_t)(b[i - shift] << 1 | 1) : 0xff;
+		uint8_t y =
+		    i >= shift && i - shift < blen ? (uint8_t)(b[i - shift] << 1 | 1) : 0xff;
 		a[i] = x & y;
 	}
 	*alen = n;
@@ -226,8 +227,8 @@ answer(struct bus_conn *c, const struct mbus_frame *f, struct mbuf *out, uint32_
 		if (reply && ns)
 			mbus_encode_ack(out);
 	} else if ((f->type == MBUS_FRAME_CONTROL || f->type == MBUS_FRAME_LONG) &&
-		   (f->c & ~MBUS_C_FCB) == (MBUS_C_SND_UD & ~MBUS_C_FCB) &&
-		   f->ci == MBUS_CI_SELECT) {
+	           (f->c & ~MBUS_C_FCB) == (MBUS_C_SND_UD & ~MBUS_C_FCB) &&
+	           f->ci == MBUS_CI_SELECT) {
 		struct mbus_telegram t;
 		if (mbus_telegram_decode(f, &t) || t.kind != MBUS_TG_SELECT)
 			return true;
@@ -250,7 +251,8 @@ answer(struct bus_conn *c, const struct mbus_frame *f, struct mbuf *out, uint32_
 			mbuf_u8(out, MBUS_ACK & (uint8_t)(MBUS_ACK << 1 | 1));
 			__atomic_add_fetch(&sv->faults.fired[FAULT_COLLISION], 1, __ATOMIC_RELAXED);
 		}
-	} else if (f->type == MBUS_FRAME_SHORT && (f->c & ~MBUS_C_FCB) == (MBUS_C_REQ_UD2 & ~MBUS_C_FCB)) {
+	} else if (f->type == MBUS_FRAME_SHORT &&
+	           (f->c & ~MBUS_C_FCB) == (MBUS_C_REQ_UD2 & ~MBUS_C_FCB)) {
 		if (!ns || !reply)
 			return true;
 		if (fault_fire(&sv->faults, fs, &c->rng, FAULT_NOANSWER))
@@ -259,13 +261,14 @@ answer(struct bus_conn *c, const struct mbus_frame *f, struct mbuf *out, uint32_
 			return false;
 		if (fault_fire(&sv->faults, fs, &c->rng, FAULT_BUSY)) {
 			static const uint8_t busy = 1; /* application busy */
-			mbus_encode_long(out, MBUS_C_RSP_UD, (uint8_t)(slots[0] + 1), MBUS_CI_APP_ERROR,
-					 &busy, 1);
+			mbus_encode_long(out, MBUS_C_RSP_UD, (uint8_t)(slots[0] + 1),
+			                 MBUS_CI_APP_ERROR, &busy, 1);
 			return true;
 		}
 		unsigned s0 = slots[0];
 		bool fcv = f->c & MBUS_C_FCV, fcb = f->c & MBUS_C_FCB;
-		if (ns == 1 && fcv && b->fcb[s0] == (uint8_t)fcb && b->last_len && b->last_addr == s0) {
+		if (ns == 1 && fcv && b->fcb[s0] == (uint8_t)fcb && b->last_len &&
+		    b->last_addr == s0) {
 			/* the master did not toggle FCB: it lost our answer */
 			mbuf_put(out, b->last, b->last_len);
 		} else {
@@ -295,7 +298,7 @@ answer(struct bus_conn *c, const struct mbus_frame *f, struct mbuf *out, uint32_
 				collide(out->p, &out->len, other, ob.len, out->cap);
 				if (ns > 1)
 					__atomic_add_fetch(&sv->faults.fired[FAULT_COLLISION], 1,
-							   __ATOMIC_RELAXED);
+					                   __ATOMIC_RELAXED);
 			}
 		}
 		if (fault_fire(&sv->faults, fs, &c->rng, FAULT_TRUNCATE))
@@ -308,7 +311,8 @@ answer(struct bus_conn *c, const struct mbus_frame *f, struct mbuf *out, uint32_
 			*extra_ms += fs->stall_ms;
 			c->close_after = true;
 		}
-	} else if (f->type == MBUS_FRAME_SHORT && (f->c & ~MBUS_C_FCB) == (MBUS_C_REQ_UD1 & ~MBUS_C_FCB)) {
+	} else if (f->type == MBUS_FRAME_SHORT &&
+	           (f->c & ~MBUS_C_FCB) == (MBUS_C_REQ_UD1 & ~MBUS_C_FCB)) {
 		if (ns == 1 && reply)
 			mbus_encode_ack(out); /* no class 1 data */
 	}
@@ -351,7 +355,8 @@ process(struct bus_conn *c)
 		/* the request and the answer cross the bus at 11 bits per byte */
 		double secs = (double)(flen + out.len) * 11.0 / (double)sv->cfg.baud;
 		uint64_t us = (uint64_t)(secs * 1e6) + (uint64_t)extra_ms * 1000;
-		struct timeval tv = {.tv_sec = (time_t)(us / 1000000), .tv_usec = (suseconds_t)(us % 1000000)};
+		struct timeval tv = {.tv_sec = (time_t)(us / 1000000),
+		                     .tv_usec = (suseconds_t)(us % 1000000)};
 		evtimer_add(c->timer, &tv);
 		return;
 	}
@@ -476,13 +481,14 @@ mbus_gw_start(struct serve *sv)
 		b->n = count - g * BUS_SLAVES < BUS_SLAVES ? count - g * BUS_SLAVES : BUS_SLAVES;
 		memset(b->fcb, 2, sizeof(b->fcb));
 		struct sockaddr_in sin = {.sin_family = AF_INET,
-					  .sin_port = htons((uint16_t)(base + g)),
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		                          .sin_port = htons((uint16_t)(base + g)),
+		                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		b->lis = evconnlistener_new_bind(sv->base, on_accept, b,
-						 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
-						 (struct sockaddr *)&sin, sizeof(sin));
+		                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+		                                 (struct sockaddr *)&sin, sizeof(sin));
 		if (!b->lis) {
-			fprintf(stderr, "metersim: cannot listen on 127.0.0.1:%u (bus %u)\n", base + g, g);
+			fprintf(stderr, "metersim: cannot listen on 127.0.0.1:%u (bus %u)\n",
+			        base + g, g);
 			gw->n = g;
 			return -1;
 		}

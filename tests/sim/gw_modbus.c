@@ -33,7 +33,7 @@
 #include "serve.h"
 
 #define GW_UNITS 247
-#define MAP_MAX 64
+#define MAP_MAX  64
 
 struct mgws;
 
@@ -60,7 +60,7 @@ struct mgws {
  * V, A, s, or a plain number); false when the model has no such object. */
 static bool
 reading(struct sim_meter *m, int64_t t, const struct obis *o, const struct sim_registers *r,
-	const struct sim_instant *in, const struct sim_demand *d, double *v)
+        const struct sim_instant *in, const struct sim_demand *d, double *v)
 {
 	const uint8_t *x = o->v;
 	if (x[0] == 1 && x[1] == 0 && x[3] == 8 && x[2] >= 1 && x[2] <= 4 && x[4] <= TARIFF_MAX) {
@@ -69,7 +69,8 @@ reading(struct sim_meter *m, int64_t t, const struct obis *o, const struct sim_r
 		return true;
 	}
 	if (x[0] == 1 && x[1] == 0 && x[3] == 7 && x[4] == 0) {
-		static const uint8_t uc[3] = {32, 52, 72}, ic[3] = {31, 51, 71}, pc[3] = {21, 41, 61};
+		static const uint8_t uc[3] = {32, 52, 72}, ic[3] = {31, 51, 71},
+		                     pc[3] = {21, 41, 61};
 		for (unsigned p = 0; p < 3; p++) {
 			if (x[2] == uc[p]) {
 				*v = in->u[p] / 10.0;
@@ -171,7 +172,7 @@ serve_client(struct mgw *g, struct mgws *all, modbus_t *ctx, modbus_mapping_t *m
 	uint8_t q[MODBUS_TCP_MAX_ADU_LENGTH];
 	struct fault_rng rng;
 	fault_rng_init(&rng, sv->fleet->cfg.seed, g->first,
-		       __atomic_add_fetch(&sv->conn_seq, 1, __ATOMIC_RELAXED));
+	               __atomic_add_fetch(&sv->conn_seq, 1, __ATOMIC_RELAXED));
 	while (!g->stop) {
 		int n = modbus_receive(ctx, q);
 		if (n < 0)
@@ -224,7 +225,7 @@ gw_thread(void *arg)
 	g->lsock = modbus_tcp_listen(ctx, 4);
 	if (g->lsock < 0) {
 		fprintf(stderr, "metersim: modbus gateway %u: cannot listen on port %u: %s\n", g->g,
-			g->port, modbus_strerror(errno));
+		        g->port, modbus_strerror(errno));
 		goto out;
 	}
 	while (!g->stop) {
@@ -261,7 +262,7 @@ static int
 load_map(struct mgws *all, const char *path)
 {
 	static const char *fallback[] = {"meterlib/maps/kamstrup382.map",
-					 "../meterlib/maps/kamstrup382.map"};
+	                                 "../meterlib/maps/kamstrup382.map"};
 	char exe_map[4096];
 	FILE *f = NULL;
 	if (path) {
@@ -284,7 +285,7 @@ load_map(struct mgws *all, const char *path)
 	}
 	if (!f) {
 		fprintf(stderr, "metersim: cannot open the Modbus register map%s%s\n",
-			path ? " " : " (give --modbus-map)", path ? path : "");
+		        path ? " " : " (give --modbus-map)", path ? path : "");
 		return -1;
 	}
 	char text[16384];

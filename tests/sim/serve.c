@@ -49,11 +49,11 @@
 #include "wrapper.h"
 #include "xdlms.h"
 
-#define RX_CAP 2112   /* wrapper header + 2048 */
-#define TX_CAP 2112
-#define WORK_CAP 2112
-#define DATA_CAP (512 * 1024)
-#define MAX_PDU 1024
+#define RX_CAP     2112 /* wrapper header + 2048 */
+#define TX_CAP     2112
+#define WORK_CAP   2112
+#define DATA_CAP   (512 * 1024)
+#define MAX_PDU    1024
 #define FD_RESERVE 512
 
 struct dconn {
@@ -70,9 +70,9 @@ struct dconn {
 	struct dlms_server_policy pol;
 	struct dlms_server srv;
 	uint32_t alarms; /* last alarm register seen (GPRS pushes on change) */
-	uint8_t *mem;  /* rx, tx, work */
-	uint8_t *data; /* DATA_CAP */
-	uint8_t *held; /* delayed answer */
+	uint8_t *mem;    /* rx, tx, work */
+	uint8_t *data;   /* DATA_CAP */
+	uint8_t *held;   /* delayed answer */
 	size_t held_len;
 	struct dconn *prev, *next;
 };
@@ -256,7 +256,8 @@ on_read(struct bufferevent *bev, void *arg)
 	struct serve *sv = c->sv;
 	if (c->closing || c->held) {
 		/* stalled or closing: swallow */
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(bufferevent_get_input(bev),
+		               evbuffer_get_length(bufferevent_get_input(bev)));
 		return;
 	}
 	struct evbuffer *in = bufferevent_get_input(bev);
@@ -334,7 +335,7 @@ on_read(struct bufferevent *bev, void *arg)
 			c->closing = true;
 			out.len = 0;
 		} else if (c->fs->p[FAULT_DELAY] > 0 &&
-			   fault_fire(&sv->faults, c->fs, &c->rng, FAULT_DELAY)) {
+		           fault_fire(&sv->faults, c->fs, &c->rng, FAULT_DELAY)) {
 			hold_ms = c->fs->delay_ms;
 		}
 		if (hold_ms) {
@@ -344,7 +345,7 @@ on_read(struct bufferevent *bev, void *arg)
 				obuf = NULL;
 			}
 			struct timeval tv = {.tv_sec = hold_ms / 1000,
-					     .tv_usec = (suseconds_t)(hold_ms % 1000) * 1000};
+			                     .tv_usec = (suseconds_t)(hold_ms % 1000) * 1000};
 			evtimer_add(c->timer, &tv);
 			free(obuf);
 			return;
@@ -408,10 +409,14 @@ conn_new(struct serve *sv, uint32_t index, struct bufferevent *bev, bool gprs)
 	cfg.policy = &c->pol;
 	cfg.ops = &cosem_model_ops;
 	cfg.arg = &c->ctx;
-	cfg.buf = (struct dlms_buffers){.rx = c->mem, .rx_cap = RX_CAP,
-					.tx = c->mem + RX_CAP, .tx_cap = TX_CAP,
-					.work = c->mem + RX_CAP + TX_CAP, .work_cap = WORK_CAP,
-					.data = c->data, .data_cap = DATA_CAP};
+	cfg.buf = (struct dlms_buffers){.rx = c->mem,
+	                                .rx_cap = RX_CAP,
+	                                .tx = c->mem + RX_CAP,
+	                                .tx_cap = TX_CAP,
+	                                .work = c->mem + RX_CAP + TX_CAP,
+	                                .work_cap = WORK_CAP,
+	                                .data = c->data,
+	                                .data_cap = DATA_CAP};
 	if (dlms_server_init(&c->srv, &cfg)) {
 		event_free(c->timer);
 		free(c->mem);
@@ -644,7 +649,8 @@ gprs_start(struct serve *sv, struct dlms_state *ds)
 	char spec[300];
 	snprintf(spec, sizeof(spec), "%s:%s", host, colon + 1);
 	ds->gprs_addrlen = sizeof(ds->gprs_addr);
-	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ds->gprs_addr, &ds->gprs_addrlen)) {
+	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ds->gprs_addr,
+	                               &ds->gprs_addrlen)) {
 		fprintf(stderr, "metersim: bad --gprs-connect address %s\n", sv->cfg.gprs);
 		return -1;
 	}
@@ -703,8 +709,8 @@ listen_on(struct mlis *ml)
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
 	inet_pton(AF_INET, host, &sin.sin_addr);
 	ml->l = evconnlistener_new_bind(sv->base, on_accept, ml,
-					LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 8,
-					(struct sockaddr *)&sin, sizeof(sin));
+	                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 8,
+	                                (struct sockaddr *)&sin, sizeof(sin));
 	if (!ml->l) {
 		fprintf(stderr, "metersim: cannot listen on %s:%u\n", host, port);
 		return -1;
@@ -730,7 +736,8 @@ sweep(evutil_socket_t fd, short what, void *arg)
 		if (refuse && ml->l) {
 			evconnlistener_free(ml->l);
 			ml->l = NULL;
-			__atomic_add_fetch(&ml->sv->faults.fired[FAULT_REFUSE], 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&ml->sv->faults.fired[FAULT_REFUSE], 1,
+			                   __ATOMIC_RELAXED);
 		} else if (!refuse && !ml->l) {
 			listen_on(ml);
 		}
@@ -760,9 +767,9 @@ dlms_start(struct serve *sv)
 		n = sv->cfg.max_listeners;
 	if (n > budget) {
 		fprintf(stderr,
-			"metersim: %u file descriptors allow listeners for %u of %u meters "
-			"(RLIMIT_NOFILE hard limit); use --first to serve another slice\n",
-			budget + FD_RESERVE, budget, count);
+		        "metersim: %u file descriptors allow listeners for %u of %u meters "
+		        "(RLIMIT_NOFILE hard limit); use --first to serve another slice\n",
+		        budget + FD_RESERVE, budget, count);
 		n = budget;
 	}
 	if (sv->cfg.base_port && (uint32_t)sv->cfg.base_port + n > 65536)
@@ -895,7 +902,8 @@ serve_run(const struct sim_fleet_cfg *fcfg, const struct serve_cfg *cfg, const c
 	event_add(st, NULL);
 	static const char *tn[] = {"tcpip", "hdlc", "gprs", "mbus", "modbus"};
 	/* one line a script can wait for */
-	printf("metersim: serving %u of %u meters over %s (%u listeners), start-up %.3f s, RSS %ld KiB\n",
+	printf("metersim: serving %u of %u meters over %s (%u listeners), start-up %.3f s, RSS %ld "
+	       "KiB\n",
 	       sv->served, fcfg->count, tn[sv->cfg.transport], sv->listeners, real_now() - t_start,
 	       rss_kib());
 	fflush(stdout);

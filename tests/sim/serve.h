@@ -30,7 +30,7 @@ struct serve_counters {
 	uint64_t closed;
 	uint64_t associations;
 	uint64_t rejected; /* AARQs / HLS pass 3 refused */
-	uint64_t apdus;	   /* requests served */
+	uint64_t apdus;    /* requests served */
 	uint64_t errors;   /* requests the engine could not serve */
 	uint64_t bytes_in, bytes_out;
 	uint64_t mbus_requests, mbus_answers;
@@ -39,16 +39,16 @@ struct serve_counters {
 };
 
 struct serve_cfg {
-	uint8_t transport; /* enum sim_transport */
-	uint16_t base_port; /* 0: per-meter loopback addresses (DLMS), 10000 for gateways */
-	double speed;	    /* simulated seconds per real second (0: frozen) */
-	int64_t start;	    /* simulated time at start; 0: now */
-	uint32_t baud;	    /* M-Bus */
+	uint8_t transport;      /* enum sim_transport */
+	uint16_t base_port;     /* 0: per-meter loopback addresses (DLMS), 10000 for gateways */
+	double speed;           /* simulated seconds per real second (0: frozen) */
+	int64_t start;          /* simulated time at start; 0: now */
+	uint32_t baud;          /* M-Bus */
 	uint32_t max_listeners; /* DLMS listeners; 0: as many as fds allow */
-	uint32_t first;	    /* first meter index served */
-	const char *gprs;   /* HOST:PORT */
-	uint32_t gprs_max;  /* concurrent GPRS connections */
-	bool push;	    /* GPRS: DataNotification on connect and alarms */
+	uint32_t first;         /* first meter index served */
+	const char *gprs;       /* HOST:PORT */
+	uint32_t gprs_max;      /* concurrent GPRS connections */
+	bool push;              /* GPRS: DataNotification on connect and alarms */
 	const char *control;
 	const char *modbus_map;
 	bool verbose;
@@ -66,10 +66,10 @@ struct serve {
 	uint32_t listeners; /* DLMS listeners or gateways open */
 	uint32_t served;    /* meters reachable */
 	uint64_t conn_seq;  /* connection numbers, for fault streams */
-	void *dlms;	    /* serve.c */
-	void *mbus;	    /* gw_mbus.c */
-	void *modbus;	    /* gw_modbus.c */
-	void *ctl;	    /* control.c */
+	void *dlms;         /* serve.c */
+	void *mbus;         /* gw_mbus.c */
+	void *modbus;       /* gw_modbus.c */
+	void *ctl;          /* control.c */
 };
 
 #define CNT_ADD(sv, field, n) __atomic_add_fetch(&(sv)->cnt.field, (n), __ATOMIC_RELAXED)
@@ -84,7 +84,7 @@ int64_t serve_lookup(void *sv, uint32_t serial);
 /* Run `metersim serve` with the fleet cfg and serve cfg: blocks until
  * SIGINT/SIGTERM or the control socket's `quit`.  Returns an exit code. */
 int serve_run(const struct sim_fleet_cfg *fcfg, const struct serve_cfg *cfg,
-	      const char *faults_spec);
+              const char *faults_spec);
 
 /* DLMS transports (serve.c): one listener per meter (or GPRS connects). */
 int dlms_start(struct serve *sv);
@@ -127,7 +127,7 @@ void cosem_push_body(struct sim_meter *m, int64_t t, struct mbuf *out);
 
 /* Default M-Bus secondary identity of meter m (see `metersim export`). */
 #define SIM_MBUS_MANUFACTURER 0x2c2d /* "KAM" */
-#define SIM_MBUS_VERSION 0x1b
-#define SIM_MBUS_MEDIUM 0x02 /* electricity */
+#define SIM_MBUS_VERSION      0x1b
+#define SIM_MBUS_MEDIUM       0x02 /* electricity */
 
 #endif
