@@ -90,6 +90,15 @@ sim_ctl set "$serial" breaker connect >/dev/null || fail "reconnect through ctl"
 expect_match "reconnected through the control socket" \
 	'^control_state=(1|2)$' "$(sim_ctl show "$serial")"
 expect_match "counters count associations and APDUs" '^apdus=[1-9]' "$(sim_ctl counters)"
+# tariff script table: execute script 3 forces tariff 3 (ammctl action)
+line=$(grep "^$serial," "$SIM_WORK/inv.csv")
+IFS=, read -r _ _ _ host port _ <<<"$line"
+"$AMMCTL" action --host "$host" --port "$port" 0-0:10.0.100.255:1 120003 >/dev/null ||
+	fail "ammctl action tariff script"
+expect_match "script 3 of the tariff script table forces tariff 3" '^active_tariff=3$' \
+	"$(sim_ctl show "$serial")"
+got=$("$AMMCTL" read --host "$host" --port "$port" 0-0:96.14.0.255 | json_get 'd["value"]["value"]')
+expect_eq "current tariff object reads 3" 3 "$got"
 sim_stop wrap
 
 # HDLC over TCP: same values
