@@ -45,12 +45,12 @@
 /* ---- kinds -------------------------------------------------------------------- */
 
 static const char *const kind_names[CMDK_NKINDS] = {
-    "disconnect",   "reconnect",  "credit_add", "credit_set", "payment_mode", "tariff_calendar",
-    "tariff_force", "special_days", "limiter", "clock_sync", "read_now",
+    "disconnect",   "reconnect",    "credit_add", "credit_set", "payment_mode", "tariff_calendar",
+    "tariff_force", "special_days", "limiter",    "clock_sync", "read_now",
 };
 
 static const char *const kind_groups[CMDK_NKINDS] = {
-    "disconnect", "reconnect", "credit", "credit",     "payment_mode", "tariff",
+    "disconnect", "reconnect", "credit",  "credit",     "payment_mode", "tariff",
     "tariff",     "tariff",    "limiter", "clock_sync", "read_now",
 };
 
@@ -79,17 +79,25 @@ int
 cmdk_cap_per_minute(const struct config *cfg, int kind)
 {
 	switch (kind) {
-	case CMDK_DISCONNECT: return cfg->commands.disconnect_per_minute;
-	case CMDK_RECONNECT: return cfg->commands.reconnect_per_minute;
+	case CMDK_DISCONNECT:
+		return cfg->commands.disconnect_per_minute;
+	case CMDK_RECONNECT:
+		return cfg->commands.reconnect_per_minute;
 	case CMDK_CREDIT_ADD:
-	case CMDK_CREDIT_SET: return cfg->commands.credit_per_minute;
-	case CMDK_PAYMENT_MODE: return cfg->commands.payment_mode_per_minute;
+	case CMDK_CREDIT_SET:
+		return cfg->commands.credit_per_minute;
+	case CMDK_PAYMENT_MODE:
+		return cfg->commands.payment_mode_per_minute;
 	case CMDK_TARIFF_CALENDAR:
 	case CMDK_TARIFF_FORCE:
-	case CMDK_SPECIAL_DAYS: return cfg->commands.tariff_per_minute;
-	case CMDK_LIMITER: return cfg->commands.limiter_per_minute;
-	case CMDK_CLOCK_SYNC: return cfg->commands.clock_sync_per_minute;
-	case CMDK_READ_NOW: return cfg->commands.read_now_per_minute;
+	case CMDK_SPECIAL_DAYS:
+		return cfg->commands.tariff_per_minute;
+	case CMDK_LIMITER:
+		return cfg->commands.limiter_per_minute;
+	case CMDK_CLOCK_SYNC:
+		return cfg->commands.clock_sync_per_minute;
+	case CMDK_READ_NOW:
+		return cfg->commands.read_now_per_minute;
 	}
 	return 0;
 }
@@ -305,11 +313,21 @@ cj_str(const struct cj *n, char *out, size_t outlen)
 		}
 		ch = n->s[++i];
 		switch (ch) {
-		case 'b': *o++ = '\b'; break;
-		case 'f': *o++ = '\f'; break;
-		case 'n': *o++ = '\n'; break;
-		case 'r': *o++ = '\r'; break;
-		case 't': *o++ = '\t'; break;
+		case 'b':
+			*o++ = '\b';
+			break;
+		case 'f':
+			*o++ = '\f';
+			break;
+		case 'n':
+			*o++ = '\n';
+			break;
+		case 'r':
+			*o++ = '\r';
+			break;
+		case 't':
+			*o++ = '\t';
+			break;
 		case 'u': {
 			char hex[5] = {n->s[i + 1], n->s[i + 2], n->s[i + 3], n->s[i + 4], 0};
 			unsigned cp = (unsigned)strtoul(hex, NULL, 16);
@@ -319,7 +337,8 @@ cj_str(const struct cj *n, char *out, size_t outlen)
 			i += 4;
 			break;
 		}
-		default: *o++ = ch;
+		default:
+			*o++ = ch;
 		}
 	}
 	*o = '\0';
@@ -337,8 +356,7 @@ struct chk {
 	bool bad;
 };
 
-static int
-chk_fail(struct chk *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int chk_fail(struct chk *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 chk_fail(struct chk *k, const char *fmt, ...)
@@ -373,11 +391,12 @@ chk_keys(struct chk *k, const struct cj *obj, const char *where, const char *con
 				snprintf(name, sizeof(name), "(long key)");
 			char list[256] = "";
 			for (const char *const *a = allowed; *a != NULL; a++) {
-				strncat(list, a == allowed ? "" : ", ", sizeof(list) - strlen(list) - 1);
+				strncat(list, a == allowed ? "" : ", ",
+				        sizeof(list) - strlen(list) - 1);
 				strncat(list, *a, sizeof(list) - strlen(list) - 1);
 			}
 			return chk_fail(k, "%sunknown parameter '%s' (allowed: %s)", where, name,
-					*list ? list : "none");
+			                *list ? list : "none");
 		}
 		n = v + v->span;
 	}
@@ -388,7 +407,7 @@ chk_keys(struct chk *k, const struct cj *obj, const char *where, const char *con
  * is INT64_MIN). */
 static int
 chk_int(struct chk *k, const struct cj *obj, const char *key, const char *where, int64_t lo,
-	int64_t hi, int64_t dflt, int64_t *out)
+        int64_t hi, int64_t dflt, int64_t *out)
 {
 	const struct cj *v = cj_get(obj, key);
 	if (v == NULL) {
@@ -401,9 +420,10 @@ chk_int(struct chk *k, const struct cj *obj, const char *key, const char *where,
 		return chk_fail(k, "%s%s must be an integer", where, key);
 	if (v->num < (double)lo || v->num > (double)hi) {
 		if (lo == 0 && v->num < 0)
-			return chk_fail(k, "%s%s must not be negative (got %.0f)", where, key, v->num);
+			return chk_fail(k, "%s%s must not be negative (got %.0f)", where, key,
+			                v->num);
 		return chk_fail(k, "%s%s %.0f out of range %lld..%lld", where, key, v->num,
-				(long long)lo, (long long)hi);
+		                (long long)lo, (long long)hi);
 	}
 	*out = (int64_t)v->num;
 	return 0;
@@ -411,7 +431,7 @@ chk_int(struct chk *k, const struct cj *obj, const char *key, const char *where,
 
 static int
 chk_str(struct chk *k, const struct cj *obj, const char *key, const char *where, char *out,
-	size_t outlen, bool required)
+        size_t outlen, bool required)
 {
 	const struct cj *v = cj_get(obj, key);
 	if (v == NULL) {
@@ -483,8 +503,8 @@ parse_reconnect(struct chk *k, const struct cj *o, struct cmdk_params *p)
 		bool direct = cm != 2 && cm != 4;
 		if (direct != (p->u.reconnect.mode == CMDK_RECONNECT_REMOTE))
 			return chk_fail(k, "control_mode %lld does not %s; use %s", (long long)cm,
-					direct ? "release for the button" : "reconnect remotely",
-					direct ? "2 or 4" : "1, 3, 5 or 6");
+			                direct ? "release for the button" : "reconnect remotely",
+			                direct ? "2 or 4" : "1, 3, 5 or 6");
 	}
 	p->u.reconnect.control_mode = (int)cm;
 	return 0;
@@ -497,7 +517,7 @@ parse_credit(struct chk *k, const struct cj *o, struct cmdk_params *p, bool add)
 	static const char *const set_keys[] = {"amount_wh", NULL};
 	if (chk_keys(k, o, "", add ? add_keys : set_keys) ||
 	    chk_int(k, o, "amount_wh", "", add ? CMDK_CREDIT_MIN_ADD : 0, CMDK_CREDIT_MAX_WH,
-		    INT64_MIN, &p->u.credit.amount_wh))
+	            INT64_MIN, &p->u.credit.amount_wh))
 		return METER_EINVAL;
 	if (!add)
 		return 0;
@@ -548,7 +568,7 @@ parse_calendar(struct chk *k, const struct cj *o, int64_t now, struct cmdk_param
 	static const char *const dkeys[] = {"id", "actions", NULL};
 	static const char *const akeys[] = {"at", "tariff", NULL};
 	const struct cj *seasons = cj_get(o, "seasons"), *weeks = cj_get(o, "weeks"),
-			*days = cj_get(o, "days");
+	                *days = cj_get(o, "days");
 	char w[48], buf[32];
 	int64_t v;
 	typeof(p->u.calendar) *c = &p->u.calendar;
@@ -572,7 +592,7 @@ parse_calendar(struct chk *k, const struct cj *o, int64_t now, struct cmdk_param
 			return chk_fail(k, "%sactions must be a non-empty array", w);
 		if (acts->n > CMDK_MAX_ACTIONS)
 			return chk_fail(k, "%s%u switching times, at most %d", w, acts->n,
-					CMDK_MAX_ACTIONS);
+			                CMDK_MAX_ACTIONS);
 		c->day[i].n = (uint8_t)acts->n;
 		for (uint32_t j = 0; j < acts->n; j++) {
 			const struct cj *a = cj_at(acts, j);
@@ -582,14 +602,16 @@ parse_calendar(struct chk *k, const struct cj *o, int64_t now, struct cmdk_param
 			if (chk_keys(k, a, wa, akeys) ||
 			    chk_str(k, a, "at", wa, buf, sizeof(buf), true))
 				return METER_EINVAL;
-			if (sscanf(buf, "%2d:%2d%n", &hh, &mm, &n) != 2 || buf[n] != '\0' || hh < 0 ||
-			    hh > 23 || mm < 0 || mm > 59)
+			if (sscanf(buf, "%2d:%2d%n", &hh, &mm, &n) != 2 || buf[n] != '\0' ||
+			    hh < 0 || hh > 23 || mm < 0 || mm > 59)
 				return chk_fail(k, "%sat '%s' is not a time HH:MM", wa, buf);
 			const struct cj *t = cj_get(a, "tariff");
 			if (t != NULL && t->type == CJ_NUM && t->num == floor(t->num) &&
 			    (t->num < 1 || t->num > CMDK_MAX_TARIFFS))
-				return chk_fail(k, "%stariff %.0f out of 1..%d (a meter has at most %d tariffs)",
-						wa, t->num, CMDK_MAX_TARIFFS, CMDK_MAX_TARIFFS);
+				return chk_fail(
+				    k,
+				    "%stariff %.0f out of 1..%d (a meter has at most %d tariffs)",
+				    wa, t->num, CMDK_MAX_TARIFFS, CMDK_MAX_TARIFFS);
 			if (chk_int(k, a, "tariff", wa, 1, CMDK_MAX_TARIFFS, INT64_MIN, &v))
 				return METER_EINVAL;
 			struct cmdk_action *ac = &c->day[i].a[j];
@@ -597,8 +619,8 @@ parse_calendar(struct chk *k, const struct cj *o, int64_t now, struct cmdk_param
 			ac->minute = (uint8_t)mm;
 			ac->tariff = (uint8_t)v;
 			if (j > 0 && hh * 60 + mm <= ac[-1].hour * 60 + ac[-1].minute)
-				return chk_fail(k, "%sat %s is not after the previous switching time", wa,
-						buf);
+				return chk_fail(
+				    k, "%sat %s is not after the previous switching time", wa, buf);
 		}
 	}
 	c->n_days = (uint8_t)days->n;
@@ -644,7 +666,7 @@ parse_calendar(struct chk *k, const struct cj *o, int64_t now, struct cmdk_param
 		if (parse_mmdd(buf, &c->season[i].month, &c->season[i].day) < 0)
 			return chk_fail(k, "%sstart '%s' is not a date MM-DD", w, buf);
 		if (i > 0 && c->season[i].month * 32 + c->season[i].day <=
-				 c->season[i - 1].month * 32 + c->season[i - 1].day)
+		                 c->season[i - 1].month * 32 + c->season[i - 1].day)
 			return chk_fail(k, "%sstart %s is not after the previous season's", w, buf);
 		unsigned j;
 		for (j = 0; j < c->n_weeks && strcmp(c->week[j].name, wn) != 0; j++)
@@ -659,11 +681,12 @@ parse_calendar(struct chk *k, const struct cj *o, int64_t now, struct cmdk_param
 		return METER_EINVAL;
 	if (buf[0] != '\0' && strcmp(buf, "now") != 0) {
 		if (!parse_iso(buf, &c->activate_at))
-			return chk_fail(k, "activate_at '%s' is not a UTC time YYYY-MM-DDTHH:MM:SSZ",
-					buf);
+			return chk_fail(
+			    k, "activate_at '%s' is not a UTC time YYYY-MM-DDTHH:MM:SSZ", buf);
 		if (c->activate_at <= now)
-			return chk_fail(k, "activate_at %s is in the past (leave it out to activate at once)",
-					buf);
+			return chk_fail(
+			    k, "activate_at %s is in the past (leave it out to activate at once)",
+			    buf);
 	}
 	return 0;
 }
@@ -694,7 +717,7 @@ parse_special(struct chk *k, const struct cj *o, struct cmdk_params *p)
 		if (buf[0] == '*' && sscanf(buf, "*-%2d-%2d%n", &m, &dd, &n) == 2 && buf[n] == '\0')
 			y = 0xffff;
 		else if (sscanf(buf, "%4d-%2d-%2d%n", &y, &m, &dd, &n) != 3 || buf[n] != '\0' ||
-			 y < 2000 || y > 2099)
+		         y < 2000 || y > 2099)
 			return chk_fail(k, "%sdate '%s' is neither YYYY-MM-DD nor *-MM-DD", w, buf);
 		if (m < 1 || m > 12 || dd < 1 || dd > days_in_month[m])
 			return chk_fail(k, "%sdate '%s' does not exist", w, buf);
@@ -703,8 +726,8 @@ parse_special(struct chk *k, const struct cj *o, struct cmdk_params *p)
 		s->day = (uint8_t)dd;
 		s->day_id = (uint8_t)v;
 		for (uint32_t j = 0; j < i; j++)
-			if (p->u.special.d[j].year == s->year && p->u.special.d[j].month == s->month &&
-			    p->u.special.d[j].day == s->day)
+			if (p->u.special.d[j].year == s->year &&
+			    p->u.special.d[j].month == s->month && p->u.special.d[j].day == s->day)
 				return chk_fail(k, "%sdate %s listed twice", w, buf);
 	}
 	p->u.special.n = (uint8_t)days->n;
@@ -715,7 +738,7 @@ static int
 parse_limiter(struct chk *k, const struct cj *o, struct cmdk_params *p)
 {
 	static const char *const keys[] = {"threshold_normal_w", "threshold_emergency_w",
-					   "min_over_s", "min_under_s", NULL};
+	                                   "min_over_s", "min_under_s", NULL};
 	typeof(p->u.limiter) *l = &p->u.limiter;
 	if (chk_keys(k, o, "", keys) ||
 	    chk_int(k, o, "threshold_normal_w", "", 0, CMDK_LIMIT_MAX_W, -1, &l->normal_w) ||
@@ -724,11 +747,12 @@ parse_limiter(struct chk *k, const struct cj *o, struct cmdk_params *p)
 	    chk_int(k, o, "min_under_s", "", 0, CMDK_DURATION_MAX_S, -1, &l->min_under_s))
 		return METER_EINVAL;
 	if (l->normal_w < 0 && l->emergency_w < 0 && l->min_over_s < 0 && l->min_under_s < 0)
-		return chk_fail(k, "nothing to set: give threshold_normal_w, threshold_emergency_w, "
-				   "min_over_s or min_under_s");
+		return chk_fail(k,
+		                "nothing to set: give threshold_normal_w, threshold_emergency_w, "
+		                "min_over_s or min_under_s");
 	if (l->normal_w > 0 && l->emergency_w > l->normal_w)
 		return chk_fail(k, "threshold_emergency_w %lld is above threshold_normal_w %lld",
-				(long long)l->emergency_w, (long long)l->normal_w);
+		                (long long)l->emergency_w, (long long)l->normal_w);
 	return 0;
 }
 
@@ -739,7 +763,7 @@ parse_read(struct chk *k, const struct cj *o, struct cmdk_params *p)
 	static const char *const pkeys[] = {"obis", "from", "to", NULL};
 	typeof(p->u.read) *r = &p->u.read;
 	const struct cj *regs = cj_get(o, "registers"), *prof = cj_get(o, "profile"),
-			*ev = cj_get(o, "events");
+	                *ev = cj_get(o, "events");
 	char buf[40];
 
 	if (chk_keys(k, o, "", keys))
@@ -752,7 +776,8 @@ parse_read(struct chk *k, const struct cj *o, struct cmdk_params *p)
 		for (uint32_t i = 0; i < regs->n; i++) {
 			if (!cj_str(cj_at(regs, i), buf, sizeof(buf)) ||
 			    obis_parse(buf, &r->registers[i]) != 0)
-				return chk_fail(k, "registers[%u] is not an OBIS code A-B:C.D.E.F", i);
+				return chk_fail(k, "registers[%u] is not an OBIS code A-B:C.D.E.F",
+				                i);
 		}
 		r->n_registers = (uint8_t)regs->n;
 	}
@@ -781,15 +806,17 @@ parse_read(struct chk *k, const struct cj *o, struct cmdk_params *p)
 		static const uint8_t logs[] = {0, 1, 2, 4, 7};
 		if (ev->type != CJ_ARR || ev->n == 0 || ev->n > CMDK_MAX_LOGS)
 			return chk_fail(k, "events must be an array of 1..%d logs (0, 1, 2, 4, 7)",
-					CMDK_MAX_LOGS);
+			                CMDK_MAX_LOGS);
 		for (uint32_t i = 0; i < ev->n; i++) {
 			const struct cj *e = cj_at(ev, i);
 			bool ok = false;
 			for (size_t j = 0; e && e->type == CJ_NUM && j < sizeof(logs); j++)
 				ok |= e->num == logs[j];
 			if (!ok)
-				return chk_fail(k, "events[%u] is no event log (0 standard, 1 fraud, "
-						   "2 disconnector, 4 voltage quality, 7 clock)", i);
+				return chk_fail(k,
+				                "events[%u] is no event log (0 standard, 1 fraud, "
+				                "2 disconnector, 4 voltage quality, 7 clock)",
+				                i);
 			r->logs[i] = (uint8_t)e->num;
 		}
 		r->n_logs = (uint8_t)ev->n;
@@ -800,8 +827,7 @@ parse_read(struct chk *k, const struct cj *o, struct cmdk_params *p)
 }
 
 int
-cmdk_parse(int kind, const char *json, int64_t now, struct cmdk_params *p, char *err,
-	   size_t errlen)
+cmdk_parse(int kind, const char *json, int64_t now, struct cmdk_params *p, char *err, size_t errlen)
 {
 	static const char *const none[] = {NULL};
 	struct chk k = {.kind = cmdk_name(kind), .err = err, .errlen = errlen};
@@ -823,7 +849,7 @@ cmdk_parse(int kind, const char *json, int64_t now, struct cmdk_params *p, char 
 	}
 	if ((n = cj_parse(json, nodes, CMDK_NODES)) < 0) {
 		rc = chk_fail(&k, "parameters are not valid JSON%s",
-			      n == METER_ELIMIT ? " (too large or too deep)" : "");
+		              n == METER_ELIMIT ? " (too large or too deep)" : "");
 		goto done;
 	}
 	if (nodes[0].type != CJ_OBJ) {
@@ -831,12 +857,24 @@ cmdk_parse(int kind, const char *json, int64_t now, struct cmdk_params *p, char 
 		goto done;
 	}
 	switch (kind) {
-	case CMDK_DISCONNECT: rc = chk_keys(&k, nodes, "", none); break;
-	case CMDK_RECONNECT: rc = parse_reconnect(&k, nodes, p); break;
-	case CMDK_CREDIT_ADD: rc = parse_credit(&k, nodes, p, true); break;
-	case CMDK_CREDIT_SET: rc = parse_credit(&k, nodes, p, false); break;
-	case CMDK_PAYMENT_MODE: rc = parse_payment(&k, nodes, p); break;
-	case CMDK_TARIFF_CALENDAR: rc = parse_calendar(&k, nodes, now, p); break;
+	case CMDK_DISCONNECT:
+		rc = chk_keys(&k, nodes, "", none);
+		break;
+	case CMDK_RECONNECT:
+		rc = parse_reconnect(&k, nodes, p);
+		break;
+	case CMDK_CREDIT_ADD:
+		rc = parse_credit(&k, nodes, p, true);
+		break;
+	case CMDK_CREDIT_SET:
+		rc = parse_credit(&k, nodes, p, false);
+		break;
+	case CMDK_PAYMENT_MODE:
+		rc = parse_payment(&k, nodes, p);
+		break;
+	case CMDK_TARIFF_CALENDAR:
+		rc = parse_calendar(&k, nodes, now, p);
+		break;
 	case CMDK_TARIFF_FORCE: {
 		static const char *const keys[] = {"tariff", NULL};
 		rc = chk_keys(&k, nodes, "", keys);
@@ -845,17 +883,23 @@ cmdk_parse(int kind, const char *json, int64_t now, struct cmdk_params *p, char 
 		p->u.force.tariff = (uint8_t)v;
 		break;
 	}
-	case CMDK_SPECIAL_DAYS: rc = parse_special(&k, nodes, p); break;
-	case CMDK_LIMITER: rc = parse_limiter(&k, nodes, p); break;
+	case CMDK_SPECIAL_DAYS:
+		rc = parse_special(&k, nodes, p);
+		break;
+	case CMDK_LIMITER:
+		rc = parse_limiter(&k, nodes, p);
+		break;
 	case CMDK_CLOCK_SYNC: {
 		static const char *const keys[] = {"max_step_s", NULL};
 		rc = chk_keys(&k, nodes, "", keys);
 		if (!rc)
 			rc = chk_int(&k, nodes, "max_step_s", "", 1, 366 * 86400, 0,
-				     &p->u.clock.max_step_s);
+			             &p->u.clock.max_step_s);
 		break;
 	}
-	case CMDK_READ_NOW: rc = parse_read(&k, nodes, p); break;
+	case CMDK_READ_NOW:
+		rc = parse_read(&k, nodes, p);
+		break;
 	}
 done:
 	free(nodes);
@@ -871,7 +915,7 @@ cmdk_idempotency_key(const struct cmdk_params *p)
 /* ---- plans ---------------------------------------------------------------------------- */
 
 enum {
-	PH_BEFORE,	/* issue the first read */
+	PH_BEFORE, /* issue the first read */
 	PH_BEFORE_WAIT,
 	PH_DECIDE,
 	PH_ACT,
@@ -882,16 +926,16 @@ enum {
 	PH_DONE,
 };
 
-#define O_DISC	   OBIS(0, 0, 96, 3, 10, 255)
+#define O_DISC     OBIS(0, 0, 96, 3, 10, 255)
 #define O_LIMITER  OBIS(0, 0, 17, 0, 0, 255)
 #define O_ACCOUNT  OBIS(0, 0, 19, 0, 0, 255)
 #define O_CREDIT   OBIS(0, 0, 19, 10, 0, 255)
-#define O_APLUS	   OBIS(1, 0, 1, 8, 0, 255)
+#define O_APLUS    OBIS(1, 0, 1, 8, 0, 255)
 #define O_CALENDAR OBIS(0, 0, 13, 0, 0, 255)
 #define O_SPECIAL  OBIS(0, 0, 11, 0, 0, 255)
 #define O_SCRIPT   OBIS(0, 0, 10, 0, 100, 255)
 #define O_TARIFF   OBIS(0, 0, 96, 14, 0, 255)
-#define O_CLOCK	   OBIS(0, 0, 1, 0, 0, 255)
+#define O_CLOCK    OBIS(0, 0, 1, 0, 0, 255)
 
 static void
 add_read(struct cmdk_run *r, const char *name, uint16_t cls, struct obis o, int8_t attr)
@@ -1006,9 +1050,13 @@ enc_seasons(struct mbuf *b, const void *arg)
 		const struct cmdk_season *s = &p->u.calendar.season[i];
 		/* A start repeating every year: year, weekday, hundredths and
 		 * deviation unspecified (Blue Book class 20). */
-		struct cosem_datetime dt = {.year = 0xffff, .month = s->month, .day = s->day,
-					    .dow = 0xff, .hundredths = 0xff,
-					    .deviation = COSEM_DEVIATION_UNSPEC, .status = 0xff};
+		struct cosem_datetime dt = {.year = 0xffff,
+		                            .month = s->month,
+		                            .day = s->day,
+		                            .dow = 0xff,
+		                            .hundredths = 0xff,
+		                            .deviation = COSEM_DEVIATION_UNSPEC,
+		                            .status = 0xff};
 		const char *wn = p->u.calendar.week[s->week].name;
 		axdr_put_structure(b, 3);
 		axdr_put_octet_string(b, s->name, (uint32_t)strlen(s->name));
@@ -1065,7 +1113,8 @@ enc_special(struct mbuf *b, const void *arg)
 	axdr_put_array(b, p->u.special.n);
 	for (unsigned i = 0; i < p->u.special.n; i++) {
 		const struct cmdk_special *s = &p->u.special.d[i];
-		struct cosem_date d = {.year = s->year, .month = s->month, .day = s->day, .dow = 0xff};
+		struct cosem_date d = {
+		    .year = s->year, .month = s->month, .day = s->day, .dow = 0xff};
 		uint8_t raw[5];
 		cosem_date_encode(&d, raw);
 		axdr_put_structure(b, 3);
@@ -1092,8 +1141,9 @@ plan(struct cmdk_run *r)
 			a = add_act(r, "set control_mode", DLMS_OP_SET, 70, O_DISC, 4);
 			rc |= act_value(a, enc_enum, &p->u.reconnect.control_mode);
 		}
-		a = add_act(r, p->kind == CMDK_DISCONNECT ? "remote_disconnect" : "remote_reconnect",
-			    DLMS_OP_ACTION, 70, O_DISC, p->kind == CMDK_DISCONNECT ? 1 : 2);
+		a = add_act(r,
+		            p->kind == CMDK_DISCONNECT ? "remote_disconnect" : "remote_reconnect",
+		            DLMS_OP_ACTION, 70, O_DISC, p->kind == CMDK_DISCONNECT ? 1 : 2);
 		rc |= act_value(a, enc_int0, NULL);
 		break;
 	case CMDK_CREDIT_ADD:
@@ -1103,7 +1153,7 @@ plan(struct cmdk_run *r)
 		add_read(r, "active_energy_import_scaler_unit", 3, O_APLUS, 3);
 		add_read(r, "account", 111, O_ACCOUNT, 2);
 		a = add_act(r, p->kind == CMDK_CREDIT_ADD ? "update_amount" : "set_amount_to_value",
-			    DLMS_OP_ACTION, 112, O_CREDIT, p->kind == CMDK_CREDIT_ADD ? 1 : 2);
+		            DLMS_OP_ACTION, 112, O_CREDIT, p->kind == CMDK_CREDIT_ADD ? 1 : 2);
 		rc |= act_value(a, enc_dlong, &p->u.credit.amount_wh);
 		break;
 	case CMDK_PAYMENT_MODE:
@@ -1130,11 +1180,12 @@ plan(struct cmdk_run *r)
 		if (p->u.calendar.activate_at) {
 			/* The activation time last: the meter switches only to a
 			 * passive calendar that is complete. */
-			a = add_act(r, "activate_passive_calendar_time", DLMS_OP_SET, 20, O_CALENDAR,
-				    10);
+			a = add_act(r, "activate_passive_calendar_time", DLMS_OP_SET, 20,
+			            O_CALENDAR, 10);
 			rc |= act_value(a, enc_activation, &p->u.calendar.activate_at);
 		} else {
-			a = add_act(r, "activate_passive_calendar", DLMS_OP_ACTION, 20, O_CALENDAR, 1);
+			a = add_act(r, "activate_passive_calendar", DLMS_OP_ACTION, 20, O_CALENDAR,
+			            1);
 			rc |= act_value(a, enc_int0, NULL);
 		}
 		break;
@@ -1150,10 +1201,10 @@ plan(struct cmdk_run *r)
 		break;
 	case CMDK_LIMITER: {
 		static const char *const names[4] = {"threshold_normal", "threshold_emergency",
-						     "min_over_threshold_duration",
-						     "min_under_threshold_duration"};
+		                                     "min_over_threshold_duration",
+		                                     "min_under_threshold_duration"};
 		const int64_t *v[4] = {&p->u.limiter.normal_w, &p->u.limiter.emergency_w,
-				       &p->u.limiter.min_over_s, &p->u.limiter.min_under_s};
+		                       &p->u.limiter.min_over_s, &p->u.limiter.min_under_s};
 		for (int i = 0; i < 4; i++)
 			add_read(r, names[i], 71, O_LIMITER, (int8_t)(4 + i));
 		for (int i = 0; i < 4; i++) {
@@ -1216,7 +1267,7 @@ cmdk_run_init(struct cmdk_run *r, const struct cmdk_params *p, const char *progr
 		r->retry_seen = true;
 		if (cj_parse(progress, nodes, 16) > 0) {
 			const struct cj *c = cj_get(nodes, "pre_credit_wh"),
-					*e = cj_get(nodes, "pre_energy_wh");
+			                *e = cj_get(nodes, "pre_energy_wh");
 			if (c && e && c->type == CJ_NUM && e->type == CJ_NUM) {
 				r->pre_credit = c->num;
 				r->pre_energy = e->num;
@@ -1275,8 +1326,8 @@ num(const struct cmdk_run *r, const char *name, bool after, double *out)
 	return i >= 0 && read_num(r, (unsigned)i, after, out);
 }
 
-static void
-run_fail(struct cmdk_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void run_fail(struct cmdk_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 run_fail(struct cmdk_run *r, const char *fmt, ...)
@@ -1325,7 +1376,8 @@ decide(struct cmdk_run *r)
 			r->already = true; /* disconnecting twice = disconnected */
 			snprintf(r->note, sizeof(r->note), "already disconnected");
 		} else if (mode == 0) {
-			run_fail(r, "control mode 0: this meter's breaker cannot be operated remotely");
+			run_fail(
+			    r, "control mode 0: this meter's breaker cannot be operated remotely");
 		}
 		return;
 	case CMDK_RECONNECT: {
@@ -1342,18 +1394,25 @@ decide(struct cmdk_run *r)
 		} else if (v == 2) {
 			r->already = true;
 			snprintf(r->note, sizeof(r->note),
-				 "already released: waiting for the consumer's button");
+			         "already released: waiting for the consumer's button");
 			if (!release)
-				run_fail(r, "the breaker is ready for reconnection: only the "
-					    "consumer's button closes it (control mode %.0f)", mode);
+				run_fail(r,
+				         "the breaker is ready for reconnection: only the "
+				         "consumer's button closes it (control mode %.0f)",
+				         mode);
 		} else if (mode == 0) {
-			run_fail(r, "control mode 0: this meter's breaker cannot be operated remotely");
+			run_fail(
+			    r, "control mode 0: this meter's breaker cannot be operated remotely");
 		} else if (release && mode != 2 && mode != 4) {
-			run_fail(r, "control mode %.0f reconnects remotely without the button; give "
-				    "control_mode 2 or 4 to release for the button", mode);
+			run_fail(r,
+			         "control mode %.0f reconnects remotely without the button; give "
+			         "control_mode 2 or 4 to release for the button",
+			         mode);
 		} else if (!release && (mode == 2 || mode == 4)) {
-			run_fail(r, "control mode %.0f only releases for the consumer's button; use "
-				    "mode release, or control_mode 1, 3, 5 or 6", mode);
+			run_fail(r,
+			         "control mode %.0f only releases for the consumer's button; use "
+			         "mode release, or control_mode 1, 3, 5 or 6",
+			         mode);
 		}
 		if (r->already)
 			r->acts[0].skip = true; /* not even the control mode */
@@ -1364,8 +1423,9 @@ decide(struct cmdk_run *r)
 		double c, e, res;
 		int acc = read_index(r, "account");
 		if (acc >= 0 && read_elem(r, (unsigned)acc, false, 0, &v) && v != 2) {
-			run_fail(r, "the meter is in credit mode: credit applies in prepayment mode "
-				    "only (payment_mode first)");
+			run_fail(r,
+			         "the meter is in credit mode: credit applies in prepayment mode "
+			         "only (payment_mode first)");
 			return;
 		}
 		if (p->kind == CMDK_CREDIT_SET)
@@ -1375,8 +1435,10 @@ decide(struct cmdk_run *r)
 			return;
 		}
 		if (p->u.credit.amount_wh < 4 * res) {
-			run_fail(r, "amount %lld Wh is too small against the register's resolution "
-				    "(%.0f Wh) to be verified", (long long)p->u.credit.amount_wh, res);
+			run_fail(r,
+			         "amount %lld Wh is too small against the register's resolution "
+			         "(%.0f Wh) to be verified",
+			         (long long)p->u.credit.amount_wh, res);
 			return;
 		}
 		if (r->have_pre) {
@@ -1385,9 +1447,10 @@ decide(struct cmdk_run *r)
 				/* An earlier attempt's update_amount reached the meter. */
 				r->applied_earlier = true;
 				r->already = true;
-				snprintf(r->note, sizeof(r->note),
-					 "applied by an earlier attempt (credit + A+ grew by %.0f Wh)",
-					 delta);
+				snprintf(
+				    r->note, sizeof(r->note),
+				    "applied by an earlier attempt (credit + A+ grew by %.0f Wh)",
+				    delta);
 			}
 			return; /* baseline stored already: no new checkpoint */
 		}
@@ -1398,7 +1461,7 @@ decide(struct cmdk_run *r)
 		 * needs no place here; the baseline is what a retry needs. */
 		free(r->progress);
 		if (asprintf(&r->progress, "{\"pre_credit_wh\":%.17g,\"pre_energy_wh\":%.17g}", c,
-			     e) < 0)
+		             e) < 0)
 			r->progress = NULL;
 		return;
 	}
@@ -1406,7 +1469,7 @@ decide(struct cmdk_run *r)
 		if (read_elem(r, 0, false, 0, &v) && v == p->u.payment.mode) {
 			r->already = true;
 			snprintf(r->note, sizeof(r->note), "already in %s mode",
-				 v == 1 ? "credit" : "prepayment");
+			         v == 1 ? "credit" : "prepayment");
 		}
 		return;
 	case CMDK_TARIFF_FORCE:
@@ -1423,7 +1486,8 @@ decide(struct cmdk_run *r)
 			(void)cosem_datetime_to_utc(&dt, NULL, &r->clock_before);
 		return;
 	}
-	default: return;
+	default:
+		return;
 	}
 }
 
@@ -1444,16 +1508,18 @@ verify(struct cmdk_run *r)
 		if (!num(r, "control_state", true, &v) || !num(r, "output_state", true, &out))
 			run_fail(r, "cannot read the breaker back");
 		else if (v != 0 || out != 0)
-			run_fail(r, "the breaker did not open: control_state %.0f, output_state %.0f",
-				 v, out);
+			run_fail(r,
+			         "the breaker did not open: control_state %.0f, output_state %.0f",
+			         v, out);
 		return;
 	case CMDK_RECONNECT: {
 		bool release = p->u.reconnect.mode == CMDK_RECONNECT_RELEASE;
 		if (!num(r, "control_state", true, &v) || !num(r, "output_state", true, &out))
 			run_fail(r, "cannot read the breaker back");
 		else if (!release && (v != 1 || out != 1))
-			run_fail(r, "the breaker did not close: control_state %.0f, output_state %.0f",
-				 v, out);
+			run_fail(r,
+			         "the breaker did not close: control_state %.0f, output_state %.0f",
+			         v, out);
 		else if (release && v != 2 && v != 1)
 			run_fail(r, "the breaker was not released: control_state %.0f", v);
 		return;
@@ -1467,7 +1533,7 @@ verify(struct cmdk_run *r)
 		double delta = (c + e) - (r->pre_credit + r->pre_energy);
 		if (fabs(delta - (double)p->u.credit.amount_wh) > 2 * res)
 			run_fail(r, "credit + A+ grew by %.0f Wh, expected %lld", delta,
-				 (long long)p->u.credit.amount_wh);
+			         (long long)p->u.credit.amount_wh);
 		return;
 	}
 	case CMDK_CREDIT_SET: {
@@ -1485,7 +1551,8 @@ verify(struct cmdk_run *r)
 	}
 	case CMDK_PAYMENT_MODE:
 		if (!read_elem(r, 0, true, 0, &v) || v != p->u.payment.mode)
-			run_fail(r, "payment mode reads back as %.0f, not %d", v, p->u.payment.mode);
+			run_fail(r, "payment mode reads back as %.0f, not %d", v,
+			         p->u.payment.mode);
 		return;
 	case CMDK_TARIFF_CALENDAR:
 		for (unsigned i = 0; i < r->n_acts; i++) {
@@ -1493,13 +1560,13 @@ verify(struct cmdk_run *r)
 			if (r->acts[i].op != DLMS_OP_SET)
 				continue;
 			if (!bytes_eq(r->reads[k].after, r->reads[k].after_len, r->acts[i].value,
-				      r->acts[i].len)) {
+			              r->acts[i].len)) {
 				/* A meter may normalise the unspecified fields of
 				 * the activation time: only its presence counts. */
 				if (k == 5 && r->reads[k].after != NULL)
 					continue;
 				run_fail(r, "%s reads back different from what was written",
-					 r->acts[i].name);
+				         r->acts[i].name);
 			}
 		}
 		if (p->u.calendar.activate_at == 0) {
@@ -1508,10 +1575,11 @@ verify(struct cmdk_run *r)
 			uint8_t want[16];
 			struct mbuf b;
 			mbuf_init(&b, want, sizeof(want));
-			axdr_put_octet_string(&b, p->u.calendar.name, (uint32_t)strlen(p->u.calendar.name));
+			axdr_put_octet_string(&b, p->u.calendar.name,
+			                      (uint32_t)strlen(p->u.calendar.name));
 			if (!bytes_eq(r->reads[k].after, r->reads[k].after_len, want, b.len))
 				run_fail(r, "the active calendar is not '%s' after activation",
-					 p->u.calendar.name);
+				         p->u.calendar.name);
 		}
 		return;
 	case CMDK_TARIFF_FORCE:
@@ -1520,16 +1588,17 @@ verify(struct cmdk_run *r)
 		return;
 	case CMDK_SPECIAL_DAYS:
 		if (!bytes_eq(r->reads[0].after, r->reads[0].after_len, r->acts[0].value,
-			      r->acts[0].len))
-			run_fail(r, "the special days table reads back different from what was written");
+		              r->acts[0].len))
+			run_fail(
+			    r, "the special days table reads back different from what was written");
 		return;
 	case CMDK_LIMITER:
 		for (unsigned i = 0; i < r->n_acts; i++) {
 			int k = r->acts[i].desc.id - 4;
 			if (!bytes_eq(r->reads[k].after, r->reads[k].after_len, r->acts[i].value,
-				      r->acts[i].len))
+			              r->acts[i].len))
 				run_fail(r, "%s reads back different from what was written",
-					 r->acts[i].name);
+				         r->acts[i].name);
 		}
 		return;
 	case CMDK_CLOCK_SYNC: {
@@ -1545,10 +1614,11 @@ verify(struct cmdk_run *r)
 			run_fail(r, "cannot read the clock back");
 		else if (llabs(t - r->clock_now) > 5)
 			run_fail(r, "the clock reads %+lld s from the time written",
-				 (long long)(t - r->clock_now));
+			         (long long)(t - r->clock_now));
 		return;
 	}
-	default: return;
+	default:
+		return;
 	}
 }
 
@@ -1696,10 +1766,13 @@ cmdk_run_next(struct cmdk_run *r, struct dlms_client *c, struct mbuf *out, int64
 				mbuf_init(&b, a->value, 16);
 				r->clock_now = (now_ms + 500) / 1000;
 				if (r->p.u.clock.max_step_s && r->clock_before &&
-				    llabs(r->clock_now - r->clock_before) > r->p.u.clock.max_step_s) {
-					run_fail(r, "the meter's clock is %+lld s off, more than max_step_s %lld",
-						 (long long)(r->clock_before - r->clock_now),
-						 (long long)r->p.u.clock.max_step_s);
+				    llabs(r->clock_now - r->clock_before) >
+				        r->p.u.clock.max_step_s) {
+					run_fail(r,
+					         "the meter's clock is %+lld s off, more than "
+					         "max_step_s %lld",
+					         (long long)(r->clock_before - r->clock_now),
+					         (long long)r->p.u.clock.max_step_s);
 					continue;
 				}
 				put_datetime_utc(&b, r->clock_now);
@@ -1786,11 +1859,12 @@ cmdk_run_event(struct cmdk_run *r, const struct dlms_client_event *ev)
 			for (unsigned i = 0; i < r->n_reads; i++)
 				if (r->reads[i].before == NULL && r->p.kind != CMDK_READ_NOW) {
 					char o[OBIS_STRLEN];
-					run_fail(r, "the meter refused to read %s (%s attribute %d): "
-						    "data-access-result %u",
-						 r->reads[i].name ? r->reads[i].name : "",
-						 obis_format(&r->reads[i].item.desc.obis, o),
-						 r->reads[i].item.desc.id, r->reads[i].dar);
+					run_fail(r,
+					         "the meter refused to read %s (%s attribute %d): "
+					         "data-access-result %u",
+					         r->reads[i].name ? r->reads[i].name : "",
+					         obis_format(&r->reads[i].item.desc.obis, o),
+					         r->reads[i].item.desc.id, r->reads[i].dar);
 					break;
 				}
 		r->phase = PH_DECIDE;
@@ -1801,8 +1875,8 @@ cmdk_run_event(struct cmdk_run *r, const struct dlms_client_event *ev)
 			run_fail(r, "%s failed: %s", a->name, meter_strerror(err));
 		else if (r->req_dar)
 			run_fail(r, "the meter refused %s: %s %u", a->name,
-				 a->op == DLMS_OP_SET ? "data-access-result" : "action-result",
-				 r->req_dar == 250 ? 250 : r->req_dar);
+			         a->op == DLMS_OP_SET ? "data-access-result" : "action-result",
+			         r->req_dar == 250 ? 250 : r->req_dar);
 		r->cur_act++;
 		/* After a failed act the state is still read back, for the
 		 * record, but nothing more is sent. */
@@ -1817,7 +1891,8 @@ cmdk_run_event(struct cmdk_run *r, const struct dlms_client_event *ev)
 		else
 			r->phase = PH_VERIFY;
 		break;
-	default: break;
+	default:
+		break;
 	}
 }
 

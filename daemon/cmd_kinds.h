@@ -71,17 +71,17 @@ int cmdk_cap_per_minute(const struct config *cfg, int kind);
 /* Bounds the validation enforces (Kamstrup 382M / simulator limits). */
 #define CMDK_MAX_TARIFFS    8
 #define CMDK_MAX_SEASONS    4
-#define CMDK_MAX_WEEKS	    4
-#define CMDK_MAX_DAYS	    8
+#define CMDK_MAX_WEEKS      4
+#define CMDK_MAX_DAYS       8
 #define CMDK_MAX_ACTIONS    8
 #define CMDK_MAX_SPECIAL    100
 #define CMDK_MAX_REGISTERS  32
-#define CMDK_MAX_LOGS	    8
+#define CMDK_MAX_LOGS       8
 #define CMDK_CREDIT_MAX_WH  100000000 /* 100 MWh: more is a typo */
-#define CMDK_CREDIT_MIN_ADD 10	      /* Wh: below this a top-up cannot be told from noise */
+#define CMDK_CREDIT_MIN_ADD 10        /* Wh: below this a top-up cannot be told from noise */
 #define CMDK_LIMIT_MAX_W    250000
 #define CMDK_DURATION_MAX_S 86400
-#define CMDK_TXID_MAX	    64
+#define CMDK_TXID_MAX       64
 
 enum cmdk_reconnect_mode { CMDK_RECONNECT_REMOTE, CMDK_RECONNECT_RELEASE };
 
@@ -113,7 +113,7 @@ struct cmdk_params {
 	int kind;
 	union {
 		struct {
-			int mode;	  /* enum cmdk_reconnect_mode */
+			int mode;         /* enum cmdk_reconnect_mode */
 			int control_mode; /* -1: leave it */
 		} reconnect;
 		struct {
@@ -162,7 +162,7 @@ struct cmdk_params {
  * tariff 9 out of 1..8").  `now` (UTC s) bounds activation times.
  */
 int cmdk_parse(int kind, const char *params_json, int64_t now, struct cmdk_params *p, char *err,
-	       size_t errlen);
+               size_t errlen);
 
 /* A key identifying a credit_add's operator transaction (its txid), for
  * command.idempotency_key; NULL for other kinds. */
@@ -171,7 +171,7 @@ const char *cmdk_idempotency_key(const struct cmdk_params *p);
 /* ---- the step machine --------------------------------------------------------- */
 
 enum cmdk_status {
-	CMDK_SENT = 1,	     /* a request is on the engine: feed it events */
+	CMDK_SENT = 1,       /* a request is on the engine: feed it events */
 	CMDK_CHECKPOINT = 2, /* persist cmdk_run_progress(), then next */
 	CMDK_FINISHED = 3,   /* see cmdk_run_ok() */
 };
@@ -202,10 +202,10 @@ struct cmdk_act {
 struct cmdk_run {
 	struct cmdk_params p;
 	int phase;
-	bool retry_seen;  /* progress from an earlier attempt */
+	bool retry_seen;               /* progress from an earlier attempt */
 	double pre_credit, pre_energy; /* credit_add baseline (Wh) */
 	bool have_pre;
-	bool already;	  /* nothing to do: the meter was there already */
+	bool already; /* nothing to do: the meter was there already */
 	bool applied_earlier;
 	unsigned n_reads, n_acts, cur_act;
 	struct cmdk_read reads[CMDK_MAX_READS];
@@ -213,14 +213,14 @@ struct cmdk_run {
 	struct cmdk_act acts[CMDK_MAX_ACTS];
 	struct xdlms_access range; /* read_now profile range */
 	uint8_t range_buf[96];
-	int64_t clock_now;	   /* clock_sync: UTC s written */
-	int64_t clock_before;	   /* meter's clock before, UTC s */
+	int64_t clock_now;    /* clock_sync: UTC s written */
+	int64_t clock_before; /* meter's clock before, UTC s */
 	bool failed;
 	char error[256];
 	char note[160];
 	char *progress; /* JSON, malloc'd */
-	char *result;	/* JSON, malloc'd */
-	int req_err;	/* of the request in flight */
+	char *result;   /* JSON, malloc'd */
+	int req_err;    /* of the request in flight */
 	uint8_t req_dar;
 };
 

@@ -30,12 +30,12 @@
 #include "metrics.h"
 #include "publish.h"
 
-#define CQ_TICK_MS	   1000
-#define CQ_MAX_PARAMS	   9
-#define CQ_CLAIM_BATCH	   64
-#define CQ_LEASE_S	   300
-#define CQ_MAX_WOKEN	   4096
-#define CQ_ALWAYS_ON	   "{tcpip,mbus,modbus}"
+#define CQ_TICK_MS     1000
+#define CQ_MAX_PARAMS  9
+#define CQ_CLAIM_BATCH 64
+#define CQ_LEASE_S     300
+#define CQ_MAX_WOKEN   4096
+#define CQ_ALWAYS_ON   "{tcpip,mbus,modbus}"
 
 extern char **environ;
 
@@ -149,7 +149,7 @@ cq_pgcb(evutil_socket_t fd, short what, void *arg)
 		if (f == 0) {
 			event_del(q->ev_pg);
 			event_assign(q->ev_pg, q->d->base, PQsocket(q->pg), EV_READ | EV_PERSIST,
-			    cq_pgcb, q);
+			             cq_pgcb, q);
 			event_add(q->ev_pg, NULL);
 		}
 		return;
@@ -183,7 +183,7 @@ cq_pgcb(evutil_socket_t fd, short what, void *arg)
 		ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 			log_warnx("commands: statement failed: %s",
-			    res ? PQresultErrorMessage(res) : PQerrorMessage(q->pg));
+			          res ? PQresultErrorMessage(res) : PQerrorMessage(q->pg));
 			if (s->cb)
 				s->cb(q, NULL, s->arg);
 		} else if (s->cb) {
@@ -205,7 +205,7 @@ cq_send_next(struct command_queue *q)
 	if (q->busy || s == NULL || q->pg == NULL)
 		return;
 	if (!PQsendQueryParams(q->pg, s->sql, s->n, NULL, (const char *const *)s->params, NULL,
-		NULL, 0)) {
+	                       NULL, 0)) {
 		cq_lost(q, PQerrorMessage(q->pg));
 		return;
 	}
@@ -213,7 +213,7 @@ cq_send_next(struct command_queue *q)
 	if (PQflush(q->pg) == 1) {
 		event_del(q->ev_pg);
 		event_assign(q->ev_pg, q->d->base, PQsocket(q->pg), EV_WRITE | EV_PERSIST, cq_pgcb,
-		    q);
+		             q);
 		event_add(q->ev_pg, NULL);
 	}
 }
@@ -221,7 +221,7 @@ cq_send_next(struct command_queue *q)
 /* Queue a statement; params are copied (NULL entries are SQL NULL). */
 static void
 cq_query(struct command_queue *q, const char *sql, int n, const char *const *params,
-    void (*cb)(struct command_queue *, PGresult *, void *), void *arg)
+         void (*cb)(struct command_queue *, PGresult *, void *), void *arg)
 {
 	struct cq_stmt *s;
 
@@ -284,8 +284,8 @@ static const char finish_sql[] =
 static enum message_command_status
 status_of(const char *state)
 {
-	static const char *const names[] = {"", "queued", "running", "succeeded", "failed",
-	    "expired", "cancelled"};
+	static const char *const names[] = {"",       "queued",  "running",  "succeeded",
+	                                    "failed", "expired", "cancelled"};
 	for (int i = 1; i < 7; i++)
 		if (strcmp(state, names[i]) == 0)
 			return (enum message_command_status)i;
@@ -303,8 +303,8 @@ finish_done(struct command_queue *q, PGresult *res, void *arg)
 /* Build the result message and queue the update. */
 static void
 cq_outcome(struct command_queue *q, int64_t id, const char *serial, const char *kind,
-    const char *from, const char *to, const char *result, const char *error,
-    const char *request_id)
+           const char *from, const char *to, const char *result, const char *error,
+           const char *request_id)
 {
 	struct message msg = {0};
 	struct message_command_result mr = {
@@ -321,8 +321,9 @@ cq_outcome(struct command_queue *q, int64_t id, const char *serial, const char *
 
 	if (message_command_result(q->d->cfg, &mr, &msg) != 0) {
 		log_meter(LOG_WARNING, serial, "command %lld: no result message (bad serial?)",
-		    (long long)id);
-		snprintf(msg.topic, sizeof(msg.topic), "ammd/v1/command/%lld/result", (long long)id);
+		          (long long)id);
+		snprintf(msg.topic, sizeof(msg.topic), "ammd/v1/command/%lld/result",
+		         (long long)id);
 	}
 	if ((hex = malloc(msg.len * 2 + 1)) == NULL) {
 		message_clear(&msg);
@@ -333,8 +334,15 @@ cq_outcome(struct command_queue *q, int64_t id, const char *serial, const char *
 	hex[msg.len * 2] = '\0';
 	snprintf(sid, sizeof(sid), "%lld", (long long)id);
 	snprintf(qos, sizeof(qos), "%d", msg.qos);
-	const char *p[9] = {sid, to, result && *result ? result : NULL, error ? error : "", from,
-	    q->instance, msg.topic, hex, qos};
+	const char *p[9] = {sid,
+	                    to,
+	                    result && *result ? result : NULL,
+	                    error ? error : "",
+	                    from,
+	                    q->instance,
+	                    msg.topic,
+	                    hex,
+	                    qos};
 	cq_query(q, finish_sql, 9, p, finish_done, NULL);
 	free(hex);
 	message_clear(&msg);
@@ -351,16 +359,16 @@ job_free(struct command_job *j)
 
 void
 command_finish(struct command_queue *q, struct command_job *job, bool ok, const char *result_json,
-    const char *error)
+               const char *error)
 {
 	const char *kind = cmdk_name(job->kind);
 	log_meter(ok ? LOG_INFO : LOG_NOTICE, job->serial, "command %lld %s %s%s%s",
-	    (long long)job->id, kind, ok ? "succeeded" : "failed", ok ? "" : ": ",
-	    ok ? "" : error);
+	          (long long)job->id, kind, ok ? "succeeded" : "failed", ok ? "" : ": ",
+	          ok ? "" : error);
 	metric_inc(q->m_done, kind, ok ? "succeeded" : "failed");
 	metric_observe(q->m_latency, (double)(now_ms() - job->created_ms) / 1000.0, kind);
 	cq_outcome(q, job->id, job->serial, kind, "running", ok ? "succeeded" : "failed",
-	    result_json, ok ? "" : error, job->request_id);
+	           result_json, ok ? "" : error, job->request_id);
 	job_free(job);
 }
 
@@ -379,7 +387,7 @@ command_release(struct command_queue *q, struct command_job *job, const char *wh
 	 * result message. */
 	if (job->attempts >= job->max_attempts)
 		cq_outcome(q, job->id, job->serial, cmdk_name(job->kind), "running", "failed", NULL,
-		    why, job->request_id);
+		           why, job->request_id);
 	else
 		cq_query(q, release_sql, 3, p, finish_done, NULL);
 	job_free(job);
@@ -400,7 +408,7 @@ ckpt_done(struct command_queue *q, PGresult *res, void *arg)
 
 void
 command_checkpoint(struct command_queue *q, struct command_job *job, const char *progress,
-    void (*done)(void *arg, bool ok), void *arg)
+                   void (*done)(void *arg, bool ok), void *arg)
 {
 	struct cq_ckpt *c = malloc(sizeof(*c));
 	char sid[24];
@@ -455,12 +463,12 @@ claim_done(struct command_queue *q, PGresult *res, void *arg)
 			j->progress = strdup(PQgetvalue(res, i, 6));
 		/* A plain SQL insert is checked here, before anything is sent. */
 		if (cmdk_parse(j->kind, PQgetvalue(res, i, 5), (int64_t)time(NULL), &j->params, err,
-			sizeof(err)) != 0) {
+		               sizeof(err)) != 0) {
 			command_finish(q, j, false, NULL, err);
 			continue;
 		}
 		log_meter(LOG_INFO, j->serial, "command %lld %s claimed (attempt %d)",
-		    (long long)j->id, cmdk_name(j->kind), j->attempts);
+		          (long long)j->id, cmdk_name(j->kind), j->attempts);
 		if (q->waiting_tail)
 			q->waiting_tail->next = j;
 		else
@@ -486,11 +494,11 @@ cq_claim(struct command_queue *q, const char *meters, const char *transports)
 
 	for (int k = 0; k < CMDK_NKINDS; k++) {
 		snprintf(kinds + strlen(kinds), sizeof(kinds) - strlen(kinds), "%s%s", k ? "," : "",
-		    cmdk_name(k));
+		         cmdk_name(k));
 		snprintf(groups + strlen(groups), sizeof(groups) - strlen(groups), "%s%s",
-		    k ? "," : "", cmdk_cap_group(k));
+		         k ? "," : "", cmdk_cap_group(k));
 		snprintf(caps + strlen(caps), sizeof(caps) - strlen(caps), "%s%d", k ? "," : "",
-		    cmdk_cap_per_minute(cfg, k));
+		         cmdk_cap_per_minute(cfg, k));
 	}
 	strcat(kinds, "}");
 	strcat(groups, "}");
@@ -576,11 +584,11 @@ expire_done(struct command_queue *q, PGresult *res, void *arg)
 		const char *state = PQgetvalue(res, i, 3);
 		bool running = strcmp(state, "running") == 0;
 		log_meter(LOG_NOTICE, PQgetvalue(res, i, 1), "command %s %s: %s",
-		    PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), PQgetvalue(res, i, 5));
+		          PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), PQgetvalue(res, i, 5));
 		metric_inc(q->m_done, PQgetvalue(res, i, 2), running ? "failed" : "expired");
 		cq_outcome(q, strtoll(PQgetvalue(res, i, 0), NULL, 10), PQgetvalue(res, i, 1),
-		    PQgetvalue(res, i, 2), state, running ? "failed" : "expired", NULL,
-		    PQgetvalue(res, i, 5), PQgetvalue(res, i, 4));
+		           PQgetvalue(res, i, 2), state, running ? "failed" : "expired", NULL,
+		           PQgetvalue(res, i, 5), PQgetvalue(res, i, 4));
 	}
 }
 
@@ -620,17 +628,16 @@ wake_done(struct command_queue *q, PGresult *res, void *arg)
 		int rc = posix_spawn(&pid, cmd, NULL, NULL, argv, environ);
 		if (rc != 0)
 			log_meter(LOG_WARNING, PQgetvalue(res, i, 1), "wake-up command %s: %s", cmd,
-			    strerror(rc));
+			          strerror(rc));
 		else
 			log_meter(LOG_INFO, PQgetvalue(res, i, 1), "wake-up for command %lld",
-			    (long long)id);
+			          (long long)id);
 	}
 }
 
 /* ---- the tick ----------------------------------------------------------------------------- */
 
-static const char renew_sql[] =
-    "SELECT ammd_command_renew($1, make_interval(secs => $2::int))";
+static const char renew_sql[] = "SELECT ammd_command_renew($1, make_interval(secs => $2::int))";
 
 static void
 cq_tick(evutil_socket_t fd, short what, void *arg)
@@ -685,7 +692,7 @@ submit_done(struct command_queue *q, PGresult *res, void *arg)
 	(void)q;
 	if (res != NULL)
 		log_info("commands: MQTT request %s queued %s new command(s)", what,
-		    PQgetvalue(res, 0, 0));
+		         PQgetvalue(res, 0, 0));
 	else
 		log_warnx("commands: MQTT request %s refused by the database", what);
 	free(what);
@@ -704,11 +711,15 @@ cq_mqtt_request(const struct message_command_request *req, void *arg)
 	struct cmdk_params p;
 	char err[256], exp[24], prio[8], by[160];
 	int kind = cmdk_by_name(req->kind);
-	struct { char *p; size_t len; } arr = {0};
+	struct {
+		char *p;
+		size_t len;
+	} arr = {0};
 	FILE *f;
 
 	if (kind < 0) {
-		log_warnx("commands: MQTT request %s: unknown kind '%s'", req->request_id, req->kind);
+		log_warnx("commands: MQTT request %s: unknown kind '%s'", req->request_id,
+		          req->kind);
 		return;
 	}
 	if (cmdk_parse(kind, req->params_json, (int64_t)time(NULL), &p, err, sizeof(err)) != 0) {
@@ -723,14 +734,22 @@ cq_mqtt_request(const struct message_command_request *req, void *arg)
 	fputc('}', f);
 	fclose(f);
 	const char *key = req->idempotency_key && *req->idempotency_key ? req->idempotency_key
-									 : cmdk_idempotency_key(&p);
-	snprintf(exp, sizeof(exp), "%lld",
-	    (long long)(req->expires_at > 0 ? req->expires_at
-					    : now_ms() + (int64_t)q->d->cfg->commands.default_expiry_s * 1000));
+	                                                                : cmdk_idempotency_key(&p);
+	snprintf(
+	    exp, sizeof(exp), "%lld",
+	    (long long)(req->expires_at > 0
+	                    ? req->expires_at
+	                    : now_ms() + (int64_t)q->d->cfg->commands.default_expiry_s * 1000));
 	snprintf(prio, sizeof(prio), "%d", req->priority);
 	snprintf(by, sizeof(by), "mqtt:%s", req->request_id ? req->request_id : "");
-	const char *params[8] = {arr.p, req->kind, req->params_json && *req->params_json ? req->params_json : "{}",
-	    exp, key, prio, by, req->request_id ? req->request_id : ""};
+	const char *params[8] = {arr.p,
+	                         req->kind,
+	                         req->params_json && *req->params_json ? req->params_json : "{}",
+	                         exp,
+	                         key,
+	                         prio,
+	                         by,
+	                         req->request_id ? req->request_id : ""};
 	cq_query(q, submit_sql, 8, params, submit_done, strdup(by));
 	free(arr.p);
 }
@@ -746,12 +765,14 @@ command_start(struct ammd *d)
 		return -1;
 	q->d = d;
 	snprintf(q->instance, sizeof(q->instance), "%s", d->cfg->daemon.instance_id);
-	q->m_done = metrics_counter(d->metrics, "ammd_commands_total",
-	    "Operator commands finished, by kind and outcome.", "kind,outcome");
+	q->m_done =
+	    metrics_counter(d->metrics, "ammd_commands_total",
+	                    "Operator commands finished, by kind and outcome.", "kind,outcome");
 	q->m_latency = metrics_histogram(d->metrics, "ammd_command_latency_seconds",
-	    "From insert to stored result.", "kind", bounds, sizeof(bounds) / sizeof(bounds[0]));
+	                                 "From insert to stored result.", "kind", bounds,
+	                                 sizeof(bounds) / sizeof(bounds[0]));
 	q->m_claimed = metrics_counter(d->metrics, "ammd_commands_claimed_total",
-	    "Commands claimed by this instance.", NULL);
+	                               "Commands claimed by this instance.", NULL);
 	q->ev_tick = event_new(d->base, -1, EV_PERSIST, cq_tick, q);
 	struct timeval tv = {CQ_TICK_MS / 1000, (CQ_TICK_MS % 1000) * 1000};
 	if (q->ev_tick == NULL || event_add(q->ev_tick, &tv) != 0) {

@@ -71,7 +71,7 @@ struct command_job {
 	int kind;
 	struct cmdk_params params;
 	char *progress; /* earlier attempt's checkpoint; NULL: none */
-	int attempts;	/* this one included */
+	int attempts;   /* this one included */
 	int max_attempts;
 	int64_t created_ms;
 	char request_id[128];
@@ -89,18 +89,18 @@ void command_set_executor(struct command_queue *q, command_executor_fn fn, void 
 /* Jobs claimed for the meter, oldest first, into jobs[0..max); returns how
  * many.  They leave the waiting list. */
 size_t command_take(struct command_queue *q, int32_t meter_id, struct command_job **jobs,
-    size_t max);
+                    size_t max);
 
 /* Store the run's checkpoint with the command; done(arg, ok) once it is
  * committed (ok) or could not be (the run must then stop without acting:
  * command_release()). */
 void command_checkpoint(struct command_queue *q, struct command_job *job, const char *progress,
-    void (*done)(void *arg, bool ok), void *arg);
+                        void (*done)(void *arg, bool ok), void *arg);
 
 /* The outcome: succeeded (ok) or failed with result JSON and error.
  * Frees the job. */
 void command_finish(struct command_queue *q, struct command_job *job, bool ok,
-    const char *result_json, const char *error);
+                    const char *result_json, const char *error);
 
 /* Give a job back unexecuted (queued again, or failed when its attempts
  * are used up).  Frees the job. */

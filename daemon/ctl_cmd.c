@@ -48,18 +48,19 @@ struct cmd_opts {
 static void
 cmd_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: ammctl cmd KIND SERIAL... [key=value...] [--params JSON|@FILE]\n"
-		"                  [--expires DURATION] [--wait [--timeout S]] [--json] [--confirm]\n"
-		"       ammctl cmd list [--state STATE] [--meter SERIAL] [--limit N] [--json]\n"
-		"       ammctl cmd show ID [--json]\n"
-		"       ammctl cmd cancel ID...\n"
-		"every form takes --dsn DSN (default $" DB_ENV ")\n"
-		"kinds:");
+	fprintf(
+	    f,
+	    "usage: ammctl cmd KIND SERIAL... [key=value...] [--params JSON|@FILE]\n"
+	    "                  [--expires DURATION] [--wait [--timeout S]] [--json] [--confirm]\n"
+	    "       ammctl cmd list [--state STATE] [--meter SERIAL] [--limit N] [--json]\n"
+	    "       ammctl cmd show ID [--json]\n"
+	    "       ammctl cmd cancel ID...\n"
+	    "every form takes --dsn DSN (default $" DB_ENV ")\n"
+	    "kinds:");
 	for (int k = 0; k < CMDK_NKINDS; k++)
 		fprintf(f, " %s", cmdk_name(k));
 	fprintf(f, "\nDURATION: seconds, or a number with s, m, h or d.  More than one meter "
-		   "needs --confirm.\n");
+	           "needs --confirm.\n");
 }
 
 static int
@@ -111,7 +112,8 @@ cmd_opts_parse(int argc, char **argv, struct cmd_opts *o)
 				char *end;
 				long v = strtol(argv[++i], &end, 10);
 				if (*end != '\0' || v < 1 || v > 1000000) {
-					fprintf(stderr, "ammctl cmd: %s: bad number '%s'\n", a, argv[i]);
+					fprintf(stderr, "ammctl cmd: %s: bad number '%s'\n", a,
+					        argv[i]);
 					return 2;
 				}
 				*ival = (int)v;
@@ -227,7 +229,8 @@ cmd_build_params(const struct cmd_opts *o, char **kv, int nkv)
 	if (o->params != NULL) {
 		base = o->params[0] == '@' ? slurp(o->params + 1) : strdup(o->params);
 		if (base == NULL) {
-			fprintf(stderr, "ammctl cmd: --params %s: %s\n", o->params, strerror(errno));
+			fprintf(stderr, "ammctl cmd: --params %s: %s\n", o->params,
+			        strerror(errno));
 			return NULL;
 		}
 		if (nkv == 0)
@@ -322,11 +325,12 @@ cmd_wait(PGconn *c, const struct cmd_opts *o, const char *ids)
 	const char *params[1] = {ids};
 	time_t deadline = time(NULL) + o->timeout;
 	for (;;) {
-		PGresult *r = db_query(c,
-				       "SELECT c.id, m.serial, c.state, coalesce(c.result::text, ''), "
-				       "coalesce(c.error, '') FROM command c JOIN meter m ON m.id = c.meter_id "
-				       "WHERE c.id = ANY ($1::bigint[]) ORDER BY c.id",
-				       1, params, err, sizeof(err));
+		PGresult *r = db_query(
+		    c,
+		    "SELECT c.id, m.serial, c.state, coalesce(c.result::text, ''), "
+		    "coalesce(c.error, '') FROM command c JOIN meter m ON m.id = c.meter_id "
+		    "WHERE c.id = ANY ($1::bigint[]) ORDER BY c.id",
+		    1, params, err, sizeof(err));
 		if (r == NULL) {
 			fprintf(stderr, "ammctl cmd: %s\n", err);
 			return 1;
@@ -354,7 +358,8 @@ cmd_wait(PGconn *c, const struct cmd_opts *o, const char *ids)
 				} else {
 					printf("command %s meter %s: %s%s%s\n", PQgetvalue(r, i, 0),
 					       PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-					       *PQgetvalue(r, i, 4) ? ": " : "", PQgetvalue(r, i, 4));
+					       *PQgetvalue(r, i, 4) ? ": " : "",
+					       PQgetvalue(r, i, 4));
 					if (*PQgetvalue(r, i, 3))
 						printf("  %s\n", PQgetvalue(r, i, 3));
 				}
@@ -364,8 +369,9 @@ cmd_wait(PGconn *c, const struct cmd_opts *o, const char *ids)
 				json_end(&j);
 			}
 			if (done < n)
-				fprintf(stderr, "ammctl cmd: %d of %d commands still pending after %d s\n",
-					n - done, n, o->timeout);
+				fprintf(stderr,
+				        "ammctl cmd: %d of %d commands still pending after %d s\n",
+				        n - done, n, o->timeout);
 			PQclear(r);
 			return ok == n ? 0 : 1;
 		}
@@ -396,11 +402,12 @@ cmd_submit(int kind, const struct cmd_opts *o)
 			meters[nmeters++] = o->pos[i];
 	}
 	for (int i = 0; i < nmeters; i++) {
-		if (strspn(meters[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
-			strlen(meters[i]) ||
+		if (strspn(meters[i],
+		           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+		        strlen(meters[i]) ||
 		    strlen(meters[i]) > 32) {
-			fprintf(stderr, "ammctl cmd %s: '%s' is not a meter serial\n", cmdk_name(kind),
-				meters[i]);
+			fprintf(stderr, "ammctl cmd %s: '%s' is not a meter serial\n",
+			        cmdk_name(kind), meters[i]);
 			rc = 2;
 			goto out;
 		}
@@ -412,15 +419,15 @@ cmd_submit(int kind, const struct cmd_opts *o)
 	}
 	if (nmeters > 1 && !o->confirm) {
 		fprintf(stderr,
-			"ammctl cmd %s: %d meters: a command over several meters needs --confirm\n",
-			cmdk_name(kind), nmeters);
+		        "ammctl cmd %s: %d meters: a command over several meters needs --confirm\n",
+		        cmdk_name(kind), nmeters);
 		rc = 2;
 		goto out;
 	}
 	long expires = -1;
 	if (o->expires != NULL && (expires = cmd_duration(o->expires)) < 0) {
 		fprintf(stderr, "ammctl cmd: --expires '%s' is not a duration (90s, 15m, 2h, 1d)\n",
-			o->expires);
+		        o->expires);
 		rc = 2;
 		goto out;
 	}
@@ -443,10 +450,11 @@ cmd_submit(int kind, const struct cmd_opts *o)
 	const char *qp[5] = {arr.p, cmdk_name(kind), params, expires > 0 ? exp : NULL, key};
 	if ((c = cmd_connect(o)) == NULL)
 		goto out;
-	r = db_query(c,
-		     "SELECT command_id, serial, merged FROM ammd_command_submit($1::text[], $2, "
-		     "$3::jsonb, CASE WHEN $4::text IS NULL THEN NULL ELSE now() + $4::interval END, $5)",
-		     5, qp, err, sizeof(err));
+	r = db_query(
+	    c,
+	    "SELECT command_id, serial, merged FROM ammd_command_submit($1::text[], $2, "
+	    "$3::jsonb, CASE WHEN $4::text IS NULL THEN NULL ELSE now() + $4::interval END, $5)",
+	    5, qp, err, sizeof(err));
 	if (r == NULL) {
 		fprintf(stderr, "ammctl cmd %s: %s\n", cmdk_name(kind), err);
 		goto out;
@@ -498,9 +506,8 @@ out:
 
 /* ---- list, show, cancel ---------------------------------------------------------- */
 
-static const char *const cmd_cols[] = {"id",	 "meter",      "kind",	     "state",
-				       "attempts", "created_by", "created_at", "finished_at",
-				       "error"};
+static const char *const cmd_cols[] = {
+    "id", "meter", "kind", "state", "attempts", "created_by", "created_at", "finished_at", "error"};
 
 static int
 cmd_list(const struct cmd_opts *o)
@@ -511,15 +518,16 @@ cmd_list(const struct cmd_opts *o)
 	PGconn *c = cmd_connect(o);
 	if (c == NULL)
 		return 1;
-	PGresult *r = db_query(
-	    c,
-	    "SELECT c.id, m.serial, c.kind, c.state, c.attempts, c.created_by, "
-	    "to_char(c.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-	    "coalesce(to_char(c.finished_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
-	    "coalesce(c.error, '') FROM command c JOIN meter m ON m.id = c.meter_id "
-	    "WHERE ($1::text IS NULL OR c.state::text = $1) AND ($2::text IS NULL OR m.serial = $2) "
-	    "ORDER BY c.id DESC LIMIT $3::integer",
-	    3, qp, err, sizeof(err));
+	PGresult *r =
+	    db_query(c,
+	             "SELECT c.id, m.serial, c.kind, c.state, c.attempts, c.created_by, "
+	             "to_char(c.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+	             "coalesce(to_char(c.finished_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
+	             "coalesce(c.error, '') FROM command c JOIN meter m ON m.id = c.meter_id "
+	             "WHERE ($1::text IS NULL OR c.state::text = $1) AND ($2::text IS NULL OR "
+	             "m.serial = $2) "
+	             "ORDER BY c.id DESC LIMIT $3::integer",
+	             3, qp, err, sizeof(err));
 	if (r == NULL) {
 		fprintf(stderr, "ammctl cmd list: %s\n", err);
 		PQfinish(c);
@@ -530,8 +538,8 @@ cmd_list(const struct cmd_opts *o)
 		json_init(&j, stdout, false);
 		json_arr_begin(&j, NULL);
 	} else {
-		printf("%-8s %-16s %-16s %-10s %-3s %-14s %-20s %s\n", "ID", "METER", "KIND", "STATE",
-		       "TRY", "BY", "CREATED", "ERROR");
+		printf("%-8s %-16s %-16s %-10s %-3s %-14s %-20s %s\n", "ID", "METER", "KIND",
+		       "STATE", "TRY", "BY", "CREATED", "ERROR");
 	}
 	for (int i = 0; i < PQntuples(r); i++) {
 		if (o->json) {
@@ -614,9 +622,9 @@ cmd_cancel(const struct cmd_opts *o)
 	for (int i = 1; i < o->npos; i++) {
 		const char *qp[1] = {o->pos[i]};
 		PGresult *r = db_query(c,
-				       "SELECT coalesce(ammd_command_cancel($1::bigint), false), "
-				       "(SELECT state::text FROM command WHERE id = $1::bigint)",
-				       1, qp, err, sizeof(err));
+		                       "SELECT coalesce(ammd_command_cancel($1::bigint), false), "
+		                       "(SELECT state::text FROM command WHERE id = $1::bigint)",
+		                       1, qp, err, sizeof(err));
 		if (r == NULL) {
 			fprintf(stderr, "ammctl cmd cancel %s: %s\n", o->pos[i], err);
 			rc = 1;
@@ -628,9 +636,10 @@ cmd_cancel(const struct cmd_opts *o)
 		} else if (strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
 			printf("command %s cancelled\n", o->pos[i]);
 		} else {
-			fprintf(stderr, "ammctl cmd cancel: command %s is %s: only a queued command "
-					"can be cancelled\n",
-				o->pos[i], PQgetvalue(r, 0, 1));
+			fprintf(stderr,
+			        "ammctl cmd cancel: command %s is %s: only a queued command "
+			        "can be cancelled\n",
+			        o->pos[i], PQgetvalue(r, 0, 1));
 			rc = 1;
 		}
 		PQclear(r);

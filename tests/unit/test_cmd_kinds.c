@@ -29,8 +29,10 @@
 static const char CAL_OK[] =
     "{\"name\":\"TOU2\",\"seasons\":[{\"name\":\"winter\",\"start\":\"01-01\",\"week\":\"W0\"},"
     "{\"name\":\"summer\",\"start\":\"04-01\",\"week\":\"W1\"}],"
-    "\"weeks\":[{\"name\":\"W0\",\"days\":[1,1,1,1,1,2,2]},{\"name\":\"W1\",\"days\":[2,2,2,2,2,2,2]}],"
-    "\"days\":[{\"id\":1,\"actions\":[{\"at\":\"00:00\",\"tariff\":1},{\"at\":\"07:00\",\"tariff\":2},"
+    "\"weeks\":[{\"name\":\"W0\",\"days\":[1,1,1,1,1,2,2]},{\"name\":\"W1\",\"days\":[2,2,2,2,2,2,"
+    "2]}],"
+    "\"days\":[{\"id\":1,\"actions\":[{\"at\":\"00:00\",\"tariff\":1},{\"at\":\"07:00\",\"tariff\":"
+    "2},"
     "{\"at\":\"17:00\",\"tariff\":3}]},{\"id\":2,\"actions\":[{\"at\":\"00:00\",\"tariff\":1}]}]}";
 
 struct pcase {
@@ -46,11 +48,13 @@ static const struct pcase PCASES[] = {
     {"disconnect", "[1]", "must be a JSON object"},
     {"disconnect", "{\"a\":", "not valid JSON"},
     {"reconnect", "{\"mode\":\"release\"}", NULL},
-    {"reconnect", "{\"mode\":\"remote\",\"control_mode\":2}", "control_mode 2 does not reconnect remotely"},
+    {"reconnect", "{\"mode\":\"remote\",\"control_mode\":2}",
+     "control_mode 2 does not reconnect remotely"},
     {"reconnect", "{\"mode\":\"release\",\"control_mode\":4}", NULL},
     {"reconnect", "{\"control_mode\":7}", "control_mode 7 out of range 1..6"},
     {"credit_add", "{\"amount_wh\":5000,\"transaction_id\":\"V-1\"}", NULL},
-    {"credit_add", "{\"amount_wh\":-5,\"transaction_id\":\"V-1\"}", "amount_wh -5 out of range 10.."},
+    {"credit_add", "{\"amount_wh\":-5,\"transaction_id\":\"V-1\"}",
+     "amount_wh -5 out of range 10.."},
     {"credit_add", "{\"amount_wh\":5000}", "transaction_id is required"},
     {"credit_add", "{\"amount_wh\":5000,\"transaction_id\":\"\"}", "must not be empty"},
     {"credit_add", "{\"amount_wh\":5000,\"transaction_id\":\"a b\"}", "printable characters only"},
@@ -64,13 +68,20 @@ static const struct pcase PCASES[] = {
     {"tariff_calendar", CAL_OK, NULL},
     {"tariff_force", "{\"tariff\":8}", NULL},
     {"tariff_force", "{\"tariff\":9}", "tariff 9 out of range 1..8"},
-    {"special_days", "{\"days\":[{\"date\":\"2026-12-24\",\"day_id\":2},{\"date\":\"*-12-25\",\"day_id\":2}]}", NULL},
+    {"special_days",
+     "{\"days\":[{\"date\":\"2026-12-24\",\"day_id\":2},{\"date\":\"*-12-25\",\"day_id\":2}]}",
+     NULL},
     {"special_days", "{\"days\":[{\"date\":\"2026-13-01\",\"day_id\":2}]}", "does not exist"},
-    {"special_days", "{\"days\":[{\"date\":\"2026-12-24\",\"day_id\":2},{\"date\":\"2026-12-24\",\"day_id\":1}]}", "listed twice"},
+    {"special_days",
+     "{\"days\":[{\"date\":\"2026-12-24\",\"day_id\":2},{\"date\":\"2026-12-24\",\"day_id\":1}]}",
+     "listed twice"},
     {"special_days", "{}", "days must be an array"},
-    {"limiter", "{\"threshold_normal_w\":10000,\"threshold_emergency_w\":4000,\"min_over_s\":60}", NULL},
-    {"limiter", "{\"threshold_normal_w\":300000}", "threshold_normal_w 300000 out of range 0..250000"},
-    {"limiter", "{\"threshold_normal_w\":3000,\"threshold_emergency_w\":4000}", "is above threshold_normal_w"},
+    {"limiter", "{\"threshold_normal_w\":10000,\"threshold_emergency_w\":4000,\"min_over_s\":60}",
+     NULL},
+    {"limiter", "{\"threshold_normal_w\":300000}",
+     "threshold_normal_w 300000 out of range 0..250000"},
+    {"limiter", "{\"threshold_normal_w\":3000,\"threshold_emergency_w\":4000}",
+     "is above threshold_normal_w"},
     {"limiter", "{\"min_over_s\":-1}", "min_over_s must not be negative"},
     {"limiter", "{}", "nothing to set"},
     {"clock_sync", "{}", NULL},
@@ -78,9 +89,15 @@ static const struct pcase PCASES[] = {
     {"read_now", "{\"registers\":[\"1-0:1.8.0.255\"],\"events\":[0,2]}", NULL},
     {"read_now", "{\"registers\":[\"1-0:1.8\"]}", "registers[0] is not an OBIS code"},
     {"read_now", "{\"events\":[3]}", "events[0] is no event log"},
-    {"read_now", "{\"profile\":{\"from\":\"2025-12-31T00:00:00Z\",\"to\":\"2025-12-30T00:00:00Z\"}}", "profile.to is not after"},
-    {"read_now", "{\"profile\":{\"from\":\"2025-10-01T00:00:00Z\",\"to\":\"2025-12-30T00:00:00Z\"}}", "longer than 31 days"},
-    {"read_now", "{\"profile\":{\"from\":\"2025-12-30T00:00:00+01:00\",\"to\":\"2025-12-31T00:00:00Z\"}}", NULL},
+    {"read_now",
+     "{\"profile\":{\"from\":\"2025-12-31T00:00:00Z\",\"to\":\"2025-12-30T00:00:00Z\"}}",
+     "profile.to is not after"},
+    {"read_now",
+     "{\"profile\":{\"from\":\"2025-10-01T00:00:00Z\",\"to\":\"2025-12-30T00:00:00Z\"}}",
+     "longer than 31 days"},
+    {"read_now",
+     "{\"profile\":{\"from\":\"2025-12-30T00:00:00+01:00\",\"to\":\"2025-12-31T00:00:00Z\"}}",
+     NULL},
     {"read_now", "{}", "nothing to read"},
 };
 
@@ -97,9 +114,12 @@ Test(cmd_kinds, params_table)
 		if (c->err == NULL) {
 			cr_expect_eq(rc, 0, "case %zu (%s %s): %s", i, c->kind, c->params, err);
 		} else {
-			cr_expect_eq(rc, METER_EINVAL, "case %zu (%s %s) accepted", i, c->kind, c->params);
-			cr_expect(strstr(err, c->err) != NULL, "case %zu: '%s' lacks '%s'", i, err, c->err);
-			cr_expect(strncmp(err, c->kind, strlen(c->kind)) == 0, "case %zu: '%s'", i, err);
+			cr_expect_eq(rc, METER_EINVAL, "case %zu (%s %s) accepted", i, c->kind,
+			             c->params);
+			cr_expect(strstr(err, c->err) != NULL, "case %zu: '%s' lacks '%s'", i, err,
+			          c->err);
+			cr_expect(strncmp(err, c->kind, strlen(c->kind)) == 0, "case %zu: '%s'", i,
+			          err);
 		}
 	}
 }
@@ -127,21 +147,23 @@ Test(cmd_kinds, calendar_mutations)
 		const char *at = strstr(CAL_OK, M[i].from);
 		cr_assert_not_null(at, "%s", M[i].from);
 		snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - CAL_OK), CAL_OK, M[i].to,
-			 at + strlen(M[i].from));
+		         at + strlen(M[i].from));
 		cr_expect_eq(cmdk_parse(CMDK_TARIFF_CALENDAR, buf, NOW, &p, err, sizeof(err)),
-			     METER_EINVAL, "mutation %zu accepted", i);
+		             METER_EINVAL, "mutation %zu accepted", i);
 		cr_expect(strstr(err, M[i].err) != NULL, "mutation %zu: '%s' lacks '%s'", i, err,
-			  M[i].err);
+		          M[i].err);
 	}
 	/* Nine day profiles where eight is the most a meter keeps. */
-	char nine[4096] = "{\"name\":\"N\",\"seasons\":[{\"name\":\"s\",\"start\":\"01-01\",\"week\":\"w\"}],"
-			  "\"weeks\":[{\"name\":\"w\",\"days\":[1,1,1,1,1,1,1]}],\"days\":[";
+	char nine[4096] =
+	    "{\"name\":\"N\",\"seasons\":[{\"name\":\"s\",\"start\":\"01-01\",\"week\":\"w\"}],"
+	    "\"weeks\":[{\"name\":\"w\",\"days\":[1,1,1,1,1,1,1]}],\"days\":[";
 	for (int d = 1; d <= 9; d++)
 		snprintf(nine + strlen(nine), sizeof(nine) - strlen(nine),
-			 "%s{\"id\":%d,\"actions\":[{\"at\":\"00:00\",\"tariff\":%d}]}", d > 1 ? "," : "",
-			 d, d > 8 ? 8 : d);
+		         "%s{\"id\":%d,\"actions\":[{\"at\":\"00:00\",\"tariff\":%d}]}",
+		         d > 1 ? "," : "", d, d > 8 ? 8 : d);
 	strcat(nine, "]}");
-	cr_expect_eq(cmdk_parse(CMDK_TARIFF_CALENDAR, nine, NOW, &p, err, sizeof(err)), METER_EINVAL);
+	cr_expect_eq(cmdk_parse(CMDK_TARIFF_CALENDAR, nine, NOW, &p, err, sizeof(err)),
+	             METER_EINVAL);
 	cr_expect(strstr(err, "9 day profiles, at most 8") != NULL, "%s", err);
 }
 
@@ -151,7 +173,8 @@ Test(cmd_kinds, names_caps_and_keys)
 	config_defaults(&cfg);
 	cfg.commands.credit_per_minute = 7;
 	cr_expect_eq(cmdk_cap_per_minute(&cfg, CMDK_CREDIT_SET), 7);
-	cr_expect_eq(cmdk_cap_per_minute(&cfg, CMDK_DISCONNECT), cfg.commands.disconnect_per_minute);
+	cr_expect_eq(cmdk_cap_per_minute(&cfg, CMDK_DISCONNECT),
+	             cfg.commands.disconnect_per_minute);
 	cr_expect_str_eq(cmdk_cap_group(CMDK_SPECIAL_DAYS), "tariff");
 	cr_expect_str_eq(cmdk_cap_group(CMDK_CREDIT_ADD), "credit");
 	for (int k = 0; k < CMDK_NKINDS; k++)
@@ -160,8 +183,10 @@ Test(cmd_kinds, names_caps_and_keys)
 	cr_expect_null(cmdk_name(CMDK_NKINDS));
 	struct cmdk_params p;
 	char err[128];
-	cr_assert_eq(cmdk_parse(CMDK_CREDIT_ADD, "{\"amount_wh\":100,\"transaction_id\":\"T\\u0041-9\"}",
-				NOW, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cmdk_parse(CMDK_CREDIT_ADD,
+	                        "{\"amount_wh\":100,\"transaction_id\":\"T\\u0041-9\"}", NOW, &p,
+	                        err, sizeof(err)),
+	             0, "%s", err);
 	cr_expect_str_eq(cmdk_idempotency_key(&p), "TA-9");
 	cr_assert_eq(cmdk_parse(CMDK_DISCONNECT, "{}", NOW, &p, err, sizeof(err)), 0);
 	cr_expect_null(cmdk_idempotency_key(&p));
@@ -171,17 +196,21 @@ Test(cmd_kinds, json_reader)
 {
 	struct cj n[32];
 	char s[32];
-	cr_assert_gt(cj_parse(" {\"a\": [1, {\"b\": \"x\\\"y\"}], \"c\": null, \"d\": -2.5e1} ", n, 32), 0);
+	cr_assert_gt(
+	    cj_parse(" {\"a\": [1, {\"b\": \"x\\\"y\"}], \"c\": null, \"d\": -2.5e1} ", n, 32), 0);
 	cr_expect_eq(cj_get(n, "d")->num, -25);
 	cr_expect_eq(cj_get(n, "c")->type, CJ_NULL);
 	cr_expect(cj_str(cj_get(cj_at(cj_get(n, "a"), 1), "b"), s, sizeof(s)));
 	cr_expect_str_eq(s, "x\"y");
 	cr_expect_null(cj_get(n, "zz"));
-	static const char *const bad[] = {"", "{", "{\"a\" 1}", "[1,]", "\"\x01\"", "{} x", "tru", "[\"\\q\"]", "01x"};
+	static const char *const bad[] = {"",     "{",   "{\"a\" 1}", "[1,]", "\"\x01\"",
+	                                  "{} x", "tru", "[\"\\q\"]", "01x"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_expect_lt(cj_parse(bad[i], n, 32), 0, "'%s' accepted", bad[i]);
-	cr_expect_eq(cj_parse("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", n, 32),
-		     METER_ELIMIT);
+	cr_expect_eq(
+	    cj_parse("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", n,
+	             32),
+	    METER_ELIMIT);
 }
 
 /* ---- a tiny meter ------------------------------------------------------------------------ */
@@ -189,8 +218,8 @@ Test(cmd_kinds, json_reader)
 struct meter {
 	uint8_t control, mode; /* class 70 */
 	uint8_t payment;       /* class 111 */
-	int64_t credit;	       /* Wh */
-	int64_t aplus;	       /* Wh */
+	int64_t credit;        /* Wh */
+	int64_t aplus;         /* Wh */
 	int64_t load_per_req;  /* Wh consumed per request served */
 	uint32_t lim[4];
 	uint8_t cal[5][1024]; /* raw attrs 6..10 as written */
@@ -205,10 +234,10 @@ struct meter {
 };
 
 static const struct obis O_DISC = {{0, 0, 96, 3, 10, 255}}, O_CREDIT = {{0, 0, 19, 10, 0, 255}},
-			 O_APLUS = {{1, 0, 1, 8, 0, 255}}, O_ACCOUNT = {{0, 0, 19, 0, 0, 255}},
-			 O_LIMITER = {{0, 0, 17, 0, 0, 255}}, O_CAL = {{0, 0, 13, 0, 0, 255}},
-			 O_SPECIAL = {{0, 0, 11, 0, 0, 255}}, O_SCRIPT = {{0, 0, 10, 0, 100, 255}},
-			 O_TARIFF = {{0, 0, 96, 14, 0, 255}}, O_CLOCK = {{0, 0, 1, 0, 0, 255}};
+                         O_APLUS = {{1, 0, 1, 8, 0, 255}}, O_ACCOUNT = {{0, 0, 19, 0, 0, 255}},
+                         O_LIMITER = {{0, 0, 17, 0, 0, 255}}, O_CAL = {{0, 0, 13, 0, 0, 255}},
+                         O_SPECIAL = {{0, 0, 11, 0, 0, 255}}, O_SCRIPT = {{0, 0, 10, 0, 100, 255}},
+                         O_TARIFF = {{0, 0, 96, 14, 0, 255}}, O_CLOCK = {{0, 0, 1, 0, 0, 255}};
 
 static int
 m_get(void *arg, const struct dlms_server_req *rq, struct mbuf *out)
@@ -246,7 +275,8 @@ m_get(void *arg, const struct dlms_server_req *rq, struct mbuf *out)
 		axdr_put_double_long_unsigned(out, m->lim[a - 4]);
 	} else if (obis_eq(o, &O_CAL)) {
 		if (a == 2)
-			axdr_put_octet_string(out, m->active_name, (uint32_t)strlen(m->active_name));
+			axdr_put_octet_string(out, m->active_name,
+			                      (uint32_t)strlen(m->active_name));
 		else if (a >= 6 && a <= 10 && m->cal_len[a - 6])
 			mbuf_put(out, m->cal[a - 6], m->cal_len[a - 6]);
 		else if (a >= 6 && a <= 9)
@@ -305,7 +335,7 @@ m_set(void *arg, const struct dlms_server_req *rq, const uint8_t *data, size_t l
 
 static int
 m_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, size_t len,
-	 struct mbuf *out)
+         struct mbuf *out)
 {
 	struct meter *m = arg;
 	const struct obis *o = &rq->desc.obis;
@@ -336,7 +366,7 @@ m_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, siz
 		struct axdr_node nm[4];
 		if (m->cal_len[0] && axdr_decode(m->cal[0], m->cal_len[0], nm, 4, &nn) > 0)
 			snprintf(m->active_name, sizeof(m->active_name), "%.*s", (int)nm[0].len,
-				 (const char *)nm[0].ptr);
+			         (const char *)nm[0].ptr);
 		return XDLMS_AR_SUCCESS;
 	}
 	if (obis_eq(o, &O_SCRIPT) && rq->desc.id == 1) {
@@ -366,8 +396,14 @@ rig_new(void)
 {
 	struct rig *g = calloc(1, sizeof(*g));
 	cr_assert_not_null(g);
-	g->m = (struct meter){.control = 1, .mode = 1, .payment = 2, .credit = 20000,
-			      .aplus = 1000000, .load_per_req = 3, .tariff = 1, .clock = NOW - 95};
+	g->m = (struct meter){.control = 1,
+	                      .mode = 1,
+	                      .payment = 2,
+	                      .credit = 20000,
+	                      .aplus = 1000000,
+	                      .load_per_req = 3,
+	                      .tariff = 1,
+	                      .clock = NOW - 95};
 	strcpy(g->m.active_name, "OLD");
 	g->pol.mechanisms = 1u << ACSE_MECH_NONE;
 	g->pol.max_pdu = 1024;
@@ -448,7 +484,7 @@ rig_open(struct rig *g)
  */
 static int
 run_cmd(struct rig *g, struct cmdk_run *r, bool stop_at_checkpoint, int kill_after_requests,
-	char **progress_out)
+        char **progress_out)
 {
 	int n = 0;
 	for (;;) {
@@ -479,7 +515,8 @@ start(const char *kind, const char *params, const char *progress)
 	char err[256];
 	struct cmdk_run *r = calloc(1, sizeof(*r));
 	cr_assert_not_null(r);
-	cr_assert_eq(cmdk_parse(cmdk_by_name(kind), params, NOW, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cmdk_parse(cmdk_by_name(kind), params, NOW, &p, err, sizeof(err)), 0, "%s",
+	             err);
 	cr_assert_eq(cmdk_run_init(r, &p, progress), 0);
 	return r;
 }
@@ -512,8 +549,11 @@ Test(cmd_kinds, disconnect_reconnect)
 	struct cmdk_run *r = exec_cmd(g, "disconnect", NULL);
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	cr_expect_eq(g->m.control, 0);
-	expect_in(cmdk_run_result(r), "\"before\":{\"output_state\":{\"type\":\"boolean\",\"value\":true},\"control_state\":{\"type\":\"enum\",\"value\":1}");
-	expect_in(cmdk_run_result(r), "\"after\":{\"output_state\":{\"type\":\"boolean\",\"value\":false},\"control_state\":{\"type\":\"enum\",\"value\":0}");
+	expect_in(cmdk_run_result(r),
+	          "\"before\":{\"output_state\":{\"type\":\"boolean\",\"value\":true},\"control_"
+	          "state\":{\"type\":\"enum\",\"value\":1}");
+	expect_in(cmdk_run_result(r), "\"after\":{\"output_state\":{\"type\":\"boolean\",\"value\":"
+	                              "false},\"control_state\":{\"type\":\"enum\",\"value\":0}");
 	expect_in(cmdk_run_result(r), "\"applied\":true");
 	finish_run(r);
 
@@ -550,7 +590,8 @@ Test(cmd_kinds, disconnect_reconnect)
 	r = exec_cmd(g, "disconnect", NULL);
 	cr_expect_not(cmdk_run_ok(r));
 	expect_in(cmdk_run_error(r), "the meter refused remote_disconnect: action-result 2");
-	expect_in(cmdk_run_result(r), "\"after\":{\"output_state\":{\"type\":\"boolean\",\"value\":true}");
+	expect_in(cmdk_run_result(r),
+	          "\"after\":{\"output_state\":{\"type\":\"boolean\",\"value\":true}");
 	finish_run(r);
 	free(g);
 }
@@ -611,7 +652,7 @@ Test(cmd_kinds, credit_add_killed_anywhere)
 		cr_assert_eq(run_cmd(g, r, false, 0, NULL), CMDK_FINISHED);
 		cr_expect(cmdk_run_ok(r), "kill %d: %s", kill, cmdk_run_error(r));
 		cr_expect_eq(g->m.credit + g->m.aplus, s0 + 5000, "kill %d: credited %lld", kill,
-			     (long long)(g->m.credit + g->m.aplus - s0));
+		             (long long)(g->m.credit + g->m.aplus - s0));
 		cr_expect_eq(g->m.credit_actions, 1, "kill %d", kill);
 		if (kill == 3)
 			expect_in(cmdk_run_result(r), "\"applied_earlier\":true");
@@ -649,12 +690,13 @@ Test(cmd_kinds, calendar_special_days_force)
 	struct cmdk_run *r = exec_cmd(g, "tariff_calendar", CAL_OK);
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	cr_expect_str_eq(g->m.active_name, "TOU2");
-	expect_in(cmdk_run_result(r), "\"calendar_name_active\":{\"type\":\"octet-string\",\"hex\":\"4f4c44\"}");
+	expect_in(cmdk_run_result(r),
+	          "\"calendar_name_active\":{\"type\":\"octet-string\",\"hex\":\"4f4c44\"}");
 	finish_run(r);
 
 	char later[2048];
 	snprintf(later, sizeof(later), "%.*s,\"activate_at\":\"2026-06-01T00:00:00Z\"}",
-		 (int)strlen(CAL_OK) - 1, CAL_OK);
+	         (int)strlen(CAL_OK) - 1, CAL_OK);
 	later[strlen(later) - 1] = '}';
 	memcpy(strstr(later, "TOU2"), "TOU3", 4);
 	r = exec_cmd(g, "tariff_calendar", later);
@@ -671,8 +713,10 @@ Test(cmd_kinds, calendar_special_days_force)
 	r = exec_cmd(g, "tariff_force", "{\"tariff\":3}");
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	cr_expect_eq(g->m.tariff, 3);
-	expect_in(cmdk_run_result(r), "\"before\":{\"current_tariff\":{\"type\":\"unsigned\",\"value\":1}}");
-	expect_in(cmdk_run_result(r), "\"after\":{\"current_tariff\":{\"type\":\"unsigned\",\"value\":3}}");
+	expect_in(cmdk_run_result(r),
+	          "\"before\":{\"current_tariff\":{\"type\":\"unsigned\",\"value\":1}}");
+	expect_in(cmdk_run_result(r),
+	          "\"after\":{\"current_tariff\":{\"type\":\"unsigned\",\"value\":3}}");
 	finish_run(r);
 	free(g);
 }
@@ -681,11 +725,14 @@ Test(cmd_kinds, limiter_clock_read)
 {
 	struct rig *g = rig_new();
 	rig_open(g);
-	struct cmdk_run *r = exec_cmd(g, "limiter", "{\"threshold_normal_w\":9000,\"min_over_s\":30}");
+	struct cmdk_run *r =
+	    exec_cmd(g, "limiter", "{\"threshold_normal_w\":9000,\"min_over_s\":30}");
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	cr_expect_eq(g->m.lim[0], 9000);
 	cr_expect_eq(g->m.lim[2], 30);
-	expect_in(cmdk_run_result(r), "\"after\":{\"threshold_normal\":{\"type\":\"double-long-unsigned\",\"value\":9000},\"threshold_emergency\":{\"type\":\"double-long-unsigned\",\"value\":0}");
+	expect_in(cmdk_run_result(r),
+	          "\"after\":{\"threshold_normal\":{\"type\":\"double-long-unsigned\",\"value\":"
+	          "9000},\"threshold_emergency\":{\"type\":\"double-long-unsigned\",\"value\":0}");
 	finish_run(r);
 
 	r = exec_cmd(g, "clock_sync", "{\"max_step_s\":60}");
@@ -702,7 +749,10 @@ Test(cmd_kinds, limiter_clock_read)
 	r = exec_cmd(g, "read_now", "{\"registers\":[\"1-0:1.8.0.255\",\"0-0:96.14.0.255\"]}");
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	expect_in(cmdk_run_result(r), "\"1-0:1.8.0.255\":");
-	expect_in(cmdk_run_result(r), "\"values\":{\"1-0:1.8.0.255\":{\"type\":\"double-long-unsigned\",\"value\":10000"); expect_in(cmdk_run_result(r), "\"0-0:96.14.0.255\":{\"type\":\"unsigned\",\"value\":1}");
+	expect_in(
+	    cmdk_run_result(r),
+	    "\"values\":{\"1-0:1.8.0.255\":{\"type\":\"double-long-unsigned\",\"value\":10000");
+	expect_in(cmdk_run_result(r), "\"0-0:96.14.0.255\":{\"type\":\"unsigned\",\"value\":1}");
 	finish_run(r);
 	free(g);
 }
