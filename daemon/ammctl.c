@@ -20,6 +20,9 @@ static const struct ctl_cmd cmds[] = {
 	{"db", ctl_db, "db migrate|status [--dsn DSN]   apply or show the schema migrations"},
 	{"meter", ctl_meter, "meter import|add|list|show|disable|enable ...   the meter inventory"},
 	{"cmd", ctl_cmd, "cmd KIND SERIAL... [key=value...] | list | show ID | cancel ID   operator commands"},
+	{"status", ctl_status, "status [--json] [--meter SERIAL] [--days N]   fleet, collection round, completeness"},
+	{"mqtt", ctl_mqtt, "mqtt tail [--host H] [--port P] [--prefix P] [--count N] [--json]   decoded MQTT feed"},
+	{"mbus", ctl_mbus, "mbus scan HOST:PORT [--baud B] [--mask HEX] [--json] | read HOST:PORT ADDR|SECONDARY"},
 };
 
 static void

@@ -19,6 +19,9 @@ int ctl_db(int argc, char **argv);	     /* ctl_db.c: migrate|status */
 int ctl_meter(int argc, char **argv);	     /* ctl_meter.c: import|add|list|show|disable|enable */
 int ctl_discover(int argc, char **argv);    /* ctl_discover.c: meter discover */
 int ctl_cmd(int argc, char **argv);	     /* ctl_cmd.c: KIND|list|show|cancel */
+int ctl_status(int argc, char **argv);	     /* ctl_status.c: fleet, round, completeness */
+int ctl_mqtt(int argc, char **argv);	     /* ctl_mqtt.c: tail */
+int ctl_mbus(int argc, char **argv);	     /* ctl_mbus.c: scan|read at an M-Bus gateway */
 
 /*
  * Read hex from an argument, or from stdin when arg is "-" (whitespace,
