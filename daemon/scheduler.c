@@ -659,7 +659,9 @@ session_done(struct session *s, void *arg)
 		event_active(sc->ev_reap, EV_TIMEOUT, 0);
 	}
 
-	if (!session_committed(s)) {
+	if (session_was_shut_down(s)) {
+		at = now; /* cut short by our own stop: first in line next time */
+	} else if (!session_committed(s)) {
 		at = now + cfg->collection.retry_base_s; /* nothing stored: soon */
 	} else if (session_ok(s)) {
 		at = scheduler_next_slot(now, session_meter_id(s), cfg->collection.window_start,
@@ -889,7 +891,7 @@ sched_drain(struct ammd *d)
 	    sc->njobs[0] + sc->njobs[1] + sc->njobs[2]);
 	/* sessions end their tasks after the request under way */
 	for (struct live *l = sc->live; l != NULL; l = l->next)
-		session_abort(l->s, "shutting down");
+		session_shutdown(l->s);
 }
 
 static bool

@@ -115,6 +115,7 @@ struct session {
 	uint64_t bytes_in, bytes_out;
 	bool associated, failed, partial, released, committed;
 	bool stop;	  /* end the tasks after the request under way */
+	bool shutdown; /* session_shutdown(): the daemon is stopping */
 	bool store_back; /* the store's callback has run */
 	const char *outcome;
 	char error[256];
@@ -1286,13 +1287,17 @@ session_submit(struct session *s)
 	if (s->billing_last != STORE_NULL)
 		store_add_pointer(s->batch, s->m.id, "billing", s->billing_last, STORE_NULL);
 
-	failures = ok ? 0 : s->m.failures + 1;
+	if (s->shutdown && !ok)
+		s->outcome = "aborted";
+	failures = session_failures(s);
 	if (s->associated)
 		reach = STORE_REACH_REACHABLE;
+	else if (s->shutdown)
+		reach = STORE_REACH_KEEP;
 	else
 		reach = failures >= 5 ? STORE_REACH_UNREACHABLE : STORE_REACH_KEEP;
 	store_add_meter_state(s->batch, s->m.id, s->associated ? s->finished_at : STORE_NULL, reach,
-	    ok ? NULL : s->error, failures);
+	    ok || s->shutdown ? NULL : s->error, failures);
 
 	if (s->cfg->mqtt.enabled) {
 		struct message msg;
@@ -1604,7 +1609,24 @@ session_duration(const struct session *s)
 int
 session_failures(const struct session *s)
 {
-	return session_ok(s) ? 0 : s->m.failures + 1;
+	if (session_ok(s))
+		return 0;
+	return s->shutdown ? s->m.failures : s->m.failures + 1;
+}
+
+void
+session_shutdown(struct session *s)
+{
+	if (s->state >= SESSION_CLOSE)
+		return;
+	s->shutdown = true;
+	session_abort(s, "shutting down");
+}
+
+bool
+session_was_shut_down(const struct session *s)
+{
+	return s->shutdown && !session_ok(s);
 }
 
 size_t

@@ -121,6 +121,13 @@ void session_start(struct session *s);
  * What it read so far is still stored. */
 void session_abort(struct session *s, const char *why);
 
+/* The daemon is stopping: end like session_abort(), and record the
+ * session as "aborted" without counting a failure against the meter, so
+ * that the next start reads it at once. */
+void session_shutdown(struct session *s);
+/* Ended by session_shutdown() before finishing its tasks. */
+bool session_was_shut_down(const struct session *s);
+
 /* After a reload: the config to use from now on. */
 void session_set_config(struct session *s, const struct config *cfg);
 
