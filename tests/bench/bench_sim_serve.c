@@ -16,7 +16,14 @@
  *           --ops push: expect its DataNotification first)
  *   --check dlms HOST:PORT [--hdlc] [--security none|lls|hls-gmac --client N
  *           --password P --ek HEX --ak HEX] [--profile FROM TO] [--at T]
- *           [--ic N] [--ops list]
+ *           [--ic N] [--ops list] [--set-clock EPOCH]
+ *
+ * --ops takes a comma-separated list: ldn, registers, ic, disconnect,
+ * objects, clock (prints "clock,EPOCH,HUNDREDTHS", the meter's clock in
+ * UTC), quarter / shift=S (clock methods adjust_to_quarter, shift_time),
+ * calendar (prints the passive calendar attributes 6..9 as
+ * "calendar,ATTR,HEX").  --set-clock SETs the clock (local time, with
+ * its deviation) before any of them.
  *
  * Registers print as "register,AT,OBIS,VALUE,UNIT", profile rows as
  * "interval,END,LOCAL,A+,A-,R+,R-,STATUS"; anything that goes wrong is one
@@ -475,6 +482,39 @@ on_any(void *arg, const struct dlms_client_event *ev)
 		printf("result,%s,ok\n", what);
 }
 
+static void
+print_clock(void *arg, const struct dlms_client_event *ev)
+{
+	(void)arg;
+	struct axdr_node n[2];
+	size_t nn;
+	struct cosem_datetime dt;
+	int64_t utc;
+	if (ev->err || axdr_decode(ev->data, ev->data_len, n, 2, &nn) < 0 ||
+	    n[0].tag != AXDR_OCTET_STRING || n[0].len != 12 ||
+	    cosem_datetime_decode(n[0].ptr, &dt) || cosem_datetime_to_utc(&dt, NULL, &utc)) {
+		printf("error,clock,%s\n", ev->err ? meter_strerror(ev->err) : "undecodable");
+		return;
+	}
+	printf("clock,%lld,%u\n", (long long)utc, dt.hundredths);
+}
+
+static void
+print_hex(void *arg, const struct dlms_client_event *ev)
+{
+	const char *what = arg;
+	if (ev->err || ev->dar) {
+		printf("error,%s,%s\n", what, ev->err ? meter_strerror(ev->err) : "access");
+		return;
+	}
+	printf("%s,%u,", what, 6 + ev->index);
+	for (size_t i = 0; i < ev->data_len; i++)
+		printf("%02x", ev->data[i]);
+	printf("\n");
+}
+
+static int64_t set_clock; /* --set-clock: SET the clock to this first */
+
 static int gprs_fd = -1; /* a meter that connected to us (GPRS) */
 
 /* Wait for a GPRS meter to connect to 127.0.0.1:port; print the push it
@@ -573,6 +613,55 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 		    pump(s, &out, DLMS_CEV_RESULT, print_ldn, NULL, &err) != DLMS_CEV_RESULT ||
 		    pump(s, &out, DLMS_CEV_DONE, NULL, NULL, &err) != DLMS_CEV_DONE) {
 			printf("error,ldn,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (set_clock) {
+		uint8_t v[16];
+		struct mbuf vb;
+		mbuf_init(&vb, v, sizeof(v));
+		struct cosem_datetime dt;
+		cosem_datetime_from_utc(set_clock, &tz, &dt);
+		axdr_put_datetime_octets(&vb, &dt);
+		struct xdlms_desc d = {8, OBIS(0, 0, 1, 0, 0, 255), 2};
+		if (dlms_client_set(&s->c, &out, &d, NULL, v, vb.len) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_any, "set_clock", &err) != DLMS_CEV_DONE) {
+			printf("error,set_clock,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	const char *sh = ops ? strstr(ops, "shift=") : NULL;
+	if (sh || (ops && strstr(ops, "quarter"))) {
+		uint8_t p[3];
+		struct mbuf pb;
+		mbuf_init(&pb, p, sizeof(p));
+		if (sh)
+			axdr_put_long(&pb, (int16_t)atoi(sh + 6));
+		else
+			axdr_put_integer(&pb, 0);
+		struct xdlms_desc m = {8, OBIS(0, 0, 1, 0, 0, 255), sh ? 6 : 1};
+		if (dlms_client_action(&s->c, &out, &m, p, pb.len) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_any, sh ? "shift_time" : "adjust_to_quarter",
+		         &err) != DLMS_CEV_DONE) {
+			printf("error,clock_action,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (ops && strstr(ops, "clock")) {
+		if (dlms_client_get(&s->c, &out, &clk, 1) ||
+		    pump(s, &out, DLMS_CEV_DONE, print_clock, NULL, &err) != DLMS_CEV_DONE) {
+			printf("error,clock,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (ops && strstr(ops, "calendar")) {
+		struct dlms_get_item it[4];
+		for (unsigned i = 0; i < 4; i++)
+			it[i] = (struct dlms_get_item){.desc = {20, OBIS(0, 0, 13, 0, 0, 255),
+			                                        (int8_t)(6 + i)}};
+		if (dlms_client_get(&s->c, &out, it, 4) ||
+		    pump(s, &out, DLMS_CEV_DONE, print_hex, "calendar", &err) != DLMS_CEV_DONE) {
+			printf("error,calendar,%s\n", meter_strerror(err));
 			return 1;
 		}
 	}
@@ -762,6 +851,8 @@ main(int argc, char **argv)
 			ak = v;
 		else if (!strcmp(a, "--at"))
 			at_time = atoll(v);
+		else if (!strcmp(a, "--set-clock"))
+			set_clock = atoll(v);
 		else if (!strcmp(a, "--ic"))
 			ic = atol(v);
 		else if (!strcmp(a, "--ops"))

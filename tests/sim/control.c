@@ -9,7 +9,8 @@
  *   set SERIAL KEY VALUE..  breaker connect|disconnect, mode 0..6,
  *                           credit WH, credit_add WH, payment credit|prepaid,
  *                           limiter NORMAL EMERGENCY MIN_OVER MIN_UNDER,
- *                           emergency on|off, period 300|900|1800|3600
+ *                           emergency on|off, period 300|900|1800|3600,
+ *                           clock EPOCH (set the meter's clock)
  *   button SERIAL           the consumer presses the breaker button
  *   push SERIAL             GPRS: DataNotification now
  *   fault SPEC              faults.h syntax, fleet-wide or @SERIAL
@@ -80,6 +81,9 @@ show(struct serve *sv, struct sim_meter *m, int64_t t, struct evbuffer *o)
 	for (unsigned q = 0; q < SIM_NQ; q++)
 		evbuffer_add_printf(o, "%s=%lld\n", sim_q_name((uint8_t)q), (long long)r.total[q]);
 	evbuffer_add_printf(o, "p_import_w=%d\np_export_w=%d\n", in.p_import, in.p_export);
+	int64_t clk = sim_clock_ms(m, t);
+	evbuffer_add_printf(o, "clock_ms=%lld\nclock_error_ms=%lld\n", (long long)clk,
+	                    (long long)(clk - t * 1000));
 	char fb[256];
 	faults_format(faults_for(&sv->faults, m->index), fb, sizeof(fb));
 	evbuffer_add_printf(o, "faults=%s\n", fb);
@@ -123,6 +127,8 @@ set_cmd(struct sim_meter *m, int64_t t, char **av, int ac, struct evbuffer *o)
 		rc = dev_set_emergency(m, t, !strcmp(v, "on"));
 	} else if (!strcmp(k, "period")) {
 		rc = sim_set_period(m, t, (uint16_t)x);
+	} else if (!strcmp(k, "clock")) {
+		rc = dev_clock_set(m, t, x * 1000); /* epoch seconds, as a client SETs it */
 	} else {
 		evbuffer_add_printf(o, "err unknown key %s\n", k);
 		return -1;

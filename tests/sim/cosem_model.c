@@ -16,10 +16,18 @@
  * over the capture period", Wh); the billing profile holds the last 24
  * month ends.
  *
- * Not modelled: setting the clock (device.h has no clock adjustment; a SET
- * of 0-0:1.0.0.255 attribute 2 is refused with read-write-denied), special
- * day insert/delete methods (write attribute 2 instead), the analysis
- * logger.
+ * The clock can be set (attribute 2) and adjusted (methods 1
+ * adjust_to_quarter, 2 adjust_to_measuring_period, 3 adjust_to_minute,
+ * 6 shift_time): the device journal keeps the offset, so GET of the clock
+ * reflects it and the RTC log shows "clock adjusted" (old and new time).
+ *
+ * A passive calendar reads back exactly as it was written: the A-XDR of
+ * each written attribute (names of seasons and week profiles, day ids,
+ * start times, script references) is kept with the calendar it built,
+ * also once that calendar is active; the parsed form drives the tariffs.
+ *
+ * Not modelled: clock methods 4/5 (preset time), special day
+ * insert/delete methods (write attribute 2 instead), the analysis logger.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -1222,8 +1230,17 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const s
 		sp.n = (uint8_t)n->len;
 		return dev_to_dar(dev_special_days(m, t, &sp));
 	}
-	case K_CLOCK:
-		return XDLMS_DAR_READ_WRITE_DENIED;
+	case K_CLOCK: {
+		struct cosem_datetime dt;
+		int64_t s;
+		if (attr != 2)
+			return XDLMS_DAR_READ_WRITE_DENIED;
+		if (n->tag != AXDR_OCTET_STRING || n->len != 12 || cosem_datetime_decode(n->ptr, &dt) ||
+		    cosem_datetime_to_utc(&dt, &m->fleet->cfg.tz, &s))
+			return XDLMS_DAR_TYPE_UNMATCHED;
+		int64_t ms = s * 1000 + (dt.hundredths < 100 ? dt.hundredths * 10 : 0);
+		return dev_to_dar(dev_clock_set(m, t, ms));
+	}
 	default:
 		return XDLMS_DAR_READ_WRITE_DENIED;
 	}
@@ -1316,6 +1333,25 @@ cm_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, si
 				rc = dev_calendar_activate(&m, t);
 		}
 		break;
+	case K_CLOCK: {
+		/* adjust to the nearest quarter / profile period / minute, or shift */
+		int64_t now = sim_clock_ms(&m, t), q = 0;
+		if (id == 1)
+			q = 900000;
+		else if (id == 2)
+			q = (int64_t)(m.st->period ? m.st->period : m.fleet->cfg.period) * 1000;
+		else if (id == 3)
+			q = 60000;
+		if (q) {
+			int64_t r = now + q / 2;
+			rc = dev_clock_set(&m, t, (r >= 0 ? r / q : (r - q + 1) / q) * q);
+		} else if (id == 6 && num && v >= -900 && v <= 900) {
+			rc = dev_clock_set(&m, t, now + v * 1000);
+		} else if (id == 6) {
+			rc = METER_ERANGE;
+		}
+		break;
+	}
 	case K_SCRIPTS:
 		if (id == 1 && num && v >= 1 && v <= TARIFF_MAX)
 			rc = force_tariff(&m, t, (unsigned)v);

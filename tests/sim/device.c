@@ -65,6 +65,7 @@ dev_free(struct dev_state *d)
 		free(j->owned[i]);
 	free(j->owned);
 	free(j->off);
+	free(j->clk);
 	free(j->cal);
 	events_free(&j->ev);
 	free(j);
@@ -530,4 +531,19 @@ dev_special_days(struct sim_meter *m, int64_t t, const struct tariff_special *sp
 		return METER_ENOSPC;
 	rc = calendar_change(m, t, dev_calendar_at(m->st->dev.j, t).cal, c);
 	return rc ? rc : log_event(m, t, EV_SPECIAL_DAYS_CHANGED);
+}
+
+int
+dev_clock_set(struct sim_meter *m, int64_t t, int64_t clock_ms)
+{
+	dev_advance(m, t);
+	struct dev_journal *j = journal(m);
+	if (!j || grow((void **)&j->clk, &j->cap_clk, j->n_clk, sizeof(*j->clk)))
+		return METER_ENOSPC;
+	/* a second setting in the same second replaces the first */
+	if (j->n_clk && j->clk[j->n_clk - 1].at == t)
+		j->n_clk--;
+	j->clk[j->n_clk++] = (struct dev_clock_set){t, clock_ms - t * 1000};
+	int rc = log_event(m, t, EV_CLOCK_OLD);
+	return rc ? rc : log_event(m, t, EV_CLOCK_NEW);
 }

@@ -46,9 +46,18 @@ struct dev_calendar_change {
 	const struct tariff_special *sp;
 };
 
+/* From `at` on, the meter's clock reads true time + offset_ms + its drift
+ * since `at` (a client set, adjusted or shifted it). */
+struct dev_clock_set {
+	int64_t at;
+	int64_t offset_ms;
+};
+
 struct dev_journal {
 	struct dev_off *off;
 	uint32_t n_off, cap_off;
+	struct dev_clock_set *clk; /* in time order */
+	uint32_t n_clk, cap_clk;
 	struct dev_calendar_change *cal;
 	uint32_t n_cal, cap_cal;
 	struct sim_evbuf ev;			/* device events, in time order */
@@ -112,6 +121,10 @@ int dev_calendar_passive(struct sim_meter *m, int64_t t, const struct tariff_cal
 			 int64_t activation_at);
 int dev_calendar_activate(struct sim_meter *m, int64_t t);
 int dev_special_days(struct sim_meter *m, int64_t t, const struct tariff_special *sp);
+/* A client sets the meter's clock at true time t to clock_ms (UTC ms, the
+ * meter's view): the offset is journalled and "clock adjusted" (old time,
+ * new time) go to the RTC log.  Returns 0 or METER_ENOSPC. */
+int dev_clock_set(struct sim_meter *m, int64_t t, int64_t clock_ms);
 
 /* Read-outs (advance to t first). */
 int64_t dev_credit(struct sim_meter *m, int64_t t);

@@ -51,9 +51,11 @@ usage(FILE *f)
 	fputs("usage: metersim COMMAND [options]\n"
 	      "  expect --meter SERIAL --from T1 --to T2 [--format json|csv]\n"
 	      "         [--what registers,intervals,events,billing,daily]\n"
-	      "  export --count N [--transport tcpip|hdlc|gprs|mbus|modbus] [--base-port P | --loopback]\n"
+	      "  export --count N [--transport tcpip|hdlc|gprs|mbus|modbus]\n"
+	      "         [--base-port P | --loopback | --loopback-port P]\n"
 	      "  info   --meter SERIAL [--at T]\n"
-	      "  serve  [--transport tcpip|hdlc|gprs|mbus|modbus] [--hdlc] [--base-port P | --loopback]\n"
+	      "  serve  [--transport tcpip|hdlc|gprs|mbus|modbus] [--hdlc]\n"
+	      "         [--base-port P | --loopback | --loopback-port P] [--per-meter-listeners]\n"
 	      "         [--speed X] [--start T] [--faults SPEC] [--control PATH] [--baud B]\n"
 	      "         [--gprs-connect HOST:PORT [--gprs-max N] [--push]] [--first INDEX]\n"
 	      "         [--max-listeners N] [--modbus-map FILE]\n"
@@ -163,7 +165,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	enum { O_SEED = 256, O_COUNT, O_PERIOD, O_ORIGIN, O_METER, O_FROM, O_TO, O_AT, O_FORMAT,
 	       O_WHAT, O_TRANSPORT, O_BASE_PORT, O_LOOPBACK, O_HELP, O_SPEED, O_START, O_FAULTS,
 	       O_CONTROL, O_HDLC, O_GPRS, O_GPRS_MAX, O_PUSH, O_BAUD, O_MAXLIS, O_FIRST, O_MAP,
-	       O_VERBOSE };
+	       O_VERBOSE, O_LO_PORT, O_PER_METER };
 	static const struct option lo[] = {
 		{"seed", required_argument, 0, O_SEED}, {"count", required_argument, 0, O_COUNT},
 		{"period", required_argument, 0, O_PERIOD}, {"origin", required_argument, 0, O_ORIGIN},
@@ -182,6 +184,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{"max-listeners", required_argument, 0, O_MAXLIS},
 		{"first", required_argument, 0, O_FIRST}, {"modbus-map", required_argument, 0, O_MAP},
 		{"verbose", no_argument, 0, O_VERBOSE},
+		{"loopback-port", required_argument, 0, O_LO_PORT},
+		{"per-meter-listeners", no_argument, 0, O_PER_METER},
 		{0, 0, 0, 0},
 	};
 	memset(o, 0, sizeof(*o));
@@ -284,6 +288,17 @@ parse_opts(int argc, char **argv, struct opts *o)
 		}
 		case O_LOOPBACK:
 			o->base_port = 0;
+			break;
+		case O_LO_PORT: {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v == 0 || v > 65535)
+				goto bad;
+			o->base_port = 0;
+			o->serve.lo_port = (uint16_t)v;
+			break;
+		}
+		case O_PER_METER:
+			o->serve.per_meter = true;
 			break;
 		case O_SPEED:
 			o->serve.speed = strtod(optarg, &end);
@@ -644,6 +659,8 @@ cmd_export(int argc, char **argv)
 		uint16_t p = 0;
 		if (o.transport == SIM_TR_TCPIP || o.transport == SIM_TR_HDLC) {
 			sim_meter_addr(&m, o.base_port, host, &p);
+			if (!o.base_port && o.serve.lo_port)
+				p = o.serve.lo_port;
 			snprintf(port, sizeof(port), "%u", p);
 		} else if (o.transport == SIM_TR_MBUS) {
 			snprintf(gw, sizeof(gw), "127.0.0.1:%u", (unsigned)(gw_base + i / 250));

@@ -325,6 +325,15 @@ sim_meter_addr(const struct sim_meter *m, uint16_t base_port, char host[16], uin
 	*port = 4059;
 }
 
+int64_t
+sim_addr_index(uint32_t addr)
+{
+	uint32_t a = addr >> 24, b = (addr >> 16) & 0xff, c = (addr >> 8) & 0xff, d = addr & 0xff;
+	if (a != 127 || b < 1 || c >= 250 || d < 1 || d > 250)
+		return METER_ENOTFOUND;
+	return (int64_t)(b - 1) * 62500 + c * 250 + (d - 1);
+}
+
 /* ---- energy ----------------------------------------------------------- */
 
 static int64_t
@@ -607,6 +616,18 @@ sim_billing(const struct sim_meter *m, int64_t b, struct sim_billing *out)
 int64_t
 sim_clock_ms(const struct sim_meter *m, int64_t t)
 {
-	int64_t since = events_last_clock_set(m, t);
-	return t * 1000 + (int64_t)llround((double)(t - since) * m->drift_ppm / 1000.0);
+	int64_t since = events_last_clock_set(m, t), off = 0;
+	/* the latest setting wins: a seeded adjustment brings the clock to
+	 * true time, a client's (device journal) to what the client wrote */
+	const struct dev_journal *j = m->st->dev.j;
+	for (uint32_t i = j ? j->n_clk : 0; i-- > 0;) {
+		if (j->clk[i].at > t)
+			continue;
+		if (j->clk[i].at >= since) {
+			since = j->clk[i].at;
+			off = j->clk[i].offset_ms;
+		}
+		break;
+	}
+	return t * 1000 + off + (int64_t)llround((double)(t - since) * m->drift_ppm / 1000.0);
 }

@@ -175,14 +175,21 @@ int64_t sim_month_next(const struct sim_meter *m, int64_t t);
 /* Billing entry for the period ending at month start b. */
 void sim_billing(const struct sim_meter *m, int64_t b, struct sim_billing *out);
 
-/* The meter's clock at true time t, in UTC milliseconds (drifts from the
- * last clock adjustment). */
+/* The meter's clock at true time t, in UTC milliseconds: drifts from the
+ * last clock adjustment, seeded (to true time) or by a client (to what it
+ * wrote: dev_clock_set). */
 int64_t sim_clock_ms(const struct sim_meter *m, int64_t t);
 
 /* Transport address: a per-meter loopback address 127.x.y.z (port 4059)
  * when base_port is 0 (unique for the first 15.8 million meters), else
  * 127.0.0.1 and base_port + index. */
 void sim_meter_addr(const struct sim_meter *m, uint16_t base_port, char host[16], uint16_t *port);
+/* The inverse for the loopback scheme: the meter index whose address is
+ * the IPv4 address addr (host byte order), or METER_ENOTFOUND for an
+ * address the scheme never gives (127.0.0.1, other networks).  Lets one
+ * listener on INADDR_ANY serve the whole fleet: the local address of an
+ * accepted connection names the meter the client dialled. */
+int64_t sim_addr_index(uint32_t addr);
 
 /* splitmix64-based hash of the seed and three words; public so the event
  * process and device use the same streams. */

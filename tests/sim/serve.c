@@ -2,7 +2,7 @@
  * serve.c: `metersim serve` — one process, one libevent loop, the whole
  * fleet on the wire.  This file owns the loop, the simulated clock, the
  * model lock and the DLMS transports: TCP/IP modules (DLMS over the
- * IEC 62056-47 wrapper, one listener per meter on its own loopback address
+ * IEC 62056-47 wrapper, every meter on its own loopback address
  * 127.x.y.z:4059 or on consecutive ports of 127.0.0.1), the same over HDLC
  * (--hdlc), and GPRS modules that connect out to a head-end and wait to be
  * served, reconnecting with jitter and optionally pushing a
@@ -10,19 +10,29 @@
  * gw_modbus.c, the control socket control.c, the object model
  * cosem_model.c.
  *
+ * Loopback addresses are served by ONE listener bound to INADDR_ANY on
+ * port 4059 (--loopback-port): the whole 127/8 reaches it, and the local
+ * address of an accepted connection (getsockname) names the meter the
+ * client dialled (sim_addr_index), so the fleet costs one fd however large
+ * it is and a connection costs an fd only while it is open.  Consecutive
+ * ports cannot share a listener, so that mode (and --per-meter-listeners)
+ * keeps one listener per meter.
+ *
  * Memory: a meter without a connection costs its struct sim_state (model)
- * and, with a listener, one evconnlistener (~150 bytes and an fd).  A
+ * and, with a listener of its own, one evconnlistener (~150 bytes and an
+ * fd).  A
  * connection costs ~7 KiB (engine with its HDLC link, 3 x 2 KiB buffers)
  * plus a 512 KiB GET buffer that is malloc'd but only touched as far as a
  * response reaches (large profile reads), and freed with the connection.
  *
- * File descriptors bound the listeners: RLIMIT_NOFILE is raised to its
- * hard limit and listeners are opened for the first meters up to that
+ * File descriptors bound per-meter listeners: RLIMIT_NOFILE is raised to
+ * its hard limit and listeners are opened for the first meters up to that
  * limit less a reserve for connections; the rest of the fleet is not
- * reachable over TCP/IP in that run (the start-up line says how many are).
- * --first lets a run serve another slice of a large fleet.
+ * reachable in that run (the start-up line says how many are).  --first
+ * lets a run serve another slice of a large fleet.
  *
- * Faults on DLMS: refuse (RST at accept / no GPRS connect), drop (close
+ * Faults on DLMS: refuse (RST at accept / no GPRS connect; refuse=1 on a
+ * per-meter listener closes it: connection refused), drop (close
  * instead of answering), stall (hold the answer, then close), delay,
  * corrupt (bytes of the answers), truncate (half an answer, then close),
  * abort (connection closed mid-request), ic_reset / ic_replay (the
@@ -93,6 +103,8 @@ struct gprs_slot {
 struct dlms_state {
 	struct mlis *lis;
 	uint32_t nlis;
+	struct evconnlistener *shared; /* the loopback fleet's one listener */
+	struct event *resume;          /* re-enables it after accept() failed */
 	struct event *sweep; /* closes / reopens listeners of refusing meters */
 	struct gprs_slot *gprs;
 	uint32_t ngprs;
@@ -444,17 +456,13 @@ refuse_fd(evutil_socket_t fd)
 	evutil_closesocket(fd);
 }
 
+/* A connection to meter index was accepted (takes the fd). */
 static void
-on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+accept_meter(struct serve *sv, uint32_t index, evutil_socket_t fd)
 {
-	(void)lis;
-	(void)sa;
-	(void)len;
-	struct mlis *ml = arg;
-	struct serve *sv = ml->sv;
-	const struct fault_set *fs = faults_for(&sv->faults, ml->index);
+	const struct fault_set *fs = faults_for(&sv->faults, index);
 	struct fault_rng rng;
-	fault_rng_init(&rng, sv->fleet->cfg.seed, ml->index, ++sv->conn_seq);
+	fault_rng_init(&rng, sv->fleet->cfg.seed, index, ++sv->conn_seq);
 	if (fault_fire(&sv->faults, fs, &rng, FAULT_REFUSE)) {
 		CNT_ADD(sv, refused, 1);
 		refuse_fd(fd);
@@ -465,8 +473,63 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, i
 		evutil_closesocket(fd);
 		return;
 	}
-	if (!conn_new(sv, ml->index, bev, false))
+	if (!conn_new(sv, index, bev, false))
 		bufferevent_free(bev);
+}
+
+static void
+on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+	(void)lis;
+	(void)sa;
+	(void)len;
+	struct mlis *ml = arg;
+	accept_meter(ml->sv, ml->index, fd);
+}
+
+/* The shared listener: the address the client dialled names the meter;
+ * one outside the fleet (127.0.0.1, another network, a meter this run
+ * does not serve) is reset as an absent module would be. */
+static void
+on_accept_shared(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int len,
+                 void *arg)
+{
+	(void)lis;
+	(void)sa;
+	(void)len;
+	struct serve *sv = arg;
+	struct sockaddr_in local;
+	socklen_t ll = sizeof(local);
+	int64_t idx = METER_ENOTFOUND;
+	if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0 && local.sin_family == AF_INET)
+		idx = sim_addr_index(ntohl(local.sin_addr.s_addr));
+	if (idx < (int64_t)sv->cfg.first || idx >= (int64_t)sv->fleet->cfg.count) {
+		CNT_ADD(sv, refused, 1);
+		refuse_fd(fd);
+		return;
+	}
+	accept_meter(sv, (uint32_t)idx, fd);
+}
+
+static void
+resume_shared(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dlms_state *ds = arg;
+	evconnlistener_enable(ds->shared);
+}
+
+/* accept() failed (out of fds, most likely): pause instead of spinning on
+ * a pending connection, and try again shortly. */
+static void
+on_accept_error(struct evconnlistener *lis, void *arg)
+{
+	struct serve *sv = arg;
+	struct dlms_state *ds = sv->dlms;
+	evconnlistener_disable(lis);
+	struct timeval tv = {0, 50000};
+	evtimer_add(ds->resume, &tv);
 }
 
 /* ---- GPRS: meters connect out ------------------------------------------------ */
@@ -706,6 +769,8 @@ listen_on(struct mlis *ml)
 	char host[16];
 	uint16_t port;
 	sim_meter_addr(&m, sv->cfg.base_port, host, &port);
+	if (!sv->cfg.base_port && sv->cfg.lo_port)
+		port = sv->cfg.lo_port;
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
 	inet_pton(AF_INET, host, &sin.sin_addr);
 	ml->l = evconnlistener_new_bind(sv->base, on_accept, ml,
@@ -751,6 +816,33 @@ dlms_faults_changed(struct serve *sv)
 		sweep(-1, 0, sv->dlms);
 }
 
+/* One listener on INADDR_ANY for every loopback address of the fleet. */
+static int
+shared_start(struct serve *sv, struct dlms_state *ds, uint32_t count)
+{
+	uint16_t port = sv->cfg.lo_port ? sv->cfg.lo_port : 4059;
+	if ((uint64_t)sv->fleet->cfg.count > (uint64_t)255 * 62500) {
+		fprintf(stderr, "metersim: loopback addresses reach %u meters, not %u\n",
+		        255 * 62500, sv->fleet->cfg.count);
+		return -1;
+	}
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons(port),
+	                          .sin_addr.s_addr = htonl(INADDR_ANY)};
+	ds->shared = evconnlistener_new_bind(sv->base, on_accept_shared, sv,
+	                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
+	                                     (struct sockaddr *)&sin, sizeof(sin));
+	ds->resume = evtimer_new(sv->base, resume_shared, ds);
+	if (!ds->shared || !ds->resume) {
+		fprintf(stderr, "metersim: cannot listen on 0.0.0.0:%u\n", port);
+		return -1;
+	}
+	evconnlistener_set_error_cb(ds->shared, on_accept_error);
+	sv->listeners = 1;
+	sv->served = count;
+	return 0;
+}
+
 int
 dlms_start(struct serve *sv)
 {
@@ -762,6 +854,8 @@ dlms_start(struct serve *sv)
 	if (sv->cfg.transport == SIM_TR_GPRS)
 		return gprs_start(sv, ds);
 	uint32_t count = sv->fleet->cfg.count - sv->cfg.first;
+	if (!sv->cfg.base_port && !sv->cfg.per_meter)
+		return shared_start(sv, ds, count);
 	uint32_t n = count;
 	if (sv->cfg.max_listeners && n > sv->cfg.max_listeners)
 		n = sv->cfg.max_listeners;
@@ -813,6 +907,10 @@ dlms_stop(struct serve *sv)
 		event_free(ds->sweep);
 	if (ds->alarm_tick)
 		event_free(ds->alarm_tick);
+	if (ds->shared)
+		evconnlistener_free(ds->shared);
+	if (ds->resume)
+		event_free(ds->resume);
 	for (uint32_t i = 0; i < ds->nlis; i++)
 		if (ds->lis[i].l)
 			evconnlistener_free(ds->lis[i].l);

@@ -44,7 +44,9 @@ struct serve_cfg {
 	double speed;           /* simulated seconds per real second (0: frozen) */
 	int64_t start;          /* simulated time at start; 0: now */
 	uint32_t baud;          /* M-Bus */
-	uint32_t max_listeners; /* DLMS listeners; 0: as many as fds allow */
+	uint32_t max_listeners; /* per-meter DLMS listeners; 0: as many as fds allow */
+	uint16_t lo_port;       /* loopback addresses: the port (0: 4059) */
+	bool per_meter;         /* loopback: one listener per meter, not one for all */
 	uint32_t first;         /* first meter index served */
 	const char *gprs;       /* HOST:PORT */
 	uint32_t gprs_max;      /* concurrent GPRS connections */
@@ -86,7 +88,9 @@ int64_t serve_lookup(void *sv, uint32_t serial);
 int serve_run(const struct sim_fleet_cfg *fcfg, const struct serve_cfg *cfg,
               const char *faults_spec);
 
-/* DLMS transports (serve.c): one listener per meter (or GPRS connects). */
+/* DLMS transports (serve.c): one listener on INADDR_ANY for the loopback
+ * fleet, or one per meter (consecutive ports, --per-meter-listeners), or
+ * GPRS connects. */
 int dlms_start(struct serve *sv);
 void dlms_stop(struct serve *sv);
 /* Push a DataNotification from meter index over its GPRS connection;
