@@ -37,7 +37,7 @@
 #include "store.h"
 #include "transport.h"
 
-#define SCHED_TICK_MS	     100
+#define SCHED_TICK_MS	     20
 #define SCHED_IDLE_CLAIM_MS  2000 /* poll for due meters when none came */
 #define SCHED_MAX_PARAMS     6
 #define SCHED_DUE_FLUSH	     256
@@ -756,8 +756,14 @@ tickcb(evutil_socket_t fd, short what, void *arg)
 	bool behind = store_is_behind(sc->store);
 	metric_set(sc->m_backpressure, behind ? 1 : 0);
 	if (!sc->draining && !behind) {
-		while (sc->nlive < (size_t)cfg->collection.concurrency && start_one(sc))
-			;
+		/* a slot is a meter connection: a session whose batch only
+		 * waits for the store's commit no longer holds one */
+		size_t busy = 0;
+		for (struct live *l = sc->live; l != NULL; l = l->next)
+			if (session_state(l->s) < SESSION_STORE)
+				busy++;
+		while (busy < (size_t)cfg->collection.concurrency && start_one(sc))
+			busy++;
 	}
 	for (int p = 0; p < SCHED_NPRIO; p++)
 		waiting += sc->njobs[p];
