@@ -131,8 +131,22 @@ $(BF)/libmeter.a: $(call obj,$(BF),$(METERLIB_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
+# A fuzz target of a daemon or simulator parser needs more than libmeter.a:
+# FUZZ_OBJS_name lists the extra sources it is linked with (compiled for the
+# fuzz build), FUZZ_LIBS_name the extra libraries.
+FUZZ_OBJS_config         := daemon/config.c daemon/log.c
+FUZZ_LIBS_config         := -linih
+FUZZ_OBJS_meter_csv      := daemon/meter_csv.c
+FUZZ_OBJS_command_request := daemon/message.c daemon/json.c $(PROTO_GEN)
+FUZZ_LIBS_command_request := -lprotobuf-c
+FUZZ_OBJS_cmd_params     := daemon/cmd_kinds.c daemon/axdr_json.c daemon/json.c
+FUZZ_OBJS_sim_faults     := tests/sim/faults.c
+$(foreach f,$(FUZZ_BINS),$(eval $(f): $(call obj,$(BF),$(FUZZ_OBJS_$(f:$(BF)/fuzz_%=%)))))
+$(call obj,$(BF),daemon/message.c $(PROTO_GEN)): | $(PROTO_GEN)
+
 $(BF)/fuzz_%: $(BF)/tests/fuzz/fuzz_%.o $(BF)/libmeter.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ -lcrypto -lm
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.o,$^) $(filter %.a,$^) \
+		-lcrypto -lm $(FUZZ_LIBS_$*)
 
 $(B)/bench_%: $(B)/tests/bench/bench_%.o $(LIBAMM) $(LIBMETER)
 	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)

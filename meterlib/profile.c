@@ -179,6 +179,43 @@ read_string(const uint8_t *p, size_t left, bool bits, struct profile_cell *cell)
 	return h + (ssize_t)bytes;
 }
 
+static ssize_t read_cell(const uint8_t *p, size_t left, struct profile_cell *cell);
+
+/*
+ * Step over one tagged array or structure cell.  Unlike axdr_skip(), which
+ * calls an element count larger than the bytes left malformed, a count
+ * running past the end here is METER_ENEEDMORE: the rest of the row may
+ * come with the next block (profile_cursor_extend()).  Each element takes
+ * at least one byte, so the loop ends with the bytes.
+ */
+static ssize_t
+skip_aggregate(const uint8_t *p, size_t left, unsigned depth)
+{
+	struct profile_cell scratch;
+	uint32_t cnt;
+	size_t pos;
+	ssize_t r;
+
+	if (depth >= AXDR_MAX_DEPTH)
+		return METER_ELIMIT;
+	r = axdr_decode_length(p + 1, left - 1, &cnt);
+	if (r < 0)
+		return r;
+	pos = 1 + (size_t)r;
+	for (uint32_t i = 0; i < cnt; i++) {
+		if (pos >= left)
+			return METER_ENEEDMORE;
+		if (p[pos] == AXDR_ARRAY || p[pos] == AXDR_STRUCTURE)
+			r = skip_aggregate(p + pos, left - pos, depth + 1);
+		else
+			r = read_cell(p + pos, left - pos, &scratch);
+		if (r < 0)
+			return r;
+		pos += (size_t)r;
+	}
+	return (ssize_t)pos;
+}
+
 /*
  * One tagged cell at p (p[-1] is not ours).  Fills type, numeric, i, ptr,
  * len; `value` is set from i (or the float) unscaled.  Returns bytes.
@@ -308,7 +345,7 @@ read_cell(const uint8_t *p, size_t left, struct profile_cell *cell)
 	case AXDR_ARRAY:
 	case AXDR_STRUCTURE:
 	case AXDR_COMPACT_ARRAY:
-		rc = axdr_skip(p, left);
+		rc = p[0] == AXDR_COMPACT_ARRAY ? axdr_skip(p, left) : skip_aggregate(p, left, 0);
 		if (rc < 0)
 			return rc;
 		cell->ptr = p;
