@@ -21,9 +21,12 @@
  * --ops takes a comma-separated list: ldn, registers, ic, disconnect,
  * objects, clock (prints "clock,EPOCH,HUNDREDTHS", the meter's clock in
  * UTC), quarter / shift=S (clock methods adjust_to_quarter, shift_time),
- * calendar (prints the passive calendar attributes 6..9 as
- * "calendar,ATTR,HEX").  --set-clock SETs the clock (local time, with
- * its deviation) before any of them.
+ * calwrite (SETs a passive calendar attribute by attribute as the
+ * daemon's command queue encodes one — named seasons and week profiles,
+ * day ids out of order — printing "written,ATTR,HEX"), activate (method
+ * 1: passive becomes active), calendar (prints activity calendar
+ * attributes 2..9 as "calendar,ATTR,HEX").  --set-clock SETs the clock
+ * (local time, with its deviation) before any of them.
  *
  * Registers print as "register,AT,OBIS,VALUE,UNIT", profile rows as
  * "interval,END,LOCAL,A+,A-,R+,R-,STATUS"; anything that goes wrong is one
@@ -507,13 +510,89 @@ print_hex(void *arg, const struct dlms_client_event *ev)
 		printf("error,%s,%s\n", what, ev->err ? meter_strerror(ev->err) : "access");
 		return;
 	}
-	printf("%s,%u,", what, 6 + ev->index);
+	printf("%s,%u,", what, 2 + ev->index);
 	for (size_t i = 0; i < ev->data_len; i++)
 		printf("%02x", ev->data[i]);
 	printf("\n");
 }
 
 static int64_t set_clock; /* --set-clock: SET the clock to this first */
+
+/* Is name one of the comma-separated words of ops? */
+static bool
+has_op(const char *ops, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = ops; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == 0))
+			return true;
+	return false;
+}
+
+/* A passive calendar as daemon/cmd_kinds.c encodes one (attributes 6..9):
+ * names that are not "W<digit>", seasons naming their week profile, day
+ * profiles written out of id order. */
+static size_t
+sample_calendar(unsigned attr, uint8_t *buf, size_t cap)
+{
+	struct mbuf b;
+	mbuf_init(&b, buf, cap);
+	static const char *const sn[2] = {"winter", "summer"}, *const wn[2] = {"workweek", "flat"};
+	static const uint8_t smon[2] = {1, 4}, sweek[2] = {0, 1};
+	static const uint8_t wd[2][7] = {{1, 1, 1, 1, 1, 0, 0}, {0, 0, 0, 0, 0, 0, 0}};
+	static const struct obis script = OBIS(0, 0, 10, 0, 100, 255);
+	switch (attr) {
+	case 6:
+		axdr_put_octet_string(&b, "TOU2026", 7);
+		break;
+	case 7:
+		axdr_put_array(&b, 2);
+		for (unsigned i = 0; i < 2; i++) {
+			struct cosem_datetime dt = {.year = 0xffff,
+			                            .month = smon[i],
+			                            .day = 1,
+			                            .dow = 0xff,
+			                            .hundredths = 0xff,
+			                            .deviation = COSEM_DEVIATION_UNSPEC,
+			                            .status = 0xff};
+			axdr_put_structure(&b, 3);
+			axdr_put_octet_string(&b, sn[i], (uint32_t)strlen(sn[i]));
+			axdr_put_datetime_octets(&b, &dt);
+			const char *w = wn[sweek[i]];
+			axdr_put_octet_string(&b, w, (uint32_t)strlen(w));
+		}
+		break;
+	case 8:
+		axdr_put_array(&b, 2);
+		for (unsigned i = 0; i < 2; i++) {
+			axdr_put_structure(&b, 8);
+			axdr_put_octet_string(&b, wn[i], (uint32_t)strlen(wn[i]));
+			for (unsigned d = 0; d < 7; d++)
+				axdr_put_unsigned(&b, wd[i][d]);
+		}
+		break;
+	default: {
+		/* day 1 (weekday: T2 07:00-22:00) before day 0 (flat T1) */
+		axdr_put_array(&b, 2);
+		for (unsigned k = 0; k < 2; k++) {
+			unsigned id = 1 - k, n = id ? 2 : 1;
+			static const uint8_t at[2][2] = {{0, 0}, {7, 22}}, tr[2][2] = {{1, 1}, {2, 1}};
+			axdr_put_structure(&b, 2);
+			axdr_put_unsigned(&b, (uint8_t)id);
+			axdr_put_array(&b, n);
+			for (unsigned j = 0; j < n; j++) {
+				uint8_t tm[4] = {at[id][j], 0, 0, 0};
+				axdr_put_structure(&b, 3);
+				axdr_put_octet_string(&b, tm, 4);
+				axdr_put_octet_string(&b, script.v, 6);
+				axdr_put_long_unsigned(&b, tr[id][j]);
+			}
+		}
+		break;
+	}
+	}
+	return b.err ? 0 : b.len;
+}
 
 static int gprs_fd = -1; /* a meter that connected to us (GPRS) */
 
@@ -631,7 +710,7 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 		}
 	}
 	const char *sh = ops ? strstr(ops, "shift=") : NULL;
-	if (sh || (ops && strstr(ops, "quarter"))) {
+	if (sh || has_op(ops, "quarter")) {
 		uint8_t p[3];
 		struct mbuf pb;
 		mbuf_init(&pb, p, sizeof(p));
@@ -647,19 +726,44 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 			return 1;
 		}
 	}
-	if (ops && strstr(ops, "clock")) {
+	if (has_op(ops, "clock")) {
 		if (dlms_client_get(&s->c, &out, &clk, 1) ||
 		    pump(s, &out, DLMS_CEV_DONE, print_clock, NULL, &err) != DLMS_CEV_DONE) {
 			printf("error,clock,%s\n", meter_strerror(err));
 			return 1;
 		}
 	}
-	if (ops && strstr(ops, "calendar")) {
-		struct dlms_get_item it[4];
-		for (unsigned i = 0; i < 4; i++)
+	if (has_op(ops, "calwrite")) {
+		for (unsigned a = 6; a <= 9; a++) {
+			uint8_t v[512];
+			size_t n = sample_calendar(a, v, sizeof(v));
+			struct xdlms_desc d = {20, OBIS(0, 0, 13, 0, 0, 255), (int8_t)a};
+			printf("written,%u,", a);
+			for (size_t i = 0; i < n; i++)
+				printf("%02x", v[i]);
+			printf("\n");
+			if (dlms_client_set(&s->c, &out, &d, NULL, v, n) ||
+			    pump(s, &out, DLMS_CEV_DONE, on_any, "set_calendar", &err) != DLMS_CEV_DONE) {
+				printf("error,set_calendar,%s\n", meter_strerror(err));
+				return 1;
+			}
+		}
+	}
+	if (has_op(ops, "activate")) {
+		struct xdlms_desc m = {20, OBIS(0, 0, 13, 0, 0, 255), 1};
+		uint8_t p[2] = {AXDR_INTEGER, 0};
+		if (dlms_client_action(&s->c, &out, &m, p, 2) ||
+		    pump(s, &out, DLMS_CEV_DONE, on_any, "activate", &err) != DLMS_CEV_DONE) {
+			printf("error,activate,%s\n", meter_strerror(err));
+			return 1;
+		}
+	}
+	if (has_op(ops, "calendar")) {
+		struct dlms_get_item it[8];
+		for (unsigned i = 0; i < 8; i++)
 			it[i] = (struct dlms_get_item){.desc = {20, OBIS(0, 0, 13, 0, 0, 255),
-			                                        (int8_t)(6 + i)}};
-		if (dlms_client_get(&s->c, &out, it, 4) ||
+			                                        (int8_t)(2 + i)}};
+		if (dlms_client_get(&s->c, &out, it, 8) ||
 		    pump(s, &out, DLMS_CEV_DONE, print_hex, "calendar", &err) != DLMS_CEV_DONE) {
 			printf("error,calendar,%s\n", meter_strerror(err));
 			return 1;

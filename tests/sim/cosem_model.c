@@ -489,14 +489,74 @@ profile_entries(const struct obj *ob, struct sim_meter *m, int64_t t, bool in_us
 
 /* ---- calendar ------------------------------------------------------------------- */
 
+/* The A-XDR of calendar attributes as a client wrote them (name, seasons,
+ * weeks, days; NULL: not written, derived from the parsed form). */
+struct calraw {
+	uint8_t *a[4];
+	uint32_t len[4];
+};
+
 /* Passive calendar being written piecewise (attributes 6..9), per meter. */
 struct draft {
 	uint32_t index;
 	struct tariff_calendar cal;
 	int64_t activation;
+	struct calraw raw;
 };
 static struct draft *drafts;
 static size_t ndrafts;
+
+/* Raw attributes kept with the journal calendar they built (by identity:
+ * the journal owns its calendars until the fleet is freed), so a passive
+ * calendar reads back as written, and so does it once active. */
+static struct {
+	const struct tariff_calendar *cal;
+	struct calraw raw;
+} * kept;
+static size_t nkept;
+
+static const struct calraw *
+raw_of(const struct tariff_calendar *cal)
+{
+	for (size_t i = nkept; cal && i-- > 0;)
+		if (kept[i].cal == cal)
+			return &kept[i].raw;
+	return NULL;
+}
+
+static int
+raw_copy(struct calraw *dst, const struct calraw *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	for (unsigned k = 0; src && k < 4; k++) {
+		if (!src->a[k])
+			continue;
+		dst->a[k] = malloc(src->len[k] ? src->len[k] : 1);
+		if (!dst->a[k])
+			return METER_ENOSPC;
+		memcpy(dst->a[k], src->a[k], src->len[k]);
+		dst->len[k] = src->len[k];
+	}
+	return 0;
+}
+
+/* Remember the draft's raw attributes for the calendar the journal now
+ * holds (passive, or active when it was activated at once). */
+static void
+raw_keep(struct sim_meter *m, const struct draft *dr)
+{
+	const struct dev_journal *j = m->st->dev.j;
+	const struct tariff_calendar *cal = j ? (j->passive ? j->passive : j->tou) : NULL;
+	if (!cal || raw_of(cal))
+		return;
+	void *p = realloc(kept, (nkept + 1) * sizeof(*kept));
+	if (!p)
+		return;
+	kept = p;
+	kept[nkept].cal = cal;
+	if (raw_copy(&kept[nkept].raw, &dr->raw) == 0)
+		nkept++;
+}
 
 static struct draft *
 draft_of(struct sim_meter *m)
@@ -513,7 +573,49 @@ draft_of(struct sim_meter *m)
 	const struct dev_journal *j = m->st->dev.j;
 	d->cal = j && j->passive ? *j->passive : *tariff_default_calendar();
 	d->activation = 0;
+	if (raw_copy(&d->raw, j && j->passive ? raw_of(j->passive) : NULL))
+		memset(&d->raw, 0, sizeof(d->raw)); /* derived from the parsed form */
 	return d;
+}
+
+/* Seasons name their week profile: resolve by the names written (the
+ * season table may come before the week table), falling back on the
+ * "W<digit>" convention of week_index(). */
+static void
+resolve_weeks(struct draft *dr)
+{
+	if (!dr->raw.a[1] || !dr->raw.a[2])
+		return;
+	struct axdr_node ns[64], nw[64];
+	size_t nn;
+	if (axdr_decode(dr->raw.a[1], dr->raw.len[1], ns, 64, &nn) < 0 ||
+	    axdr_decode(dr->raw.a[2], dr->raw.len[2], nw, 64, &nn) < 0)
+		return;
+	for (uint32_t i = 0; i < ns[0].len && i < TARIFF_MAX_SEASONS; i++) {
+		const struct axdr_node *wn = axdr_child(axdr_child(&ns[0], i), 2);
+		for (uint32_t k = 0; wn && k < nw[0].len && k < TARIFF_MAX_WEEKS; k++) {
+			const struct axdr_node *n = axdr_child(axdr_child(&nw[0], k), 0);
+			if (n && n->tag == AXDR_OCTET_STRING && n->len == wn->len &&
+			    memcmp(n->ptr, wn->ptr, n->len) == 0) {
+				dr->cal.season[i].week = (uint8_t)k;
+				break;
+			}
+		}
+	}
+}
+
+/* Keep the bytes of attribute 6 + k as written. */
+static int
+draft_raw(struct draft *dr, unsigned k, const uint8_t *data, size_t len)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	if (!p)
+		return METER_ENOSPC;
+	memcpy(p, data, len);
+	free(dr->raw.a[k]);
+	dr->raw.a[k] = p;
+	dr->raw.len[k] = (uint32_t)len;
+	return 0;
 }
 
 static void
@@ -1002,12 +1104,14 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 			act = &single;
 		}
 		const struct tariff_calendar *pas = d->j && d->j->passive ? d->j->passive : act;
-		if (attr >= 2 && attr <= 5) {
-			put_calendar(act, (unsigned)attr - 2, t, tz, out);
-			return 0;
-		}
-		if (attr >= 6 && attr <= 9) {
-			put_calendar(pas, (unsigned)attr - 6, t, tz, out);
+		if (attr >= 2 && attr <= 9) {
+			const struct tariff_calendar *c = attr <= 5 ? act : pas;
+			unsigned k = (unsigned)attr - (attr <= 5 ? 2 : 6);
+			const struct calraw *raw = raw_of(c);
+			if (raw && raw->a[k])
+				mbuf_put(out, raw->a[k], raw->len[k]);
+			else
+				put_calendar(c, k, t, tz, out);
 			return 0;
 		}
 		if (d->j && d->j->passive && d->j->passive_at)
@@ -1153,7 +1257,8 @@ dev_to_dar(int rc)
 }
 
 static int
-set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const struct axdr_node *n)
+set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const struct axdr_node *n,
+         const uint8_t *data, size_t len)
 {
 	struct dev_state *d = &m->st->dev;
 	int64_t v = 0;
@@ -1200,7 +1305,10 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const s
 			int dar = parse_calendar(&c, (unsigned)attr - 6, n);
 			if (dar)
 				return dar;
+			if (draft_raw(dr, (unsigned)attr - 6, data, len))
+				return XDLMS_DAR_OTHER_REASON;
 			dr->cal = c;
+			resolve_weeks(dr);
 		} else if (attr == 10) {
 			int64_t at;
 			if (node_utc(n, &m->fleet->cfg.tz, &at))
@@ -1211,7 +1319,10 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const s
 		}
 		if (tariff_calendar_check(&dr->cal))
 			return XDLMS_DAR_SUCCESS; /* incomplete so far: kept as a draft */
-		return dev_to_dar(dev_calendar_passive(m, t, &dr->cal, dr->activation));
+		int rc = dev_calendar_passive(m, t, &dr->cal, dr->activation);
+		if (!rc)
+			raw_keep(m, dr);
+		return dev_to_dar(rc);
 	}
 	case K_SPECIAL: {
 		if (attr != 2 || n->tag != AXDR_ARRAY || n->len > TARIFF_MAX_SPECIAL)
@@ -1265,7 +1376,7 @@ cm_set(void *arg, const struct dlms_server_req *rq, const uint8_t *data, size_t 
 	}
 	struct sim_meter m;
 	int64_t t = enter(arg, &m);
-	int dar = set_attr(ob, rq->desc.id, &m, t, nodes);
+	int dar = set_attr(ob, rq->desc.id, &m, t, nodes, data, len);
 	serve_unlock(c->sv);
 	free(nodes);
 	return dar;
@@ -1327,8 +1438,11 @@ cm_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, si
 			struct draft *dr = draft_of(&m);
 			const struct dev_journal *j = m.st->dev.j;
 			rc = 0;
-			if (!(j && j->passive) && dr && !tariff_calendar_check(&dr->cal))
+			if (!(j && j->passive) && dr && !tariff_calendar_check(&dr->cal)) {
 				rc = dev_calendar_passive(&m, t, &dr->cal, 0);
+				if (!rc)
+					raw_keep(&m, dr);
+			}
 			if (!rc)
 				rc = dev_calendar_activate(&m, t);
 		}
