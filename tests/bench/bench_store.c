@@ -283,6 +283,15 @@ sync_value(PGconn *c, const char *sql, char *out, size_t outlen)
 	return out;
 }
 
+/* Starts each measurement from clean buffers when the role may (pg_checkpoint). */
+static void
+checkpoint(PGconn *c)
+{
+	char err[DB_ERR_MAX];
+
+	(void)db_exec(c, "CHECKPOINT", err, sizeof(err));
+}
+
 static void
 make_meters(PGconn *c, int n)
 {
@@ -711,11 +720,11 @@ run_bench(struct drv *d, int runs)
 	    d->meters, d->intervals, rows, d->text ? "text" : "binary");
 	for (int r = 0; r < runs; r++) {
 		truncate_all(c);
-		sync_exec(c, "CHECKPOINT");
+		checkpoint(c);
 		double secs = run_round(d, 1 + r * 2, true);
 		st[r] = (double)rows / secs;
 		truncate_all(c);
-		sync_exec(c, "CHECKPOINT");
+		checkpoint(c);
 		double rs = run_raw(d, c, &rawrows);
 		raw[r] = (double)rawrows / rs;
 		ratio[r] = st[r] / raw[r];
@@ -726,7 +735,7 @@ run_bench(struct drv *d, int runs)
 	qsort(st, (size_t)runs, sizeof(double), dcmp);
 	qsort(raw, (size_t)runs, sizeof(double), dcmp);
 	qsort(ratio, (size_t)runs, sizeof(double), dcmp);
-	printf("store: %.0f rows/s, raw COPY: %.0f rows/s, ratio %.2f (medians of %d)\n",
+	printf("store: %.0f rows/s, raw COPY: %.0f rows/s, ratio %.2f (median of %d)\n",
 	    st[runs / 2], raw[runs / 2], ratio[runs / 2], runs);
 	PQfinish(c);
 	return 0;
@@ -761,8 +770,19 @@ exec_wrapper(char **argv)
 		return -1;
 	*slash = '/';
 	setenv("BENCH_STORE", exe, 1);
-	execl("/bin/bash", "bash", script, (char *)NULL);
-	(void)argv;
+	/* The same arguments, after the script's name. */
+	int argc = 0;
+	while (argv[argc] != NULL)
+		argc++;
+	char **av = calloc((size_t)argc + 3, sizeof(*av));
+	if (av == NULL)
+		return -1;
+	av[0] = "bash";
+	av[1] = script;
+	for (int i = 1; i < argc; i++)
+		av[i + 1] = argv[i];
+	execv("/bin/bash", av);
+	free(av);
 	return -1;
 }
 

@@ -12,5 +12,6 @@ AMMCTL=${AMMCTL:-$(dirname "$BENCH_STORE")/ammctl}
 
 pg_start
 dsn=$(pg_newdb amm_bench_store)
+pg_super -c "GRANT pg_checkpoint TO amm" >/dev/null || die "grant pg_checkpoint"
 AMMD_SQL_DIR=$root/sql "$AMMCTL" db migrate --dsn "$dsn" >/dev/null || die "migrate failed"
 "$BENCH_STORE" --dsn "$dsn" "$@"
