@@ -572,11 +572,11 @@ sample_calendar(unsigned attr, uint8_t *buf, size_t cap)
 		}
 		break;
 	default: {
-		/* day 1 (weekday: T2 07:00-22:00) before day 0 (flat T1) */
+		/* day 1 (weekday: T4 07:00-22:00) before day 0 (flat T1) */
 		axdr_put_array(&b, 2);
 		for (unsigned k = 0; k < 2; k++) {
 			unsigned id = 1 - k, n = id ? 2 : 1;
-			static const uint8_t at[2][2] = {{0, 0}, {7, 22}}, tr[2][2] = {{1, 1}, {2, 1}};
+			static const uint8_t at[2][2] = {{0, 0}, {7, 22}}, tr[2][2] = {{1, 1}, {4, 1}};
 			axdr_put_structure(&b, 2);
 			axdr_put_unsigned(&b, (uint8_t)id);
 			axdr_put_array(&b, n);
