@@ -217,6 +217,61 @@ skip_aggregate(const uint8_t *p, size_t left, unsigned depth)
 }
 
 /*
+ * Bytes of a compact-array type description at p, METER_ENEEDMORE when it
+ * runs past the bytes present; its shape is left to axdr_skip().
+ */
+static ssize_t
+desc_len(const uint8_t *p, size_t left, unsigned depth)
+{
+	uint32_t cnt;
+	size_t pos;
+	ssize_t r;
+
+	if (depth >= AXDR_MAX_DEPTH)
+		return METER_ELIMIT;
+	if (left < 1)
+		return METER_ENEEDMORE;
+	if (p[0] == AXDR_ARRAY) {
+		if (left < 3)
+			return METER_ENEEDMORE;
+		r = desc_len(p + 3, left - 3, depth + 1);
+		return r < 0 ? r : r + 3;
+	}
+	if (p[0] != AXDR_STRUCTURE)
+		return 1;
+	r = axdr_decode_length(p + 1, left - 1, &cnt);
+	if (r < 0)
+		return r;
+	pos = 1 + (size_t)r;
+	for (uint32_t i = 0; i < cnt; i++) {
+		if ((r = desc_len(p + pos, left - pos, depth + 1)) < 0)
+			return r;
+		pos += (size_t)r;
+	}
+	return (ssize_t)pos;
+}
+
+/* Step over a compact-array cell: ENEEDMORE until its description and
+ * contents are all there, then axdr_skip() judges the whole. */
+static ssize_t
+skip_compact(const uint8_t *p, size_t left)
+{
+	uint32_t clen;
+	size_t pos;
+	ssize_t r;
+
+	if ((r = desc_len(p + 1, left - 1, 1)) < 0)
+		return r;
+	pos = 1 + (size_t)r;
+	if ((r = axdr_decode_length(p + pos, left - pos, &clen)) < 0)
+		return r;
+	pos += (size_t)r;
+	if (clen > left - pos)
+		return METER_ENEEDMORE;
+	return axdr_skip(p, pos + clen);
+}
+
+/*
  * One tagged cell at p (p[-1] is not ours).  Fills type, numeric, i, ptr,
  * len; `value` is set from i (or the float) unscaled.  Returns bytes.
  */
@@ -345,7 +400,7 @@ read_cell(const uint8_t *p, size_t left, struct profile_cell *cell)
 	case AXDR_ARRAY:
 	case AXDR_STRUCTURE:
 	case AXDR_COMPACT_ARRAY:
-		rc = p[0] == AXDR_COMPACT_ARRAY ? axdr_skip(p, left) : skip_aggregate(p, left, 0);
+		rc = p[0] == AXDR_COMPACT_ARRAY ? skip_compact(p, left) : skip_aggregate(p, left, 0);
 		if (rc < 0)
 			return rc;
 		cell->ptr = p;

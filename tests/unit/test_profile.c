@@ -487,46 +487,51 @@ Test(profile, local_clock_across_dst_changes)
 }
 
 /*
- * A row whose cell is a structure, cut inside it where the structure's
- * element count outgrows the bytes present (as a block boundary may cut
- * it): every prefix is ENEEDMORE, not EMALFORMED, and the cursor resumes
- * once the rest is there.  Found by tests/fuzz/fuzz_profile.c.
+ * A row whose second cell is a structure or a compact array, cut inside
+ * it where its element count or description outgrows the bytes present
+ * (as a block boundary may cut it): every prefix is ENEEDMORE, not
+ * EMALFORMED, and the cursor resumes once the rest is there.  Found by
+ * tests/fuzz/fuzz_profile.c.
  */
-Test(profile, structure_cell_cut_by_a_block_needs_more)
+Test(profile, aggregate_cell_cut_by_a_block_needs_more)
 {
+	static const struct {
+		const char *hex; /* the whole buffer: one row {5, cell} */
+		uint8_t type;
+		uint32_t cell_len;
+	} t[] = {
+	    {"0101 0202 0600000005 0204 1101 1102 1103 1104", AXDR_STRUCTURE, 10},
+	    {"0101 0202 0600000005 0202 0201 1101 0201 1102", AXDR_STRUCTURE, 10},
+	    {"0101 0202 0600000005 1302021111 04 01020304", AXDR_COMPACT_ARRAY, 10},
+	    {"0101 0202 0600000005 13010002 12 04 0001 0002", AXDR_COMPACT_ARRAY, 10},
+	};
 	struct profile_column cols[2] = {
 	    {3, {{1, 0, 1, 8, 0, 255}}, 2, 0, 0, PROFILE_UNIT_COUNT, false},
 	    {1, {{0, 0, 96, 10, 1, 255}}, 2, 0, 0, PROFILE_UNIT_COUNT, false},
 	};
 	struct profile_cursor c;
-	uint8_t mem[64];
-	struct mbuf b;
 	size_t len;
 
-	mbuf_init(&b, mem, sizeof mem);
-	axdr_put_array(&b, 1);
-	axdr_put_structure(&b, 2);
-	axdr_put_double_long_unsigned(&b, 5);
-	axdr_put_structure(&b, 4);
-	for (int k = 1; k <= 4; k++)
-		axdr_put_unsigned(&b, (uint8_t)k);
-	uint8_t *p = tail_copy(&b, &len);
-	for (size_t k = 0; k < len; k++) {
-		uint8_t *q = hex_tail(to_hex(p, k), &k);
-		int rc = profile_cursor_init(&c, cols, 2, q, k, NULL);
-		if (rc == 0)
-			rc = profile_next(&c, &row);
-		cr_assert_eq(rc, METER_ENEEDMORE, "prefix %zu: %d", k, rc);
-		if (c.count == 1) {
-			profile_cursor_extend(&c, p, len);
-			cr_assert_eq(profile_next(&c, &row), 1, "prefix %zu", k);
-			cr_assert_eq(row.cells[0].i, 5);
-			cr_assert_eq(row.cells[1].type, AXDR_STRUCTURE);
-			cr_assert_eq(row.cells[1].len, 10);
-			cr_assert_eq(row.cells[1].ptr[9], 4);
-			cr_assert_eq(profile_next(&c, &row), 0);
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		uint8_t *p = hex_tail(t[i].hex, &len);
+		cr_assert_not_null(p);
+		for (size_t k = 0; k < len; k++) {
+			uint8_t *q = hex_tail(to_hex(p, k), &k);
+			int rc = profile_cursor_init(&c, cols, 2, q, k, NULL);
+			if (rc == 0)
+				rc = profile_next(&c, &row);
+			cr_assert_eq(rc, METER_ENEEDMORE, "case %zu prefix %zu: %d", i, k, rc);
+			if (c.count == 1) {
+				profile_cursor_extend(&c, p, len);
+				cr_assert_eq(profile_next(&c, &row), 1, "case %zu prefix %zu", i, k);
+				cr_assert_eq(row.cells[0].i, 5);
+				cr_assert_eq(row.cells[1].type, t[i].type, "case %zu", i);
+				cr_assert_eq(row.cells[1].len, t[i].cell_len, "case %zu", i);
+				cr_assert_eq(row.cells[1].ptr + row.cells[1].len, p + len, "case %zu", i);
+				cr_assert_eq(profile_next(&c, &row), 0);
+			}
+			tail_free(q);
 		}
-		tail_free(q);
+		tail_free(p);
 	}
-	tail_free(p);
 }
