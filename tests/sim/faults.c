@@ -91,13 +91,33 @@ meter_clear(struct faults *f, uint32_t index)
 	}
 }
 
+/* Longest delay or stall a spec may ask for (ms): an hour. */
+#define FAULT_MAX_MS 3600000.0
+
+/* The spec is applied to a copy that replaces *f only when every item was
+ * good, so a rejected spec changes nothing. */
 int
-faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *arg, char *err,
+faults_apply(struct faults *fs, const char *spec, fault_lookup_fn lookup, void *arg, char *err,
              size_t errlen)
 {
+	struct faults w = *fs, *f = &w;
+	w.m = NULL;
+	w.n = w.cap = 0;
+	if (fs->n) {
+		w.m = malloc(fs->n * sizeof(*w.m));
+		if (!w.m) {
+			snprintf(err, errlen, "out of memory");
+			return METER_ENOSPC;
+		}
+		memcpy(w.m, fs->m, fs->n * sizeof(*w.m));
+		w.n = w.cap = fs->n;
+	}
 	char *dup = strdup(spec), *save = NULL;
-	if (!dup)
+	if (!dup) {
+		free(w.m);
+		snprintf(err, errlen, "out of memory");
 		return METER_ENOSPC;
+	}
 	int rc = 0;
 	for (char *it = strtok_r(dup, ", ", &save); it; it = strtok_r(NULL, ", ", &save)) {
 		struct fault_set *set = &f->fleet;
@@ -131,6 +151,7 @@ faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *a
 		if (idx >= 0) {
 			set = meter_set(f, (uint32_t)idx);
 			if (!set) {
+				snprintf(err, errlen, "out of memory");
 				rc = METER_ENOSPC;
 				break;
 			}
@@ -148,8 +169,13 @@ faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *a
 		}
 		char *end = NULL;
 		double v = eq ? strtod(eq, &end) : -1;
-		if (eq && (*end || end == eq || v < 0)) {
+		if (eq && (*end || end == eq || !(v >= 0))) { /* NaN too */
 			snprintf(err, errlen, "bad value for %s", it);
+			rc = METER_EMALFORMED;
+			break;
+		}
+		if ((k == FAULT_DELAY || k == FAULT_STALL) && v > FAULT_MAX_MS) {
+			snprintf(err, errlen, "%s of more than %.0f ms", it, FAULT_MAX_MS);
 			rc = METER_EMALFORMED;
 			break;
 		}
@@ -172,7 +198,16 @@ faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *a
 		}
 	}
 	free(dup);
-	return rc;
+	if (rc) {
+		free(w.m);
+		return rc;
+	}
+	free(fs->m);
+	fs->fleet = w.fleet;
+	fs->m = w.m;
+	fs->n = w.n;
+	fs->cap = w.cap;
+	return 0;
 }
 
 void

@@ -72,7 +72,9 @@ void faults_free(struct faults *f);
  * such meter); items without @SERIAL change the fleet set, with one the
  * meter's (created from an empty set).  "none" alone clears the fleet set
  * and every meter's; "none@SERIAL" that meter's.  Returns 0, or
- * METER_EMALFORMED / METER_ENOTFOUND with a message in err.
+ * METER_EMALFORMED / METER_ENOTFOUND / METER_ENOSPC with a message in err;
+ * a rejected spec changes nothing (not even its good items).  Delays and
+ * stalls are at most an hour.
  */
 typedef int64_t (*fault_lookup_fn)(void *arg, uint32_t serial);
 int faults_apply(struct faults *f, const char *spec, fault_lookup_fn lookup, void *arg, char *err,
