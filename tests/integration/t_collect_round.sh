@@ -29,160 +29,19 @@ CONC=${COLLECT_CONCURRENCY:-50}
 METERSIM=$BUILD/metersim
 AMMD=$BUILD/ammd
 [ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
+. "$(dirname "$0")/collect.sh"
 
 work=$(mktemp -d)
 lib_cleanup_add rm -rf "$work"
+# private copies: the shared build tree may be relinked while we run
+cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
+METERSIM=$work/metersim
+AMMD=$work/ammd
 fleet=(--count "$N" --seed "$SEED" --origin "$ORIGIN")
-
-# ---- helpers ---------------------------------------------------------------
-
-sim_pid=
-sim_start() { # START-TIME
-	sim_stop
-	"$METERSIM" serve "${fleet[@]}" --base-port "$BASE" --start "$1" --speed 0 \
-		>"$work/sim.log" 2>&1 &
-	sim_pid=$!
-	lib_cleanup_add kill "$sim_pid"
-	wait_port "$BASE" 20 && wait_port $((BASE + N - 1)) 20 || { cat "$work/sim.log" >&2; fail "metersim serve did not come up"; }
-}
-sim_stop() { [ -n "$sim_pid" ] && { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; sim_pid=; }; return 0; }
-
-conf() { # DSN
-	cat >"$work/ammd.conf" <<EOF
-[daemon]
-log_level = info
-http_listen =
-shutdown_timeout = 20
-instance_id = t-collect
-[database]
-dsn = $1
-[collection]
-registers = 1-0:1.8.0.255 1-0:1.8.1.255 1-0:1.8.2.255 1-0:1.8.3.255 1-0:1.8.4.255
-	1-0:1.8.5.255 1-0:1.8.6.255 1-0:1.8.7.255 1-0:1.8.8.255
-	1-0:2.8.0.255 1-0:2.8.1.255 1-0:2.8.2.255 1-0:2.8.3.255 1-0:2.8.4.255
-	1-0:2.8.5.255 1-0:2.8.6.255 1-0:2.8.7.255 1-0:2.8.8.255
-	1-0:3.8.0.255 1-0:3.8.1.255 1-0:3.8.2.255 1-0:3.8.3.255 1-0:3.8.4.255
-	1-0:3.8.5.255 1-0:3.8.6.255 1-0:3.8.7.255 1-0:3.8.8.255
-	1-0:4.8.0.255 1-0:4.8.1.255 1-0:4.8.2.255 1-0:4.8.3.255 1-0:4.8.4.255
-	1-0:4.8.5.255 1-0:4.8.6.255 1-0:4.8.7.255 1-0:4.8.8.255
-profile_backfill_days = $DAYS
-concurrency = $CONC
-lease_batch = 500
-lease_seconds = 600
-[tcpip]
-connect_timeout_ms = 3000
-response_timeout_ms = 5000
-EOF
-}
-
-ammd_pid=
-ammd_start() {
-	"$AMMD" -d -f "$work/ammd.conf" >>"$work/ammd.log" 2>&1 &
-	ammd_pid=$!
-	lib_cleanup_add kill -9 "$ammd_pid"
-}
-ammd_term() { # -> exit status; fails when it takes longer than 25 s
-	kill -TERM "$ammd_pid"
-	local i=0
-	while kill -0 "$ammd_pid" 2>/dev/null; do
-		sleep 0.1
-		i=$((i + 1))
-		[ $i -gt 250 ] && { cat "$work/ammd.log" >&2; fail "ammd did not exit within 25 s of SIGTERM"; }
-	done
-	wait "$ammd_pid"
-}
-
-# Wait until every meter had a session since the mark (no meter due, none leased).
-round_wait() { # DSN SECS
-	local i=0
-	while [ "$(q "$1" "SELECT count(*) FROM meter WHERE next_due_at IS NULL OR next_due_at <= now() OR leased_by IS NOT NULL")" != 0 ]; do
-		sleep 0.2
-		i=$((i + 1))
-		[ $i -gt $(($2 * 5)) ] && { tail -30 "$work/ammd.log" >&2; fail "round not finished after $2 s"; }
-	done
-}
-
-# The ground truth of every meter into tables er, ei, ee: intervals and
-# events in (FROM, TO], registers at the simulated time AT.
-expect_load() { # DSN FROM TO AT
-	local f=$work/exp.csv
-	rm -rf "$work/exp.d" && mkdir "$work/exp.d"
-	# one file per meter: two writers on one pipe would interleave lines
-	cut -d, -f1 "$work/m.csv" | tail -n +2 |
-		xargs -P 2 -I{} sh -c "{ \"$METERSIM\" expect ${fleet[*]} --meter {} --from $2 --to $3 --what intervals,events --format csv && \"$METERSIM\" expect ${fleet[*]} --meter {} --from $4 --to $4 --what registers --format csv; } | sed 's/^/{},/' >\"$work/exp.d/{}\"" ||
-		fail "metersim expect"
-	cat "$work/exp.d"/* >"$f"
-	awk -F, '$2 == "register" { print $1 "," $4 "," $5 }' "$f" >"$work/er.csv"
-	awk -F, '$2 == "interval" { print $1 "," $3 "," $5 "," $6 "," $7 "," $8 "," $9 }' "$f" >"$work/ei.csv"
-	awk -F, '$2 == "event" { split($6, o, "."); print $1 "," $3 "," o[3] "," $7 }' "$f" >"$work/ee.csv"
-	psql "$1" -X -q -v ON_ERROR_STOP=1 <<EOF || fail "loading the ground truth"
-DROP TABLE IF EXISTS er, ei, ee;
-CREATE TABLE er (serial text, obis text, value numeric);
-CREATE TABLE ei (serial text, ts timestamptz, a_plus numeric, a_minus numeric, r_plus numeric, r_minus numeric, status int);
-CREATE TABLE ee (serial text, ts timestamptz, log int, code int);
-\copy er FROM '$work/er.csv' CSV
-\copy ei FROM '$work/ei.csv' CSV
-\copy ee FROM '$work/ee.csv' CSV
-EOF
-}
-
-# Stored = expected: registers (latest read), and intervals and events in
-# (LO, HI] both ways, and every stored row (any time) agrees with the truth.
-compare() { # DSN LO HI
-	local d=$1 lo=$2 hi=$3
-	local regdiff="WITH s AS (SELECT DISTINCT ON (r.meter_id, r.obis) m.serial, r.obis, r.value
-		           FROM register_reading r JOIN meter m ON m.id = r.meter_id
-		           ORDER BY r.meter_id, r.obis, r.captured_at DESC)
-		SELECT serial, obis, er.value, s.value FROM er FULL JOIN s USING (serial, obis)
-		WHERE er.value IS DISTINCT FROM s.value"
-	[ "$(q "$d" "SELECT count(*) FROM ($regdiff) x")" = 0 ] || q "$d" "$regdiff LIMIT 5" >&2
-	expect_eq "registers equal metersim expect" "0" "$(q "$d" "SELECT count(*) FROM ($regdiff) x")"
-	expect_eq "every expected interval stored" "0" "$(q "$d" "
-		SELECT count(*) FROM ei WHERE ts > '$lo' AND ts <= '$hi' AND NOT EXISTS (
-		  SELECT 1 FROM interval_reading i JOIN meter m ON m.id = i.meter_id
-		  WHERE m.serial = ei.serial AND i.ts = ei.ts)")"
-	expect_eq "every stored interval equals the truth" "0" "$(q "$d" "
-		SELECT count(*) FROM interval_reading i JOIN meter m ON m.id = i.meter_id
-		LEFT JOIN ei ON ei.serial = m.serial AND ei.ts = i.ts
-		WHERE (ei.a_plus, ei.a_minus, ei.r_plus, ei.r_minus, ei.status)
-		      IS DISTINCT FROM (i.a_plus, i.a_minus, i.r_plus, i.r_minus, i.status)")"
-	local evmiss="SELECT * FROM ee WHERE ts > '$lo' AND ts <= '$hi' AND NOT EXISTS (
-		  SELECT 1 FROM event e JOIN meter m ON m.id = e.meter_id
-		  WHERE m.serial = ee.serial AND e.ts = ee.ts AND e.log = ee.log AND e.code = ee.code)"
-	[ "$(q "$d" "SELECT count(*) FROM ($evmiss) x")" = 0 ] || q "$d" "$evmiss LIMIT 5" >&2
-	expect_eq "every expected event stored" "0" "$(q "$d" "SELECT count(*) FROM ($evmiss) x")"
-	expect_eq "every stored event is true" "0" "$(q "$d" "
-		SELECT count(*) FROM event e JOIN meter m ON m.id = e.meter_id
-		WHERE NOT EXISTS (SELECT 1 FROM ee WHERE ee.serial = m.serial AND ee.ts = e.ts
-		                  AND ee.log = e.log AND ee.code = e.code)")"
-}
-
-counts() { q "$1" "SELECT (SELECT count(*) FROM register_reading) || ' ' || (SELECT count(*) FROM interval_reading) || ' ' || (SELECT count(*) FROM event)"; }
-
-iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 
 # ---- the fleet ---------------------------------------------------------------
 
-# N consecutive free ports below the ephemeral range (outgoing connections
-# would otherwise take ports of the block).
-BASE=$(python3 - "$N" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(50):
-    base = random.randrange(10000, 32000 - n)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", p)); socks.append(s)
-    except OSError:
-        continue
-    finally:
-        for s in socks: s.close()
-    print(base); break
-PY
-)
-[ -n "$BASE" ] || fail "no block of $N free ports"
+BASE=$(port_block "$N")
 "$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/m.csv" || fail "metersim export"
 dsn=$(pg_newdb amm_collect)
 "$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
