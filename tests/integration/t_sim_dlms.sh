@@ -120,9 +120,11 @@ for sec in none hls-gmac; do
 done
 sim_stop hdlc
 
-# per-meter loopback addresses (127.x.y.z:4059)
-sim_start lo --seed $SEED --count 8 --loopback --speed 0 --start $START
-"$METERSIM" export --seed $SEED --count 8 --loopback >"$SIM_WORK/inv.csv"
+# per-meter loopback addresses (127.x.y.z, one shared listener; a free port
+# rather than 4059, which a demo may be using at the same time)
+loport=$(free_port)
+sim_start lo --seed $SEED --count 8 --loopback-port "$loport" --speed 0 --start $START
+"$METERSIM" export --seed $SEED --count 8 --loopback-port "$loport" >"$SIM_WORK/inv.csv"
 serial=$(awk -F, 'NR > 1 && $9 == "none" { print $1; exit }' "$SIM_WORK/inv.csv")
 line=$(grep "^$serial," "$SIM_WORK/inv.csv")
 IFS=, read -r _ _ _ host port _ <<<"$line"
