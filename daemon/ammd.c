@@ -26,6 +26,7 @@
 #include "notify.h"
 #include "scheduler.h"
 #include "command.h"
+#include "mbus_collect.h"
 
 /* Start order; reload follows it, drain and stop run backwards. */
 static const struct ammd_module *const modules[] = {
@@ -34,6 +35,7 @@ static const struct ammd_module *const modules[] = {
 	&publish_module,
 	&scheduler_module,
 	&command_module,
+	&gateway_module, /* mbus_collect.c: M-Bus and Modbus gateway meters */
 	/* store, publisher, scheduler and drivers are added here */
 };
 

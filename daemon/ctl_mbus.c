@@ -5,7 +5,8 @@
  *
  *   ammctl mbus scan HOST:PORT [--baud B] [--mask HEX] [--json]
  *	(all: [--latency MS] the gateway's delay, default 100; [--reply-ms MS]
- *	the slaves' reply time beyond 330 bit times, default 50)
+ *	the slaves' reply time beyond 330 bit times, default 50; [--retries N]
+ *	per request, default 5)
  *	secondary-address search; one line per slave found (secondary
  *	address, id, manufacturer, version, medium) and the probe count,
  *	or a JSON document with the same
@@ -105,13 +106,13 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: ammctl mbus scan HOST:PORT [--baud B] [--mask HEX] [--json]\n"
-			"       ammctl mbus read HOST:PORT ADDR|SECONDARY [--baud B]\n"
-			"       (both: [--latency MS] [--reply-ms MS])\n");
+	                "       ammctl mbus read HOST:PORT ADDR|SECONDARY [--baud B]\n"
+	                "       (both: [--latency MS] [--reply-ms MS] [--retries N])\n");
 }
 
 static int
 mbus_scan_cmd(struct mbus_bus *bus, struct event_base *base, const struct mbus_secondary *mask,
-    bool json_out)
+              bool json_out)
 {
 	struct scan_ctx c = {.base = base};
 	struct mbus_scan_run *r = mbus_scan_start(bus, mask, scan_found, scan_done, &c);
@@ -172,13 +173,13 @@ mbus_scan_cmd(struct mbus_bus *bus, struct event_base *base, const struct mbus_s
 			mbus_secondary_format(&s, sec);
 			mbus_manufacturer(c.f[i].h.manufacturer, man);
 			printf("%s id=%08u man=%s version=%u medium=%s\n", sec, c.f[i].h.id, man,
-			    c.f[i].h.version, mbus_medium_name(c.f[i].h.medium));
+			       c.f[i].h.version, mbus_medium_name(c.f[i].h.medium));
 		}
 		printf("found %zu meters with %llu probes (%llu requests, %llu collisions, "
 		       "%llu unresolved)%s%s\n",
-		    ok, (unsigned long long)c.scan.probes, (unsigned long long)st->requests,
-		    (unsigned long long)st->garbled, (unsigned long long)c.scan.unresolved,
-		    c.status ? ": " : "", c.status ? meter_strerror(c.status) : "");
+		       ok, (unsigned long long)c.scan.probes, (unsigned long long)st->requests,
+		       (unsigned long long)st->garbled, (unsigned long long)c.scan.unresolved,
+		       c.status ? ": " : "", c.status ? meter_strerror(c.status) : "");
 	}
 	free(c.f);
 	return c.status == 0 ? 0 : 1;
@@ -219,8 +220,10 @@ mbus_read_cmd(struct mbus_bus *bus, struct event_base *base, const char *target)
 	} else if (mbus_secondary_parse(target, &a.sec) == 0) {
 		a.secondary = true;
 	} else {
-		fprintf(stderr, "ammctl mbus read: '%s' is neither a primary address (0..250) nor a "
-				"secondary one (8 or 16 hex digits)\n", target);
+		fprintf(stderr,
+		        "ammctl mbus read: '%s' is neither a primary address (0..250) nor a "
+		        "secondary one (8 or 16 hex digits)\n",
+		        target);
 		return 2;
 	}
 	if (mbus_bus_read(bus, &a, read_done, &c) != 0)
@@ -244,7 +247,9 @@ mbus_read_cmd(struct mbus_bus *bus, struct event_base *base, const char *target)
 int
 ctl_mbus(int argc, char **argv)
 {
-	struct mbus_bus_params p = {.latency_ms = -1, .retries = -1};
+	/* a field engineer waits rather than miss a meter: more retries
+	 * than the daemon's default */
+	struct mbus_bus_params p = {.latency_ms = -1, .retries = 5};
 	struct mbus_secondary mask;
 	bool have_mask = false, json_out = false;
 	const char *pos[3];
@@ -261,12 +266,14 @@ ctl_mbus(int argc, char **argv)
 			}
 		} else if (strcmp(argv[i], "--latency") == 0 && i + 1 < argc) {
 			p.latency_ms = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--retries") == 0 && i + 1 < argc) {
+			p.retries = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--reply-ms") == 0 && i + 1 < argc) {
 			p.reply_ms = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--mask") == 0 && i + 1 < argc) {
 			if (mbus_secondary_parse(argv[++i], &mask) != 0) {
 				fprintf(stderr, "ammctl mbus: --mask takes 8 or 16 hex digits, F a "
-						"wildcard\n");
+				                "wildcard\n");
 				return 2;
 			}
 			have_mask = true;

@@ -43,6 +43,7 @@
 #define SCHED_DUE_FLUSH	     256
 
 bool (*scheduler_command_hook)(struct scheduler *sc) = NULL;
+bool (*scheduler_gateway_hook)(struct scheduler *sc, const struct scheduler_gateway_meter *m) = NULL;
 
 struct pgq {
 	struct pgq *next;
@@ -409,9 +410,13 @@ static const char claim_sql[] =
     "   FROM (SELECT i.ts, lag(i.ts) OVER (ORDER BY i.ts) AS prev FROM interval_reading i "
     "         WHERE i.meter_id = m.id AND i.ts >= (SELECT p.last_ts FROM read_pointer p "
     "           WHERE p.meter_id = m.id AND p.what = 'profile') - make_interval(days => $4::int)) g "
-    "   WHERE g.ts - g.prev > make_interval(secs => m.profile_period)) "
+    "   WHERE g.ts - g.prev > make_interval(secs => m.profile_period)), "
+    /* 23..: gateway meters (scheduler_gateway_hook) */
+    "  m.type, m.gateway_id, gw.kind, gw.host, gw.port, coalesce(gw.baud_rate, 0), "
+    "  gw.concurrency, coalesce(m.primary_addr, -1), m.secondary_addr "
     "FROM c JOIN meter m ON m.id = c.id "
     "LEFT JOIN meter_key mk ON mk.meter_id = m.id LEFT JOIN k ON k.meter_id = m.id "
+    "LEFT JOIN gateway gw ON gw.id = m.gateway_id "
     "ORDER BY m.id";
 
 static int
@@ -523,6 +528,56 @@ row_to_meter(PGresult *r, int i, struct session_meter *m, bool *ondemand)
 	return 0;
 }
 
+static void due_add(struct scheduler *sc, int32_t id, int64_t at);
+
+/* Row i of the claim is a gateway meter the hook takes. */
+static bool
+take_gateway_meter(struct scheduler *sc, PGresult *r, int i)
+{
+	const char *tr = PQgetvalue(r, i, 2);
+	struct scheduler_gateway_meter gm;
+
+	if (strcmp(tr, "mbus") != 0 && strcmp(tr, "modbus") != 0)
+		return false;
+	if (PQnfields(r) < 32 || PQgetisnull(r, i, 24))
+		return false;
+	memset(&gm, 0, sizeof(gm));
+	gm.id = atoi(PQgetvalue(r, i, 0));
+	gm.serial = PQgetvalue(r, i, 1);
+	gm.transport = tr;
+	gm.failures = atoi(PQgetvalue(r, i, 11));
+	gm.ondemand = atoi(PQgetvalue(r, i, 12)) != 0;
+	gm.type = PQgetvalue(r, i, 23);
+	gm.gateway_id = atoi(PQgetvalue(r, i, 24));
+	gm.gw_kind = PQgetvalue(r, i, 25);
+	gm.gw_host = PQgetvalue(r, i, 26);
+	gm.gw_port = (uint16_t)atoi(PQgetvalue(r, i, 27));
+	gm.gw_baud = atoi(PQgetvalue(r, i, 28));
+	gm.gw_concurrency = atoi(PQgetvalue(r, i, 29));
+	gm.primary_addr = atoi(PQgetvalue(r, i, 30));
+	gm.secondary_addr = val(r, i, 31);
+	return scheduler_gateway_hook(sc, &gm);
+}
+
+void
+scheduler_gateway_done(struct scheduler *sc, int32_t meter, bool committed, bool ok, int failures)
+{
+	const struct config *cfg = sc->d->cfg;
+	int64_t now = (int64_t)time(NULL), at;
+
+	sc->finished++;
+	if (!committed)
+		at = now + cfg->collection.retry_base_s;
+	else if (ok)
+		at = scheduler_next_slot(now, meter, cfg->collection.window_start,
+		    cfg->collection.window_length, 3600);
+	else
+		at = now + scheduler_backoff(failures, cfg->collection.retry_base_s,
+		    cfg->collection.retry_max_s, cfg->collection.unreachable_retry_s) +
+		     scheduler_jitter(meter, cfg->collection.retry_base_s / 4 + 1);
+	due_add(sc, meter, at);
+}
+
 static void
 claim_done(struct scheduler *sc, PGresult *r, void *arg)
 {
@@ -538,6 +593,10 @@ claim_done(struct scheduler *sc, PGresult *r, void *arg)
 		bool ondemand = false;
 		if (j == NULL)
 			break;
+		if (scheduler_gateway_hook != NULL && take_gateway_meter(sc, r, i)) {
+			free(j);
+			continue;
+		}
 		if (row_to_meter(r, i, &j->m, &ondemand) != 0) {
 			free(j);
 			continue;

@@ -63,6 +63,36 @@ enum scheduler_prio { SCHED_PRIO_COMMAND = 0, SCHED_PRIO_ONDEMAND, SCHED_PRIO_SC
  */
 extern bool (*scheduler_command_hook)(struct scheduler *sc);
 
+/*
+ * Gateway meters (transport mbus or modbus; issue 6).  The claim hands
+ * each leased gateway meter to this hook (daemon/mbus_collect.c) instead
+ * of starting a DLMS session; the hook reads it on its gateway's own queue
+ * (gateway meters take no session slot: a bus has its own limit of one
+ * transaction at a time) and calls scheduler_gateway_done() once the
+ * meter's batch is committed or refused.  Returns false when it did not
+ * take the meter (it stays leased until the lease runs out).  NULL: such
+ * meters are skipped with a warning.
+ */
+struct scheduler_gateway_meter {
+	int32_t id;
+	const char *serial, *type, *transport; /* valid during the call */
+	int failures;
+	bool ondemand;
+	int32_t gateway_id;
+	const char *gw_kind, *gw_host;
+	uint16_t gw_port;
+	int gw_baud;		/* 0: not set */
+	int gw_concurrency;
+	int primary_addr;	/* -1: not set */
+	const char *secondary_addr; /* NULL: not set */
+};
+extern bool (*scheduler_gateway_hook)(struct scheduler *sc, const struct scheduler_gateway_meter *m);
+
+/* A gateway meter's read is over: its next due time follows the same rules
+ * as a session's (next window on success, backoff after failures). */
+void scheduler_gateway_done(struct scheduler *sc, int32_t meter, bool committed, bool ok,
+    int failures);
+
 /* ---- pure helpers (unit-tested) ----------------------------------------- */
 
 /* Per-meter jitter in [0, span): the same meter always lands on the same

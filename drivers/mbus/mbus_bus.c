@@ -25,8 +25,8 @@
 
 #include "mbus_bus.h"
 
-#define RX_MAX	     (4 * MBUS_FRAME_MAX)
-#define OUT_MAX	     (16 * MBUS_FRAME_MAX)
+#define RX_MAX       (4 * MBUS_FRAME_MAX)
+#define OUT_MAX      (16 * MBUS_FRAME_MAX)
 #define RECONNECT_MS 1000
 
 enum step {
@@ -66,12 +66,12 @@ struct mbus_bus {
 	struct event *timer;   /* answer timeout, reconnect delay */
 	struct event *deliver; /* runs finished transactions' callbacks */
 	struct txn *head, *tail;
-	struct txn *done;      /* finished, callbacks pending */
+	struct txn *done; /* finished, callbacks pending */
 	size_t npending;
-	bool on_wire;	       /* the head's current step awaits its answer */
-	bool failing;	       /* bus_fail_all() under way: do not redial */
-	size_t req_len;	       /* bytes of the request on the wire */
-	uint8_t fcb[256];      /* per address: next FCB to send */
+	bool on_wire;     /* the head's current step awaits its answer */
+	bool failing;     /* bus_fail_all() under way: do not redial */
+	size_t req_len;   /* bytes of the request on the wire */
+	uint8_t fcb[256]; /* per address: next FCB to send */
 	uint8_t rx[RX_MAX];
 	size_t rxn;
 	struct mbus_bus_stats st;
@@ -89,7 +89,7 @@ mbus_bus_timeout_ms(int baud, size_t req_bytes, size_t reply_max, int reply_ms, 
 	 * times + 50 ms, then the gateway's own delay */
 	double bits = (double)(req_bytes + reply_max) * 11.0 + 330.0;
 	double ms = bits * 1000.0 / (double)baud + (reply_ms > 0 ? reply_ms : 0) +
-		    (latency_ms > 0 ? latency_ms : 0);
+	            (latency_ms > 0 ? latency_ms : 0);
 	return (int)ms + 1;
 }
 
@@ -222,8 +222,8 @@ bus_connect(struct mbus_bus *b)
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) == 0) {
 		if (bufferevent_socket_connect(b->bev, (struct sockaddr *)&ss, sslen) != 0)
 			goto fail;
-	} else if (bufferevent_socket_connect_hostname(b->bev, NULL, AF_UNSPEC, b->host,
-		       b->port) != 0) {
+	} else if (bufferevent_socket_connect_hostname(b->bev, NULL, AF_UNSPEC, b->host, b->port) !=
+	           0) {
 		goto fail;
 	}
 	return;
@@ -272,7 +272,8 @@ step_send(struct mbus_bus *b)
 		break;
 	}
 	/* Whatever is left from an earlier answer belongs to it. */
-	evbuffer_drain(bufferevent_get_input(b->bev), evbuffer_get_length(bufferevent_get_input(b->bev)));
+	evbuffer_drain(bufferevent_get_input(b->bev),
+	               evbuffer_get_length(bufferevent_get_input(b->bev)));
 	b->rxn = 0;
 	if (bufferevent_write(b->bev, frame, m.len) != 0) {
 		bus_fail_all(b);

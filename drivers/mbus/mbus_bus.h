@@ -35,27 +35,27 @@ struct event_base;
 struct mbus_bus;
 
 struct mbus_bus_params {
-	const char *host;      /* copied */
+	const char *host; /* copied */
 	uint16_t port;
-	int baud;	       /* 300 .. 38400; 0: 2400 */
-	int latency_ms;	       /* the gateway's own delay per exchange; < 0: 100 */
-	int reply_ms;	       /* the slave's reply time beyond 330 bit times; <= 0: 50 */
+	int baud;               /* 300 .. 38400; 0: 2400 */
+	int latency_ms;         /* the gateway's own delay per exchange; < 0: 100 */
+	int reply_ms;           /* the slave's reply time beyond 330 bit times; <= 0: 50 */
 	int connect_timeout_ms; /* 0: 5000 */
-	int retries;	       /* per request, after the first try; < 0: 2 */
-	int max_telegrams;     /* per readout (DIF 0x1F chains); 0: 16 */
+	int retries;            /* per request, after the first try; < 0: 2 */
+	int max_telegrams;      /* per readout (DIF 0x1F chains); 0: 16 */
 };
 
 /* How a slave is addressed. */
 struct mbus_addr {
 	bool secondary;
-	uint8_t primary;	  /* 1..250 (0 allowed: unconfigured slave) */
+	uint8_t primary;           /* 1..250 (0 allowed: unconfigured slave) */
 	struct mbus_secondary sec; /* when secondary; wildcards allowed */
-	bool selected;		  /* secondary: already selected, skip the selection */
+	bool selected;             /* secondary: already selected, skip the selection */
 };
 
 /* Counters over the bus's life (for metrics and `ammctl mbus scan`). */
 struct mbus_bus_stats {
-	uint64_t requests;   /* frames sent, retries included */
+	uint64_t requests; /* frames sent, retries included */
 	uint64_t retries;
 	uint64_t timeouts;   /* requests without any answer */
 	uint64_t garbled;    /* answers that did not parse: collisions, noise */
@@ -75,11 +75,11 @@ struct mbus_bus_stats {
  * Valid only during the call.
  */
 typedef void (*mbus_read_fn)(int status, const uint8_t *frames, size_t len, size_t ntelegrams,
-    void *arg);
+                             void *arg);
 
 enum mbus_probe_result {
-	MBUS_PROBE_NONE = 0,	  /* no slave matched */
-	MBUS_PROBE_ONE = 1,	  /* one E5: exactly one slave is now selected */
+	MBUS_PROBE_NONE = 0,      /* no slave matched */
+	MBUS_PROBE_ONE = 1,       /* one E5: exactly one slave is now selected */
 	MBUS_PROBE_COLLISION = 2, /* garbled: several slaves matched */
 };
 
@@ -100,7 +100,7 @@ int mbus_bus_read(struct mbus_bus *b, const struct mbus_addr *a, mbus_read_fn cb
 
 /* Queue one selection by (wildcard) secondary address; 0 or -1. */
 int mbus_bus_probe(struct mbus_bus *b, const struct mbus_secondary *mask, mbus_probe_fn cb,
-    void *arg);
+                   void *arg);
 
 /* Transactions queued or under way. */
 size_t mbus_bus_pending(const struct mbus_bus *b);
@@ -113,8 +113,7 @@ const struct mbus_bus_stats *mbus_bus_stats(const struct mbus_bus *b);
  * (330 bit times + reply_ms, 50 ms in EN 13757-2), plus latency.  In
  * milliseconds, rounded up.
  */
-int mbus_bus_timeout_ms(int baud, size_t req_bytes, size_t reply_max, int reply_ms,
-    int latency_ms);
+int mbus_bus_timeout_ms(int baud, size_t req_bytes, size_t reply_max, int reply_ms, int latency_ms);
 
 /* ---- the secondary-address search (mbus_scan.c) ------------------------- */
 
@@ -134,9 +133,9 @@ struct mbus_scan {
 	size_t depth;
 	struct mbus_secondary current; /* the probe waiting for its result */
 	bool waiting;
-	uint64_t probes;	/* selections sent */
-	uint64_t found;		/* probes answered by exactly one slave */
-	uint64_t unresolved;	/* collisions with every id digit fixed */
+	uint64_t probes;     /* selections sent */
+	uint64_t found;      /* probes answered by exactly one slave */
+	uint64_t unresolved; /* collisions with every id digit fixed */
 };
 
 /* Start a search under mask (NULL: every digit and field a wildcard). */
@@ -164,7 +163,7 @@ struct mbus_scan_run;
  * freed by mbus_scan_run_free() after done (not from inside it).
  */
 struct mbus_scan_run *mbus_scan_start(struct mbus_bus *b, const struct mbus_secondary *mask,
-    mbus_scan_found_fn found, mbus_scan_done_fn done, void *arg);
+                                      mbus_scan_found_fn found, mbus_scan_done_fn done, void *arg);
 void mbus_scan_run_free(struct mbus_scan_run *r);
 
 /* Secondary address text: 8 id digits (F wildcard), then manufacturer,

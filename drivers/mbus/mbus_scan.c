@@ -179,7 +179,7 @@ run_next(struct mbus_scan_run *r)
 
 struct mbus_scan_run *
 mbus_scan_start(struct mbus_bus *b, const struct mbus_secondary *mask, mbus_scan_found_fn found,
-    mbus_scan_done_fn done, void *arg)
+                mbus_scan_done_fn done, void *arg)
 {
 	struct mbus_scan_run *r = calloc(1, sizeof(*r));
 	struct mbus_secondary probe;
@@ -261,7 +261,7 @@ mbus_secondary_format(const struct mbus_secondary *s, char out[17])
 	for (int i = 0; i < 8; i++)
 		out[i] = "0123456789ABCDEF"[digit_get(s, 7 - i)];
 	snprintf(out + 8, 9, "%02x%02x%02x%02x", s->manufacturer & 0xFF, s->manufacturer >> 8,
-	    s->version, s->medium);
+	         s->version, s->medium);
 }
 
 void

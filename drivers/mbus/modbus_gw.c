@@ -64,9 +64,9 @@ struct modbus_gw {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
-	struct mreq *q, *qtail;	/* waiting for the worker */
-	struct mreq *done;	/* finished, for the loop */
-	size_t npending;	/* queued + under way + done, not yet called back */
+	struct mreq *q, *qtail; /* waiting for the worker */
+	struct mreq *done;      /* finished, for the loop */
+	size_t npending;        /* queued + under way + done, not yet called back */
 	struct modbus_gw_stats st;
 
 	int pipefd[2];
@@ -186,7 +186,7 @@ worker_read(struct modbus_gw *g, struct mreq *r)
 			return rc;
 		}
 		if (modbus_map_decode(g->map, (uint16_t)at, regs, cnt, r->r + r->n,
-			MAX_READINGS - r->n, &n) != 0)
+		                      MAX_READINGS - r->n, &n) != 0)
 			return METER_ENOSPC;
 		r->n += n;
 		at += cnt;

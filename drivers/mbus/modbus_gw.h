@@ -22,19 +22,19 @@ struct event_base;
 struct modbus_gw;
 
 struct modbus_gw_params {
-	const char *host; /* copied; numeric address or name */
-	uint16_t port;	  /* 0: 502 */
-	int connect_timeout_ms; /* 0: 3000 */
+	const char *host;        /* copied; numeric address or name */
+	uint16_t port;           /* 0: 502 */
+	int connect_timeout_ms;  /* 0: 3000 */
 	int response_timeout_ms; /* per request; 0: 1000 */
-	int retries;	  /* per meter after the first try; < 0: 1 */
+	int retries;             /* per meter after the first try; < 0: 1 */
 	/* The register map of this gateway's meters; read-only, shared with
 	 * the worker thread: it must outlive the gateway and not change. */
 	const struct modbus_map *map;
 };
 
 struct modbus_gw_stats {
-	uint64_t requests;  /* modbus_read_registers() calls */
-	uint64_t failures;  /* of those that failed */
+	uint64_t requests; /* modbus_read_registers() calls */
+	uint64_t failures; /* of those that failed */
 	uint64_t reconnects;
 	uint64_t readouts, failed;
 };
@@ -47,7 +47,7 @@ struct modbus_gw_stats {
  * readings are valid only during the call.
  */
 typedef void (*modbus_gw_fn)(int status, const struct modbus_reading *readings, size_t n,
-    void *arg);
+                             void *arg);
 
 /* A gateway whose worker starts at once and connects on its first read.
  * NULL: no memory or no thread. */
