@@ -1219,6 +1219,7 @@ conn_start(struct store *s)
 
 	s->state = C_CONNECTING;
 	s->op_failed = false;
+	s->reconnect_wanted = false; /* this attempt uses the current conninfo */
 	s->conn = PQconnectStartParams(keys, vals, 1);
 	if (s->conn == NULL || PQstatus(s->conn) == CONNECTION_BAD) {
 		if (s->conn != NULL)

@@ -71,3 +71,25 @@ pg_login_role amm_store_daemon ammd
 	--meters 300 --intervals 96 --rate 0 >"$out" 2>&1 ||
 	{ cat "$out" >&2; fail "bench_store --check --text as a member of ammd"; }
 ok "COPY text, as a member of ammd: the same checks pass ($(grep -c '^  ok ' "$out") checks)"
+
+# A failure the server calls transient (serialization_failure, as a deadlock
+# between instances would be) on two flushes in a row: the store retries
+# once, then reports the batches failed; the driver submits them again, as
+# sessions would, and in the end every row is there once.
+dsn3=$(pg_newdb amm_store_fail)
+"$AMMCTL" db migrate --dsn "$dsn3" >/dev/null || fail "migrate (fail)"
+q "$dsn3" "CREATE SEQUENCE fail_seq;
+	CREATE FUNCTION fail_twice() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	BEGIN
+		IF NEW.meter_id = 77 AND nextval('fail_seq') <= 2 THEN
+			RAISE EXCEPTION 'injected conflict' USING ERRCODE = 'serialization_failure';
+		END IF;
+		RETURN NEW;
+	END \$\$;
+	CREATE TRIGGER fail_twice BEFORE INSERT ON interval_reading
+		FOR EACH ROW EXECUTE FUNCTION fail_twice();" >/dev/null || fail "trigger"
+"$DRIVER" --check --dsn "$dsn3" --meters 500 --intervals 96 --rate 0 >"$out" 2>&1 ||
+	{ cat "$out" >&2; fail "bench_store --check with injected failures"; }
+expect_match "batches failed twice are reported and resubmitted" \
+	'[1-9][0-9]* failed and resubmitted' "$(grep '^round 1:' "$out")"
+ok "after resubmission every row is there once ($(grep -c '^  ok ' "$out") checks)"
