@@ -578,7 +578,8 @@ sample_calendar(unsigned attr, uint8_t *buf, size_t cap)
 		axdr_put_array(&b, 2);
 		for (unsigned k = 0; k < 2; k++) {
 			unsigned id = 1 - k, n = id ? 2 : 1;
-			static const uint8_t at[2][2] = {{0, 0}, {7, 22}}, tr[2][2] = {{1, 1}, {4, 1}};
+			static const uint8_t at[2][2] = {{0, 0}, {7, 22}},
+			                     tr[2][2] = {{1, 1}, {4, 1}};
 			axdr_put_structure(&b, 2);
 			axdr_put_unsigned(&b, (uint8_t)id);
 			axdr_put_array(&b, n);
@@ -745,7 +746,8 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 				printf("%02x", v[i]);
 			printf("\n");
 			if (dlms_client_set(&s->c, &out, &d, NULL, v, n) ||
-			    pump(s, &out, DLMS_CEV_DONE, on_any, "set_calendar", &err) != DLMS_CEV_DONE) {
+			    pump(s, &out, DLMS_CEV_DONE, on_any, "set_calendar", &err) !=
+			        DLMS_CEV_DONE) {
 				printf("error,set_calendar,%s\n", meter_strerror(err));
 				return 1;
 			}
@@ -763,8 +765,8 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 	if (has_op(ops, "calendar")) {
 		struct dlms_get_item it[8];
 		for (unsigned i = 0; i < 8; i++)
-			it[i] = (struct dlms_get_item){.desc = {20, OBIS(0, 0, 13, 0, 0, 255),
-			                                        (int8_t)(2 + i)}};
+			it[i] = (struct dlms_get_item){
+			    .desc = {20, OBIS(0, 0, 13, 0, 0, 255), (int8_t)(2 + i)}};
 		if (dlms_client_get(&s->c, &out, it, 8) ||
 		    pump(s, &out, DLMS_CEV_DONE, print_hex, "calendar", &err) != DLMS_CEV_DONE) {
 			printf("error,calendar,%s\n", meter_strerror(err));
@@ -847,9 +849,8 @@ check_dlms(const char *hp, bool hdlc, const char *sec, int client, const char *p
 
 /* ---- bench ------------------------------------------------------------------------------ */
 
-static int
-bench_run(const char *metersim, const char *transport, const char *extra, double *startup,
-          long *rss_kib, double *wall);
+static int bench_run(const char *metersim, const char *transport, const char *extra,
+                     double *startup, long *rss_kib, double *wall);
 
 static int
 bench_one(const char *metersim, const char *transport, const char *extra)

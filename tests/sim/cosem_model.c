@@ -1346,7 +1346,8 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const s
 		int64_t s;
 		if (attr != 2)
 			return XDLMS_DAR_READ_WRITE_DENIED;
-		if (n->tag != AXDR_OCTET_STRING || n->len != 12 || cosem_datetime_decode(n->ptr, &dt) ||
+		if (n->tag != AXDR_OCTET_STRING || n->len != 12 ||
+		    cosem_datetime_decode(n->ptr, &dt) ||
 		    cosem_datetime_to_utc(&dt, &m->fleet->cfg.tz, &s))
 			return XDLMS_DAR_TYPE_UNMATCHED;
 		int64_t ms = s * 1000 + (dt.hundredths < 100 ? dt.hundredths * 10 : 0);

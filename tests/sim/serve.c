@@ -105,7 +105,7 @@ struct dlms_state {
 	uint32_t nlis;
 	struct evconnlistener *shared; /* the loopback fleet's one listener */
 	struct event *resume;          /* re-enables it after accept() failed */
-	struct event *sweep; /* closes / reopens listeners of refusing meters */
+	struct event *sweep;           /* closes / reopens listeners of refusing meters */
 	struct gprs_slot *gprs;
 	uint32_t ngprs;
 	struct event *alarm_tick; /* GPRS: push when a meter's alarms change */
@@ -826,9 +826,8 @@ shared_start(struct serve *sv, struct dlms_state *ds, uint32_t count)
 		        255 * 62500, sv->fleet->cfg.count);
 		return -1;
 	}
-	struct sockaddr_in sin = {.sin_family = AF_INET,
-	                          .sin_port = htons(port),
-	                          .sin_addr.s_addr = htonl(INADDR_ANY)};
+	struct sockaddr_in sin = {
+	    .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY)};
 	ds->shared = evconnlistener_new_bind(sv->base, on_accept_shared, sv,
 	                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
 	                                     (struct sockaddr *)&sin, sizeof(sin));

@@ -89,8 +89,8 @@ Test(sim_faults, every_kind_has_a_name_that_parses)
 		cr_expect_gt(f.fleet.p[k], 0, "%s did not switch on", fault_name(k));
 		for (unsigned o = 0; o < FAULT_N; o++)
 			if (o != k)
-				cr_expect_eq(f.fleet.p[o], 0, "%s switched on %s too", fault_name(k),
-				             fault_name(o));
+				cr_expect_eq(f.fleet.p[o], 0, "%s switched on %s too",
+				             fault_name(k), fault_name(o));
 		faults_free(&f);
 	}
 	cr_expect_str_eq(fault_name(FAULT_N), "?");
@@ -143,7 +143,8 @@ Test(sim_faults, many_meters_set_in_any_order_are_each_found)
 	for (uint32_t i = 0; i < 997; i++) {
 		uint32_t idx = (i * 389) % 997;
 		snprintf(spec, sizeof(spec), "stall=%u@%u", idx + 1, idx);
-		cr_assert_eq(faults_apply(&f, spec, identity, NULL, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(faults_apply(&f, spec, identity, NULL, err, sizeof(err)), 0, "%s",
+		             err);
 	}
 	cr_assert_eq(f.n, 997);
 	for (uint32_t idx = 0; idx < 997; idx++)
@@ -195,8 +196,8 @@ Test(sim_faults, bad_specs_are_rejected_with_a_message_and_change_nothing)
 		int rc = faults_apply(&f, c->spec, lookup, NULL, err, sizeof(err));
 		cr_expect_eq(rc, c->rc, "'%s': %s, want %s", c->spec, meter_strerror(rc),
 		             meter_strerror(c->rc));
-		cr_expect(strstr(err, c->msg) != NULL, "'%s': message '%s' lacks '%s'", c->spec, err,
-		          c->msg);
+		cr_expect(strstr(err, c->msg) != NULL, "'%s': message '%s' lacks '%s'", c->spec,
+		          err, c->msg);
 		cr_expect(memcmp(&f.fleet, &fleet, sizeof(fleet)) == 0,
 		          "'%s' changed the fleet set", c->spec);
 		cr_expect_eq(f.n, 1, "'%s' changed the per-meter table", c->spec);
@@ -210,9 +211,9 @@ Test(sim_faults, bad_specs_are_rejected_with_a_message_and_change_nothing)
 
 Test(sim_faults, the_text_form_parses_back_to_the_same_set)
 {
-	static const char *specs[] = {
-	    "corrupt=0.001,delay=200", "refuse,stall=75", "ic_replay=0.125,busy,collision=0.5",
-	    "drop=0.5,truncate=0.25,abort=0.75,noanswer", ""};
+	static const char *specs[] = {"corrupt=0.001,delay=200", "refuse,stall=75",
+	                              "ic_replay=0.125,busy,collision=0.5",
+	                              "drop=0.5,truncate=0.25,abort=0.75,noanswer", ""};
 	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
 		struct faults a, b;
 		faults_init(&a);
@@ -280,9 +281,8 @@ struct prob_case {
 };
 
 static const struct prob_case prob_cases[] = {
-    {FAULT_DROP, 0.1f},    {FAULT_TRUNCATE, 0.5f}, {FAULT_ABORT, 0.01f},
-    {FAULT_BUSY, 0.9f},    {FAULT_NOANSWER, 0.25f}, {FAULT_REFUSE, 1.0f},
-    {FAULT_COLLISION, 0.0f},
+    {FAULT_DROP, 0.1f},      {FAULT_TRUNCATE, 0.5f}, {FAULT_ABORT, 0.01f},    {FAULT_BUSY, 0.9f},
+    {FAULT_NOANSWER, 0.25f}, {FAULT_REFUSE, 1.0f},   {FAULT_COLLISION, 0.0f},
 };
 
 Test(sim_faults, probabilities_are_honoured_and_counted)
@@ -303,8 +303,8 @@ Test(sim_faults, probabilities_are_honoured_and_counted)
 		/* five standard deviations of the binomial */
 		double mean = (double)TRIALS * c->p;
 		double sd = sqrt((double)TRIALS * c->p * (1 - c->p));
-		cr_expect(fabs(fired - mean) <= 5 * sd + 0.5, "%s=%g fired %u of %d", fault_name(c->kind),
-		          (double)c->p, fired, TRIALS);
+		cr_expect(fabs(fired - mean) <= 5 * sd + 0.5, "%s=%g fired %u of %d",
+		          fault_name(c->kind), (double)c->p, fired, TRIALS);
 		cr_expect_eq(f.fired[c->kind], fired, "%s: counter %llu, fired %u",
 		             fault_name(c->kind), (unsigned long long)f.fired[c->kind], fired);
 		for (unsigned k = 0; k < FAULT_N; k++)
