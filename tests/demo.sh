@@ -9,7 +9,7 @@
 #      root; initdb refuses root), socket and port of its own, and the
 #      schema migrated into database `ammd`;
 #   2. mosquitto on a free 127.0.0.1 port;
-#   3. metersim serving 1,000 DLMS meters on 127.1.x.y:4059, imported into
+#   3. metersim serving 1,000 DLMS meters on 127.1.x.y (one free port), imported into
 #      the inventory with `metersim export | ammctl meter import -`;
 #   4. ammd with a generated configuration (loopback only, a short
 #      collection window that starts now);
@@ -226,7 +226,10 @@ echo "   listening on 127.0.0.1:$MQTT_PORT"
 
 say "metersim: $METERS meters (Kamstrup 162/282/382M models, DLMS over the TCP wrapper)"
 FLEET=(--seed 1 --count "$METERS")
-setsid "$B/metersim" serve "${FLEET[@]}" --loopback --control "$WORK/sim.sock" \
+# Each meter has an address of its own on 127.0.0.0/8 (127.1.0.1, ...), all
+# served by one listener on a free port.
+SIM_PORT=$(free_port)
+setsid "$B/metersim" serve "${FLEET[@]}" --loopback-port "$SIM_PORT" --control "$WORK/sim.sock" \
 	>"$WORK/metersim.log" 2>&1 </dev/null &
 SIM_PID=$!
 i=0
@@ -237,7 +240,7 @@ until grep -q '^metersim: serving' "$WORK/metersim.log"; do
 	i=$((i + 1))
 done
 grep '^metersim: serving' "$WORK/metersim.log" | sed 's/^/   /'
-"$B/metersim" export "${FLEET[@]}" --loopback >"$WORK/fleet.csv" || die "metersim export failed"
+"$B/metersim" export "${FLEET[@]}" --loopback-port "$SIM_PORT" >"$WORK/fleet.csv" || die "metersim export failed"
 echo "   inventory (first 3 of $METERS):"
 head -4 "$WORK/fleet.csv" | cut -d, -f1-9 | sed 's/^/     /'
 "$B/ammctl" meter import --dsn "$DSN" "$WORK/fleet.csv" | sed 's/^/   /' ||
@@ -305,11 +308,13 @@ mqtt_show() {
 	TAIL_PID=$!
 	wait $TAIL_PID
 	TAIL_PID=
-	mqtt_cached
+	mqtt_cached 24
+	# on a terminal, a moment to read them before the screen is redrawn
+	[ $TTY = 1 ] && sleep 8
 }
-mqtt_cached() {
-	awk '/^ammd\/v1\// { if (cut) printf "  ... (%d more lines)\n", cut; n = 0; cut = 0 }
-		{ if (++n <= 24) print; else cut++ }
+mqtt_cached() { # LINES: at most this many lines per message
+	awk -v max="$1" '/^ammd\/v1\// { if (cut) printf "  ... (%d more lines)\n", cut; n = 0; cut = 0 }
+		{ if (++n <= max) print; else cut++ }
 		END { if (cut) printf "  ... (%d more lines)\n", cut }' "$WORK/mqtt.out"
 }
 stored() {
@@ -318,16 +323,20 @@ stored() {
 
 while :; do
 	elapsed=$(($(date +%s) - t0))
-	if [ $TTY = 1 ]; then printf '\033[H\033[2J'; fi
+	if [ $TTY = 1 ]; then
+		printf '\033[H\033[2J'
+		# the screen was cleared: the decoded messages again, short, above
+		# the status so that the status stays in view
+		if [ $shown_mqtt = 1 ]; then
+			say "MQTT messages as ammd published them, decoded (ammctl mqtt tail --count 5)"
+			mqtt_cached 6
+		fi
+	fi
 	say "ammctl status ($elapsed s after ammd started)"
 	status_once
 	if [ $shown_mqtt = 0 ] && [ -n "$AMMD_PID" ] && [ "$(stored)" -gt 0 ] 2>/dev/null; then
 		mqtt_show
 		shown_mqtt=1
-	elif [ $shown_mqtt = 1 ] && [ $TTY = 1 ]; then
-		# the screen was cleared: show the decoded messages again
-		say "five MQTT messages as ammd published them, decoded (ammctl mqtt tail --count 5)"
-		mqtt_cached
 	fi
 	if [ -n "$AMMD_PID" ] && ! kill -0 "$AMMD_PID" 2>/dev/null; then
 		echo "demo: ammd exited:" >&2
