@@ -111,7 +111,7 @@ sim_start "$START"
 dsn2=$(pg_newdb amm_collect_term)
 "$AMMCTL" db migrate --dsn "$dsn2" >/dev/null || fail "migrate"
 "$AMMCTL" meter import --dsn "$dsn2" "$work/m.csv" >/dev/null || fail "import"
-CONC=5 conf "$dsn2"
+conf "$dsn2"
 ammd_start
 i=0
 until [ "$(q "$dsn2" "SELECT count(*) FROM session_log")" -ge $((N / 10)) ]; do
@@ -127,8 +127,8 @@ expect_eq "no lease left behind" "0" "$(q "$dsn2" "SELECT count(*) FROM meter WH
 ammd_start
 round_wait "$dsn2" 300
 ammd_term || fail "ammd exit status $?"
-q "$dsn2" "SELECT outcome, count(*), min(error) FROM session_log GROUP BY 1" >&2
-q "$dsn2" "SELECT m.serial, m.next_due_at, m.failures FROM meter m WHERE NOT EXISTS (SELECT 1 FROM session_log s WHERE s.meter_id = m.id AND outcome = 'ok') LIMIT 3" >&2
+[ "$(q "$dsn2" "SELECT count(DISTINCT meter_id) FROM session_log WHERE outcome = 'ok'")" = "$N" ] ||
+	q "$dsn2" "SELECT outcome, count(*), min(error) FROM session_log GROUP BY 1" >&2
 expect_eq "the next start completes the round" "$N" "$(q "$dsn2" "SELECT count(DISTINCT meter_id) FROM session_log WHERE outcome = 'ok'")"
 expect_load "$dsn2" "$(iso $((START_S - DAYS * 86400 - 86400)))" "$(iso $((START_S + 3600)))" "$START"
 compare "$dsn2" "$lo" "$hi"
