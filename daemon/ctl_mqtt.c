@@ -51,7 +51,7 @@
 #include "json.h"
 
 #define MQTT_DEFAULT_PREFIX "ammd/v1"
-#define MQTT_KEEPALIVE	    30
+#define MQTT_KEEPALIVE      30
 #define MQTT_PASSWORD_MAX   256
 
 struct mqtt_opts {
@@ -112,8 +112,8 @@ mqtt_num(const char *opt, const char *v, long lo, long hi, long *out)
 static int
 mqtt_parse(int argc, char **argv, struct mqtt_opts *o)
 {
-	static const char *const names[] = {"--host", "--port", "--prefix", "--topic", "--count",
-	                                    "--timeout", "--user", "--password-file"};
+	static const char *const names[] = {"--host",  "--port",    "--prefix", "--topic",
+	                                    "--count", "--timeout", "--user",   "--password-file"};
 	memset(o, 0, sizeof(*o));
 	o->host = "localhost";
 	o->port = 1883;
@@ -262,7 +262,7 @@ mqtt_json_enum(struct json *j, const char *key, const ProtobufCEnumDescriptor *e
 }
 
 static void mqtt_json_message(struct json *j, const char *key, const ProtobufCMessage *m,
-    bool human);
+                              bool human);
 
 /* ammd.proto's timestamps: int64 ms named ts, last_read or *_at. */
 static bool
@@ -296,7 +296,8 @@ mqtt_json_utc(struct json *j, const char *name, int64_t ms)
 static void
 mqtt_json_double(struct json *j, const char *key, double v)
 {
-	if (v == v && v >= -9007199254740992.0 && v <= 9007199254740992.0 && v == (double)(int64_t)v)
+	if (v == v && v >= -9007199254740992.0 && v <= 9007199254740992.0 &&
+	    v == (double)(int64_t)v)
 		json_int(j, key, (int64_t)v);
 	else
 		json_double(j, key, v);
@@ -305,7 +306,7 @@ mqtt_json_double(struct json *j, const char *key, double v)
 /* One value of field f at p (the member itself, or an array element). */
 static void
 mqtt_json_value(struct json *j, const char *key, const ProtobufCFieldDescriptor *f, const void *p,
-    bool human)
+                bool human)
 {
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_INT32:
@@ -425,7 +426,8 @@ mqtt_json_message(struct json *j, const char *key, const ProtobufCMessage *m, bo
 			if (*(const uint32_t *)(base + f->quantifier_offset) != f->id)
 				continue;
 		} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset != 0 &&
-		           f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_STRING) {
+		           f->type != PROTOBUF_C_TYPE_MESSAGE &&
+		           f->type != PROTOBUF_C_TYPE_STRING) {
 			if (!*(const protobuf_c_boolean *)(base + f->quantifier_offset))
 				continue;
 		}
@@ -494,7 +496,7 @@ mqtt_print(const struct mqtt_opts *o, const struct mosquitto_message *msg)
 		json_end(&j);
 	} else {
 		printf("%s  %s, %zu bytes, qos %d%s\n", msg->topic, type, n, msg->qos,
-		    msg->retain ? ", retained" : "");
+		       msg->retain ? ", retained" : "");
 		if (pm != NULL) {
 			json_init(&j, stdout, true);
 			mqtt_json_message(&j, NULL, pm, true);
@@ -596,7 +598,8 @@ mqtt_tail(const struct mqtt_opts *o)
 	}
 	if (o->user != NULL) {
 		pw[0] = '\0';
-		if (o->password_file != NULL && mqtt_read_password(o->password_file, pw, sizeof(pw)) != 0)
+		if (o->password_file != NULL &&
+		    mqtt_read_password(o->password_file, pw, sizeof(pw)) != 0)
 			goto out;
 		mrc = mosquitto_username_pw_set(mosq, o->user, o->password_file ? pw : NULL);
 		memset(pw, 0, sizeof(pw));
@@ -609,7 +612,7 @@ mqtt_tail(const struct mqtt_opts *o)
 	mosquitto_message_callback_set(mosq, mqtt_on_message);
 	if ((mrc = mosquitto_connect(mosq, o->host, o->port, MQTT_KEEPALIVE)) != MOSQ_ERR_SUCCESS) {
 		fprintf(stderr, "ammctl mqtt: cannot connect to %s:%d: %s\n", o->host, o->port,
-		    mrc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(mrc));
+		        mrc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(mrc));
 		goto out;
 	}
 	while (!t.done && !mqtt_interrupted) {
@@ -618,14 +621,15 @@ mqtt_tail(const struct mqtt_opts *o)
 		mrc = mosquitto_loop(mosq, 200, 1);
 		if (t.connect_rc > 0 || t.connect_rc == -2) {
 			fprintf(stderr, "ammctl mqtt: %s:%d refused the connection: %s\n", o->host,
-			    o->port,
-			    t.connect_rc > 0 ? mosquitto_connack_string(t.connect_rc)
-			                     : "subscribe failed");
+			        o->port,
+			        t.connect_rc > 0 ? mosquitto_connack_string(t.connect_rc)
+			                         : "subscribe failed");
 			goto out;
 		}
 		if (mrc != MOSQ_ERR_SUCCESS && !t.done && !mqtt_interrupted) {
-			fprintf(stderr, "ammctl mqtt: connection to %s:%d lost: %s\n", o->host, o->port,
-			    mrc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(mrc));
+			fprintf(stderr, "ammctl mqtt: connection to %s:%d lost: %s\n", o->host,
+			        o->port,
+			        mrc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(mrc));
 			goto out;
 		}
 	}
@@ -633,7 +637,7 @@ mqtt_tail(const struct mqtt_opts *o)
 		rc = 0; /* enough messages, or interrupted / timed out with no count asked */
 	} else {
 		fprintf(stderr, "ammctl mqtt: %ld of %ld messages %s\n", t.seen, o->count,
-		    mqtt_interrupted ? "before the interrupt" : "before the timeout");
+		        mqtt_interrupted ? "before the interrupt" : "before the timeout");
 	}
 	if (!t.done)
 		mosquitto_disconnect(mosq);

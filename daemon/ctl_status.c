@@ -46,9 +46,9 @@
 #include "json.h"
 #include "session.h"
 
-#define STATUS_MAX_DAYS	    366
-#define STATUS_WORST_METERS 10
-#define STATUS_BAR_WIDTH    50
+#define STATUS_MAX_DAYS      366
+#define STATUS_WORST_METERS  10
+#define STATUS_BAR_WIDTH     50
 #define STATUS_LAST_SESSIONS 5
 
 #define STRINGIFY_(x) #x
@@ -189,9 +189,10 @@ status_parse(int argc, char **argv, struct status_opts *o)
 			char *end;
 			errno = 0;
 			long d = strtol(v, &end, 10);
-			if (errno != 0 || *v == '\0' || *end != '\0' || d < 1 || d > STATUS_MAX_DAYS) {
+			if (errno != 0 || *v == '\0' || *end != '\0' || d < 1 ||
+			    d > STATUS_MAX_DAYS) {
 				fprintf(stderr, "ammctl status: --days wants 1..%d, not '%s'\n",
-				    STATUS_MAX_DAYS, v);
+				        STATUS_MAX_DAYS, v);
 				return 2;
 			}
 			o->days = (int)d;
@@ -256,7 +257,8 @@ status_window(const struct status_opts *o, struct status *st)
 		if (o->config != NULL) {
 			fprintf(stderr, "ammctl status: cannot use %s:\n", path);
 			for (size_t i = 0; i < diag->n; i++)
-				fprintf(stderr, "  line %d: %s\n", diag->err[i].line, diag->err[i].msg);
+				fprintf(stderr, "  line %d: %s\n", diag->err[i].line,
+				        diag->err[i].msg);
 			free(diag);
 			return -1;
 		}
@@ -339,16 +341,19 @@ static const char status_completeness_sql[] =
     " pm AS (SELECT serial, sum(expected)::int8 AS e, sum(stored)::int8 AS s FROM c"
     "  GROUP BY serial),"
     " worst AS (SELECT serial, e, s FROM pm WHERE s < e"
-    "  ORDER BY s::float8 / e, serial LIMIT " STRINGIFY(STATUS_WORST_METERS) ")"
-    " SELECT * FROM ("
-    " SELECT 1 AS k, 0::float8 AS o, day::text AS key, count(*)::int8, sum(expected)::int8,"
-    "  sum(stored)::int8 FROM c GROUP BY day"
-    " UNION ALL"
-    " SELECT 2, 0, NULL, count(*) FILTER (WHERE s >= e), count(*) FILTER (WHERE s < e), NULL"
-    "  FROM pm"
-    " UNION ALL"
-    " SELECT 3, s::float8 / e, serial, NULL, e, s FROM worst) x"
-    " ORDER BY k, o, key";
+    "  ORDER BY s::float8 / e, serial LIMIT " STRINGIFY(
+        STATUS_WORST_METERS) ")"
+                             " SELECT * FROM ("
+                             " SELECT 1 AS k, 0::float8 AS o, day::text AS key, count(*)::int8, "
+                             "sum(expected)::int8,"
+                             "  sum(stored)::int8 FROM c GROUP BY day"
+                             " UNION ALL"
+                             " SELECT 2, 0, NULL, count(*) FILTER (WHERE s >= e), count(*) FILTER "
+                             "(WHERE s < e), NULL"
+                             "  FROM pm"
+                             " UNION ALL"
+                             " SELECT 3, s::float8 / e, serial, NULL, e, s FROM worst) x"
+                             " ORDER BY k, o, key";
 
 static const char status_commands_sql[] =
     "SELECT kind, count(*) FILTER (WHERE state = 'queued'),"
@@ -600,7 +605,7 @@ status_local(int64_t t, char buf[32])
 
 	cosem_datetime_from_utc(t, &session_tz, &dt);
 	snprintf(buf, 32, "%04u-%02u-%02u %02u:%02u %s", dt.year, dt.month, dt.day, dt.hour,
-	    dt.minute, cosem_tz_is_dst(&session_tz, t) ? "CEST" : "CET");
+	         dt.minute, cosem_tz_is_dst(&session_tz, t) ? "CEST" : "CET");
 	return buf;
 }
 
@@ -642,14 +647,14 @@ status_text_meter(FILE *f, const struct status *st)
 	const struct status_meter *m = &st->meter;
 
 	fprintf(f, "\nmeter %s: %s, %s %s, %s\n", m->serial, m->type, m->transport, m->address,
-	    m->enabled ? "enabled" : "disabled");
+	        m->enabled ? "enabled" : "disabled");
 	fprintf(f, "  reachability %s, last contact %s, consecutive failures %lld\n",
-	    m->reachability, m->last_contact[0] ? m->last_contact : "never", m->failures);
+	        m->reachability, m->last_contact[0] ? m->last_contact : "never", m->failures);
 	if (m->last_error[0])
 		fprintf(f, "  last error: %s\n", m->last_error);
 	fprintf(f, "  next due %s%s%s, %lld command(s) queued or running\n",
-	    m->next_due[0] ? m->next_due : "now", m->leased ? ", claimed by instance " : "",
-	    m->leased ? m->leased_by : "", m->queued_commands);
+	        m->next_due[0] ? m->next_due : "now", m->leased ? ", claimed by instance " : "",
+	        m->leased ? m->leased_by : "", m->queued_commands);
 	if (m->nsess == 0) {
 		fprintf(f, "  no session yet\n");
 		return;
@@ -657,8 +662,8 @@ status_text_meter(FILE *f, const struct status *st)
 	fprintf(f, "  last sessions:\n");
 	for (int i = 0; i < m->nsess; i++) {
 		const struct status_session *s = &m->sess[i];
-		fprintf(f, "    %s  %-9s %6lld B in %6lld B out", s->started, s->outcome, s->bytes_in,
-		    s->bytes_out);
+		fprintf(f, "    %s  %-9s %6lld B in %6lld B out", s->started, s->outcome,
+		        s->bytes_in, s->bytes_out);
 		if (s->duration_ms >= 0)
 			fprintf(f, " %6lld ms", s->duration_ms);
 		if (s->error[0])
@@ -676,24 +681,26 @@ status_text(FILE *f, const struct status *st, const struct status_opts *o)
 
 	fprintf(f, "ammd status at %s\n\n", status_iso(st->now, a));
 
-	fprintf(f, "fleet        %lld meters, %lld enabled, %lld disabled\n", st->meters, st->enabled,
-	    st->meters - st->enabled);
+	fprintf(f, "fleet        %lld meters, %lld enabled, %lld disabled\n", st->meters,
+	        st->enabled, st->meters - st->enabled);
 	fprintf(f, "             reachable %lld, unreachable %lld, not yet contacted %lld\n",
-	    st->reachable, st->unreachable, st->unknown);
+	        st->reachable, st->unreachable, st->unknown);
 	fprintf(f, "             by transport:");
 	for (int i = 0; i < st->ntransports; i++)
 		fprintf(f, "%s %s %lld", i ? "," : "", st->transports[i].name, st->transports[i].n);
 	fprintf(f, "%s\n", st->ntransports ? "" : " none");
 
-	fprintf(f, "\nround        window from %s (%s) for %s, %s\n", status_local(st->round_start, a),
-	    status_iso(st->round_start, b), status_dur(st->round_end - st->round_start, c),
-	    st->in_window ? "open" : "closed");
+	fprintf(f, "\nround        window from %s (%s) for %s, %s\n",
+	        status_local(st->round_start, a), status_iso(st->round_start, b),
+	        status_dur(st->round_end - st->round_start, c), st->in_window ? "open" : "closed");
 	fprintf(f, "             ");
 	status_bar(f, st->read, st->failed, st->due);
-	fprintf(f, " %5.1f%%  %lld of %lld read\n", status_pct(st->read, st->due), st->read, st->due);
-	fprintf(f, "             %lld failed (retried later), %lld waiting (%lld claimed by ammd), "
-	           "%lld sessions\n",
-	    st->failed, st->waiting, st->in_progress, st->sessions);
+	fprintf(f, " %5.1f%%  %lld of %lld read\n", status_pct(st->read, st->due), st->read,
+	        st->due);
+	fprintf(f,
+	        "             %lld failed (retried later), %lld waiting (%lld claimed by ammd), "
+	        "%lld sessions\n",
+	        st->failed, st->waiting, st->in_progress, st->sessions);
 	status_pace(st, &rate, &eta);
 	if (rate >= 0) {
 		fprintf(f, "             %.1f meters/s since the round's first session", rate);
@@ -711,28 +718,28 @@ status_text(FILE *f, const struct status *st, const struct status_opts *o)
 		fputc('\n', f);
 	for (int i = 0; i < st->nfailures; i++) {
 		const struct status_failure *x = &st->failures[i];
-		fprintf(f, "             %-10s %6lld sessions %6lld meters", x->outcome, x->sessions,
-		    x->meters);
+		fprintf(f, "             %-10s %6lld sessions %6lld meters", x->outcome,
+		        x->sessions, x->meters);
 		if (x->last_error[0])
 			fprintf(f, "  last: %.120s", x->last_error);
 		fputc('\n', f);
 	}
 
 	fprintf(f, "\ncompleteness load-profile intervals stored / expected, per UTC day%s%s:\n",
-	    o->meter ? ", meter " : " (fleet)", o->meter ? o->meter : "");
+	        o->meter ? ", meter " : " (fleet)", o->meter ? o->meter : "");
 	for (int i = 0; i < st->ndays; i++) {
 		const struct status_day *d = &st->days[i];
 		fprintf(f, "             %s  %6.2f%%  %lld / %lld\n", d->day,
-		    status_pct(d->stored, d->expected), d->stored, d->expected);
+		        status_pct(d->stored, d->expected), d->stored, d->expected);
 	}
 	if (o->meter == NULL) {
 		fprintf(f, "             %lld meters complete over %d day(s), %lld incomplete\n",
-		    st->complete_meters, o->days, st->incomplete_meters);
+		        st->complete_meters, o->days, st->incomplete_meters);
 		if (st->nworst > 0) {
 			fprintf(f, "             least complete:");
 			for (int i = 0; i < st->nworst; i++)
 				fprintf(f, "%s %s %.1f%%", i ? "," : "", st->worst[i].serial,
-				    status_pct(st->worst[i].stored, st->worst[i].expected));
+				        status_pct(st->worst[i].stored, st->worst[i].expected));
 			fputc('\n', f);
 		}
 	}
@@ -743,7 +750,7 @@ status_text(FILE *f, const struct status *st, const struct status_opts *o)
 	fputc('\n', f);
 	for (int i = 0; i < st->nkinds; i++)
 		fprintf(f, "             %-16s %lld queued, %lld running\n", st->kinds[i].kind,
-		    st->kinds[i].queued, st->kinds[i].running);
+		        st->kinds[i].queued, st->kinds[i].running);
 
 	if (o->meter != NULL)
 		status_text_meter(f, st);
@@ -844,7 +851,8 @@ status_json(FILE *f, const struct status *st, const struct status_opts *o)
 		json_int(&j, "meters", d->meters);
 		json_int(&j, "expected", d->expected);
 		json_int(&j, "stored", d->stored);
-		json_double(&j, "percent", round(status_pct(d->stored, d->expected) * 100.0) / 100.0);
+		json_double(&j, "percent",
+		            round(status_pct(d->stored, d->expected) * 100.0) / 100.0);
 		json_obj_end(&j);
 	}
 	json_arr_end(&j);
@@ -857,7 +865,8 @@ status_json(FILE *f, const struct status *st, const struct status_opts *o)
 		json_str(&j, "serial", w->serial);
 		json_int(&j, "expected", w->expected);
 		json_int(&j, "stored", w->stored);
-		json_double(&j, "percent", round(status_pct(w->stored, w->expected) * 100.0) / 100.0);
+		json_double(&j, "percent",
+		            round(status_pct(w->stored, w->expected) * 100.0) / 100.0);
 		json_obj_end(&j);
 	}
 	json_arr_end(&j);
