@@ -69,65 +69,71 @@ struct table_def {
 /* Pointers and meter state are merged after the facts, so a failure of the
  * facts leaves them untouched (one transaction anyway). */
 static const struct table_def tables[T_COUNT] = {
-    [T_REGISTER] = {"register_reading",
-	"CREATE TEMP TABLE s_register (meter_id int4, obis text, captured_at timestamptz,"
-	" value numeric, scaler int2, unit int2, read_at timestamptz) ON COMMIT DELETE ROWS",
-	"COPY s_register FROM STDIN",
-	"INSERT INTO register_reading (meter_id, obis, captured_at, value, scaler, unit, read_at)"
-	" SELECT meter_id, obis, captured_at, value, scaler, unit, coalesce(read_at, now())"
-	" FROM s_register ON CONFLICT DO NOTHING"},
-    [T_INTERVAL] = {"interval_reading",
-	"CREATE TEMP TABLE s_interval (meter_id int4, ts timestamptz, a_plus numeric,"
-	" a_minus numeric, r_plus numeric, r_minus numeric, status int4) ON COMMIT DELETE ROWS",
-	"COPY s_interval FROM STDIN",
-	"INSERT INTO interval_reading (meter_id, ts, a_plus, a_minus, r_plus, r_minus, status)"
-	" SELECT * FROM s_interval ON CONFLICT DO NOTHING",
-	"COPY interval_reading (meter_id, ts, a_plus, a_minus, r_plus, r_minus, status)"
-	" FROM STDIN"},
+    [T_REGISTER] =
+        {"register_reading",
+         "CREATE TEMP TABLE s_register (meter_id int4, obis text, captured_at timestamptz,"
+         " value numeric, scaler int2, unit int2, read_at timestamptz) ON COMMIT DELETE ROWS",
+         "COPY s_register FROM STDIN",
+         "INSERT INTO register_reading (meter_id, obis, captured_at, value, scaler, unit, read_at)"
+         " SELECT meter_id, obis, captured_at, value, scaler, unit, coalesce(read_at, now())"
+         " FROM s_register ON CONFLICT DO NOTHING"},
+    [T_INTERVAL] =
+        {"interval_reading",
+         "CREATE TEMP TABLE s_interval (meter_id int4, ts timestamptz, a_plus numeric,"
+         " a_minus numeric, r_plus numeric, r_minus numeric, status int4) ON COMMIT DELETE ROWS",
+         "COPY s_interval FROM STDIN",
+         "INSERT INTO interval_reading (meter_id, ts, a_plus, a_minus, r_plus, r_minus, status)"
+         " SELECT * FROM s_interval ON CONFLICT DO NOTHING",
+         "COPY interval_reading (meter_id, ts, a_plus, a_minus, r_plus, r_minus, status)"
+         " FROM STDIN"},
     [T_EVENT] = {"event",
-	"CREATE TEMP TABLE s_event (meter_id int4, log int2, ts timestamptz, code int4,"
-	" data jsonb, read_at timestamptz) ON COMMIT DELETE ROWS",
-	"COPY s_event FROM STDIN",
-	"INSERT INTO event (meter_id, log, ts, code, data, read_at)"
-	" SELECT meter_id, log, ts, code, data, coalesce(read_at, now())"
-	" FROM s_event ON CONFLICT DO NOTHING"},
-    [T_BILLING] = {"billing_value",
-	"CREATE TEMP TABLE s_billing (meter_id int4, period_end timestamptz, obis text,"
-	" value numeric, captured_at timestamptz, scaler int2, unit int2, read_at timestamptz)"
-	" ON COMMIT DELETE ROWS",
-	"COPY s_billing FROM STDIN",
-	"INSERT INTO billing_value (meter_id, period_end, obis, value, captured_at, scaler, unit,"
-	" read_at) SELECT meter_id, period_end, obis, value, captured_at, scaler, unit,"
-	" coalesce(read_at, now()) FROM s_billing ON CONFLICT DO NOTHING"},
+                 "CREATE TEMP TABLE s_event (meter_id int4, log int2, ts timestamptz, code int4,"
+                 " data jsonb, read_at timestamptz) ON COMMIT DELETE ROWS",
+                 "COPY s_event FROM STDIN",
+                 "INSERT INTO event (meter_id, log, ts, code, data, read_at)"
+                 " SELECT meter_id, log, ts, code, data, coalesce(read_at, now())"
+                 " FROM s_event ON CONFLICT DO NOTHING"},
+    [T_BILLING] =
+        {"billing_value",
+         "CREATE TEMP TABLE s_billing (meter_id int4, period_end timestamptz, obis text,"
+         " value numeric, captured_at timestamptz, scaler int2, unit int2, read_at timestamptz)"
+         " ON COMMIT DELETE ROWS",
+         "COPY s_billing FROM STDIN",
+         "INSERT INTO billing_value (meter_id, period_end, obis, value, captured_at, scaler, unit,"
+         " read_at) SELECT meter_id, period_end, obis, value, captured_at, scaler, unit,"
+         " coalesce(read_at, now()) FROM s_billing ON CONFLICT DO NOTHING"},
     /* No natural key, nothing to absorb: straight in. */
-    [T_SESSION] = {"session_log", NULL, NULL, NULL,
-	"COPY session_log (meter_id, instance, transport, started_at, finished_at, outcome,"
-	" bytes_in, bytes_out, duration_ms, error) FROM STDIN"},
+    [T_SESSION] =
+        {"session_log", NULL, NULL, NULL,
+         "COPY session_log (meter_id, instance, transport, started_at, finished_at, outcome,"
+         " bytes_in, bytes_out, duration_ms, error) FROM STDIN"},
     /* Several batches of one flush may move the same pointer: fold them
      * first, since ON CONFLICT DO UPDATE may touch a row only once. */
-    [T_POINTER] = {"read_pointer",
-	"CREATE TEMP TABLE s_pointer (meter_id int4, what text, last_ts timestamptz,"
-	" last_entry int8) ON COMMIT DELETE ROWS",
-	"COPY s_pointer FROM STDIN",
-	"INSERT INTO read_pointer AS p (meter_id, what, last_ts, last_entry)"
-	" SELECT meter_id, what, max(last_ts), max(last_entry) FROM s_pointer GROUP BY 1, 2"
-	" ON CONFLICT (meter_id, what) DO UPDATE SET"
-	" last_ts = greatest(p.last_ts, EXCLUDED.last_ts),"
-	" last_entry = greatest(p.last_entry, EXCLUDED.last_entry), updated_at = now()"
-	" WHERE p.last_ts IS DISTINCT FROM greatest(p.last_ts, EXCLUDED.last_ts)"
-	" OR p.last_entry IS DISTINCT FROM greatest(p.last_entry, EXCLUDED.last_entry)"},
-    [T_METER] = {"meter",
-	"CREATE TEMP TABLE s_meter (seq int8, meter_id int4, last_contact_at timestamptz,"
-	" reachability text, last_error text, failures int4) ON COMMIT DELETE ROWS",
-	"COPY s_meter FROM STDIN",
-	"UPDATE meter m SET last_contact_at = greatest(m.last_contact_at, u.last_contact_at),"
-	" reachability = coalesce(u.reachability::meter_reachability, m.reachability),"
-	" last_error = u.last_error, failures = coalesce(u.failures, m.failures),"
-	" updated_at = now()"
-	" FROM (SELECT DISTINCT ON (meter_id) * FROM s_meter ORDER BY meter_id, seq DESC) u"
-	" WHERE m.id = u.meter_id"},
+    [T_POINTER] =
+        {"read_pointer",
+         "CREATE TEMP TABLE s_pointer (meter_id int4, what text, last_ts timestamptz,"
+         " last_entry int8) ON COMMIT DELETE ROWS",
+         "COPY s_pointer FROM STDIN",
+         "INSERT INTO read_pointer AS p (meter_id, what, last_ts, last_entry)"
+         " SELECT meter_id, what, max(last_ts), max(last_entry) FROM s_pointer GROUP BY 1, 2"
+         " ON CONFLICT (meter_id, what) DO UPDATE SET"
+         " last_ts = greatest(p.last_ts, EXCLUDED.last_ts),"
+         " last_entry = greatest(p.last_entry, EXCLUDED.last_entry), updated_at = now()"
+         " WHERE p.last_ts IS DISTINCT FROM greatest(p.last_ts, EXCLUDED.last_ts)"
+         " OR p.last_entry IS DISTINCT FROM greatest(p.last_entry, EXCLUDED.last_entry)"},
+    [T_METER] =
+        {"meter",
+         "CREATE TEMP TABLE s_meter (seq int8, meter_id int4, last_contact_at timestamptz,"
+         " reachability text, last_error text, failures int4) ON COMMIT DELETE ROWS",
+         "COPY s_meter FROM STDIN",
+         "UPDATE meter m SET last_contact_at = greatest(m.last_contact_at, u.last_contact_at),"
+         " reachability = coalesce(u.reachability::meter_reachability, m.reachability),"
+         " last_error = u.last_error, failures = coalesce(u.failures, m.failures),"
+         " updated_at = now()"
+         " FROM (SELECT DISTINCT ON (meter_id) * FROM s_meter ORDER BY meter_id, seq DESC) u"
+         " WHERE m.id = u.meter_id"},
     [T_OUTBOX] = {"outbox", NULL, NULL, NULL,
-	"COPY outbox (topic, payload, qos, retain) FROM STDIN"},
+                  "COPY outbox (topic, payload, qos, retain) FROM STDIN"},
 };
 
 struct store_batch {
@@ -136,11 +142,11 @@ struct store_batch {
 	struct store_copy t[T_COUNT];
 	size_t rows;
 	int32_t first_meter;
-	uint64_t seq;	   /* submission order, ties in the meter sort */
+	uint64_t seq; /* submission order, ties in the meter sort */
 	uint64_t queued_ms;
-	int attempts;	   /* flushes that failed on the connection */
-	bool solo;	   /* after a data error: flush alone */
-	bool bad;	   /* a row could not be encoded */
+	int attempts; /* flushes that failed on the connection */
+	bool solo;    /* after a data error: flush alone */
+	bool bad;     /* a row could not be encoded */
 	store_done_fn done;
 	void *arg;
 };
@@ -164,12 +170,12 @@ struct flush {
 	size_t n, cap;
 	size_t rows;
 	uint64_t start_ms;
-	int table;	    /* the table being copied */
-	size_t bi;	    /* copy cursor: batch index ... */
-	size_t off;	    /* ... and offset in its buffer */
-	int copy_phase;	    /* -1 awaiting COPY_IN, 0 header, 1 rows, 2 trailer,
-			     * 3 end, 4 sent: awaiting the result */
-	bool direct[T_COUNT];	    /* this flush copies the table straight in */
+	int table;                    /* the table being copied */
+	size_t bi;                    /* copy cursor: batch index ... */
+	size_t off;                   /* ... and offset in its buffer */
+	int copy_phase;               /* -1 awaiting COPY_IN, 0 header, 1 rows, 2 trailer,
+	                               * 3 end, 4 sent: awaiting the result */
+	bool direct[T_COUNT];         /* this flush copies the table straight in */
 	int merge_table[T_COUNT + 2]; /* table of each merge result, -1 none */
 	int nmerge, merge_idx;
 	long long inserted[T_COUNT];
@@ -185,29 +191,29 @@ struct store {
 	PGconn *conn;
 	enum conn_state state;
 	enum op op;
-	struct event *ev_conn;	/* PQconnectPoll's wait (socket may change) */
-	struct event *ev_read;	/* persistent, while C_READY */
+	struct event *ev_conn;  /* PQconnectPoll's wait (socket may change) */
+	struct event *ev_read;  /* persistent, while C_READY */
 	struct event *ev_write; /* one-shot, when libpq's output is stuck */
 	struct event *ev_retry; /* reconnect backoff */
 	struct event *ev_timer; /* batch_ms */
-	struct event *ev_kick;	/* run the engine outside the caller's stack */
+	struct event *ev_kick;  /* run the engine outside the caller's stack */
 	struct event *ev_maint; /* daily partition maintenance */
 	int backoff_ms;
 	uint64_t down_since_ms;
 	bool ever_connected;
-	bool reconnect_wanted;	/* conninfo changed */
+	bool reconnect_wanted; /* conninfo changed */
 	bool maint_due;
 	bool draining;
-	bool warned_down;	/* the outage has been logged */
+	bool warned_down;         /* the outage has been logged */
 	int direct_skip[T_COUNT]; /* flushes to stage before trying direct again */
-	char err[DB_ERR_MAX];	/* the first error of the current operation */
+	char err[DB_ERR_MAX];     /* the first error of the current operation */
 	bool op_failed;
 	bool op_transient;
 
-	struct batchq queue;	  /* submitted, waiting */
-	struct batchq finished;	  /* callbacks to run from the kick */
+	struct batchq queue;    /* submitted, waiting */
+	struct batchq finished; /* callbacks to run from the kick */
 	size_t queue_rows;
-	size_t queue_batches;	  /* waiting + in the flush */
+	size_t queue_batches; /* waiting + in the flush */
 	uint64_t seq;
 	struct flush fl;
 	bool flushing;
@@ -216,9 +222,9 @@ struct store {
 	struct metric *m_rows, *m_dups, *m_batches, *m_failures;
 };
 
-#define FLUSH_CHUNK (256 * 1024)
+#define FLUSH_CHUNK       (256 * 1024)
 #define CONNECT_TIMEOUT_S 10
-#define MAINT_INTERVAL_S 86400
+#define MAINT_INTERVAL_S  86400
 
 static void store_kick(struct store *s);
 static void conn_start(struct store *s);
@@ -254,8 +260,8 @@ set_err(struct store *s, const PGresult *res)
 	 * anything else is about the data. */
 	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	s->op_transient = PQstatus(s->conn) != CONNECTION_OK || st == NULL ||
-	    strncmp(st, "08", 2) == 0 || strncmp(st, "57", 2) == 0 || strncmp(st, "40", 2) == 0 ||
-	    strncmp(st, "53", 2) == 0;
+	                  strncmp(st, "08", 2) == 0 || strncmp(st, "57", 2) == 0 ||
+	                  strncmp(st, "40", 2) == 0 || strncmp(st, "53", 2) == 0;
 }
 
 /* ---- batches -------------------------------------------------------------- */
@@ -338,7 +344,7 @@ spoil(struct store_batch *b)
 
 int
 store_add_register(struct store_batch *b, int32_t meter, const char *obis, int64_t captured_at,
-    int64_t value, int scaler, int unit, int64_t read_at)
+                   int64_t value, int scaler, int unit, int64_t read_at)
 {
 	struct store_copy *c = &b->t[T_REGISTER];
 
@@ -356,12 +362,13 @@ store_add_register(struct store_batch *b, int32_t meter, const char *obis, int64
 }
 
 int
-store_add_interval(struct store_batch *b, int32_t meter, int64_t ts, const int64_t v[4],
-    int scaler, int64_t status)
+store_add_interval(struct store_batch *b, int32_t meter, int64_t ts, const int64_t v[4], int scaler,
+                   int64_t status)
 {
 	struct store_copy *c = &b->t[T_INTERVAL];
 
-	if (ts == STORE_NULL || (status != STORE_NULL && (status < INT32_MIN || status > INT32_MAX)))
+	if (ts == STORE_NULL ||
+	    (status != STORE_NULL && (status < INT32_MIN || status > INT32_MAX)))
 		return spoil(b);
 	store_copy_row(c, 7);
 	store_copy_int4(c, meter);
@@ -381,7 +388,7 @@ store_add_interval(struct store_batch *b, int32_t meter, int64_t ts, const int64
 
 int
 store_add_event(struct store_batch *b, int32_t meter, int log, int64_t ts, int32_t code,
-    const char *data, int64_t read_at)
+                const char *data, int64_t read_at)
 {
 	struct store_copy *c = &b->t[T_EVENT];
 
@@ -402,7 +409,7 @@ store_add_event(struct store_batch *b, int32_t meter, int log, int64_t ts, int32
 
 int
 store_add_billing(struct store_batch *b, int32_t meter, int64_t period_end, const char *obis,
-    int64_t value, int scaler, int unit, int64_t captured_at, int64_t read_at)
+                  int64_t value, int scaler, int unit, int64_t captured_at, int64_t read_at)
 {
 	struct store_copy *c = &b->t[T_BILLING];
 
@@ -446,7 +453,7 @@ store_add_session(struct store_batch *b, const struct store_session *ss)
 
 int
 store_add_pointer(struct store_batch *b, int32_t meter, const char *what, int64_t last_ts,
-    int64_t last_entry)
+                  int64_t last_entry)
 {
 	struct store_copy *c = &b->t[T_POINTER];
 
@@ -465,7 +472,7 @@ store_add_pointer(struct store_batch *b, int32_t meter, const char *what, int64_
 
 int
 store_add_meter_state(struct store_batch *b, int32_t meter, int64_t last_contact_at,
-    enum store_reach reach, const char *last_error, int failures)
+                      enum store_reach reach, const char *last_error, int failures)
 {
 	struct store_copy *c = &b->t[T_METER];
 
@@ -492,8 +499,8 @@ store_add_meter_state(struct store_batch *b, int32_t meter, int64_t last_contact
 }
 
 int
-store_add_outbox(struct store_batch *b, const char *topic, const void *payload, size_t len,
-    int qos, bool retain)
+store_add_outbox(struct store_batch *b, const char *topic, const void *payload, size_t len, int qos,
+                 bool retain)
 {
 	struct store_copy *c = &b->t[T_OUTBOX];
 
@@ -589,7 +596,7 @@ flush_due(struct store *s)
 	if (b == NULL)
 		return false;
 	return s->draining || b->solo || s->queue_rows >= (size_t)s->p.batch_rows ||
-	    now_ms() - b->queued_ms >= (uint64_t)s->p.batch_ms;
+	       now_ms() - b->queued_ms >= (uint64_t)s->p.batch_ms;
 }
 
 static int
@@ -677,10 +684,11 @@ flush_fail(struct store *s)
 			TAILQ_INSERT_HEAD(&s->queue, b, entry);
 			s->queue_rows += b->rows;
 		}
-		log_warnx("store: flush of %zu batches (%zu rows) failed: %s", f->n, f->rows, s->err);
+		log_warnx("store: flush of %zu batches (%zu rows) failed: %s", f->n, f->rows,
+		          s->err);
 	} else if (f->n > 1) {
 		log_warnx("store: flush of %zu batches refused (%s); writing them one by one", f->n,
-		    s->err);
+		          s->err);
 		for (size_t i = f->n; i-- > 0;) {
 			f->b[i]->solo = true;
 			TAILQ_INSERT_HEAD(&s->queue, f->b[i], entry);
@@ -711,7 +719,7 @@ flush_done(struct store *s)
 			metric_add(s->m_dups, (double)(sent - f->inserted[t]), tables[t].name);
 	}
 	log_debug("store: committed %zu batches, %zu rows in %llu ms", f->n, f->rows,
-	    (unsigned long long)(now_ms() - f->start_ms));
+	          (unsigned long long)(now_ms() - f->start_ms));
 	for (size_t i = 0; i < f->n; i++)
 		batch_finish(s, f->b[i], 0, NULL);
 	f->n = 0;
@@ -738,8 +746,8 @@ copy_start(struct store *s, int t, bool direct, const char *prefix)
 	f->direct[t] = direct;
 	f->bi = f->off = 0;
 	f->copy_phase = -1;
-	snprintf(sql, sizeof(sql), "%s%s%s", prefix,
-	    direct ? tables[t].direct : tables[t].copy, s->p.text ? "" : " (FORMAT binary)");
+	snprintf(sql, sizeof(sql), "%s%s%s", prefix, direct ? tables[t].direct : tables[t].copy,
+	         s->p.text ? "" : " (FORMAT binary)");
 	if (send_query(s, sql, OP_COPY) < 0)
 		conn_lost(s, s->err);
 }
@@ -990,10 +998,10 @@ op_end(struct store *s)
 		s->backoff_ms = s->p.reconnect_min_ms;
 		if (s->ever_connected)
 			log_notice("store: database connection restored after %llu ms",
-			    (unsigned long long)(now_ms() - s->down_since_ms));
+			           (unsigned long long)(now_ms() - s->down_since_ms));
 		else
 			log_info("store: connected to the database (COPY %s)",
-			    s->p.text ? "text" : "binary");
+			         s->p.text ? "text" : "binary");
 		s->ever_connected = true;
 		notify_part_ready(s->p.notify, "database");
 		store_gauges(s);
@@ -1055,7 +1063,7 @@ op_next(struct store *s)
 
 		s->maint_due = false;
 		snprintf(sql, sizeof(sql), "SELECT ammd_ensure_partitions(now(), %d)",
-		    s->p.partition_months);
+		         s->p.partition_months);
 		if (send_query(s, sql, OP_MAINT) < 0)
 			conn_lost(s, s->err);
 		return;
@@ -1159,10 +1167,11 @@ conn_ready(struct store *s)
 	}
 	event_add(s->ev_read, NULL);
 	k = (size_t)snprintf(setup, sizeof(setup),
-	    "SET TimeZone = 'UTC'; SET client_min_messages = warning;");
+	                     "SET TimeZone = 'UTC'; SET client_min_messages = warning;");
 	for (int t = 0; t < T_COUNT && k < sizeof(setup); t++)
 		if (tables[t].create != NULL)
-			k += (size_t)snprintf(setup + k, sizeof(setup) - k, "%s;", tables[t].create);
+			k +=
+			    (size_t)snprintf(setup + k, sizeof(setup) - k, "%s;", tables[t].create);
 	s->state = C_CONNECTING; /* until the setup has run */
 	if (send_query(s, setup, OP_SETUP) < 0)
 		conn_lost(s, s->err);
@@ -1318,28 +1327,35 @@ store_new(struct event_base *base, const struct store_params *p, struct metrics 
 	s->ev_kick = event_new(base, -1, 0, on_kick, s);
 	s->ev_maint = event_new(base, -1, EV_PERSIST, on_maint, s);
 	if (s->conninfo == NULL || s->appname == NULL || s->ev_conn == NULL ||
-	    s->ev_retry == NULL || s->ev_timer == NULL || s->ev_kick == NULL || s->ev_maint == NULL) {
+	    s->ev_retry == NULL || s->ev_timer == NULL || s->ev_kick == NULL ||
+	    s->ev_maint == NULL) {
 		store_free(s);
 		return NULL;
 	}
 	s->reg = reg;
 	if (reg != NULL) {
-		s->m_queue_batches = metrics_gauge(reg, "ammd_store_queue_batches",
-		    "Batches submitted to the store and not yet committed.", NULL);
+		s->m_queue_batches =
+		    metrics_gauge(reg, "ammd_store_queue_batches",
+		                  "Batches submitted to the store and not yet committed.", NULL);
 		s->m_queue_rows = metrics_gauge(reg, "ammd_store_queue_rows",
-		    "Rows waiting in the store's queue.", NULL);
-		s->m_connected = metrics_gauge(reg, "ammd_store_connected",
-		    "1 while the store's database connection is up.", NULL);
-		s->m_flush_seconds = metrics_histogram(reg, "ammd_store_flush_seconds",
-		    "Time from BEGIN to COMMIT of a store flush.", NULL, bounds,
-		    sizeof(bounds) / sizeof(bounds[0]));
-		s->m_rows = metrics_counter(reg, "ammd_store_rows_written_total",
-		    "Rows inserted or updated by the store, by table.", "table");
-		s->m_dups = metrics_counter(reg, "ammd_store_rows_duplicate_total",
+		                                "Rows waiting in the store's queue.", NULL);
+		s->m_connected =
+		    metrics_gauge(reg, "ammd_store_connected",
+		                  "1 while the store's database connection is up.", NULL);
+		s->m_flush_seconds = metrics_histogram(
+		    reg, "ammd_store_flush_seconds", "Time from BEGIN to COMMIT of a store flush.",
+		    NULL, bounds, sizeof(bounds) / sizeof(bounds[0]));
+		s->m_rows =
+		    metrics_counter(reg, "ammd_store_rows_written_total",
+		                    "Rows inserted or updated by the store, by table.", "table");
+		s->m_dups = metrics_counter(
+		    reg, "ammd_store_rows_duplicate_total",
 		    "Rows the store sent that were already stored, by table.", "table");
-		s->m_batches = metrics_counter(reg, "ammd_store_batches_total",
-		    "Batches completed by the store, by result.", "result");
-		s->m_failures = metrics_counter(reg, "ammd_store_failures_total",
+		s->m_batches =
+		    metrics_counter(reg, "ammd_store_batches_total",
+		                    "Batches completed by the store, by result.", "result");
+		s->m_failures = metrics_counter(
+		    reg, "ammd_store_failures_total",
 		    "Store failures by kind (connect, connection, flush, maintenance).", "kind");
 		metric_add(s->m_batches, 0, "ok");
 		metric_add(s->m_batches, 0, "failed");
@@ -1401,8 +1417,8 @@ store_free(struct store *s)
 	}
 	if (n > 0)
 		log_warnx("store: %zu batches (%zu rows) were not written; their read pointers did "
-			  "not advance, so the meters will be read again",
-		    n, rows);
+		          "not advance, so the meters will be read again",
+		          n, rows);
 	conn_close(s);
 	free(s->fl.b);
 	if (s->ev_conn)
@@ -1464,7 +1480,8 @@ store_health(void *arg, char *detail, size_t len)
 
 	if (s->state != C_READY) {
 		snprintf(detail, len, "database not connected for %llu s, %zu batches waiting",
-		    (unsigned long long)((now_ms() - s->down_since_ms) / 1000), s->queue_batches);
+		         (unsigned long long)((now_ms() - s->down_since_ms) / 1000),
+		         s->queue_batches);
 		return -1;
 	}
 	if (store_is_behind(s))
@@ -1545,7 +1562,7 @@ store_module_drain(struct ammd *d)
 {
 	if (store_queue_batches(d->store) > 0)
 		log_info("store: writing %zu waiting batches before exit",
-		    store_queue_batches(d->store));
+		         store_queue_batches(d->store));
 	store_drain(d->store);
 }
 
@@ -1565,10 +1582,10 @@ store_module_stop(struct ammd *d)
 }
 
 const struct ammd_module store_module = {
-	.name = "store",
-	.start = store_module_start,
-	.reload = store_module_reload,
-	.drain = store_module_drain,
-	.drained = store_module_drained,
-	.stop = store_module_stop,
+    .name = "store",
+    .start = store_module_start,
+    .reload = store_module_reload,
+    .drain = store_module_drain,
+    .drained = store_module_drained,
+    .stop = store_module_stop,
 };

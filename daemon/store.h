@@ -36,22 +36,21 @@ struct store_batch;
 #define STORE_NULL INT64_MIN
 
 struct store_params {
-	const char *conninfo;	/* libpq conninfo (copied); "" for libpq's defaults */
-	const char *appname;	/* application_name; "ammd" when NULL */
-	int batch_rows;		/* flush once this many rows wait ... */
-	int batch_ms;		/* ... or the oldest batch waited this long */
-	size_t max_queue_rows;	/* store_is_behind() above this; 0: 20 × batch_rows */
-	bool text;		/* COPY text instead of binary (for comparison) */
-	int reconnect_min_ms;	/* backoff after a failed connection; 0: 200 */
-	int reconnect_max_ms;	/* its cap; 0: 3000 */
-	int partition_months;	/* partitions kept ahead; 0: 3; -1: no maintenance */
-	struct notify *notify;	/* "database" part made ready on first connection */
+	const char *conninfo;  /* libpq conninfo (copied); "" for libpq's defaults */
+	const char *appname;   /* application_name; "ammd" when NULL */
+	int batch_rows;        /* flush once this many rows wait ... */
+	int batch_ms;          /* ... or the oldest batch waited this long */
+	size_t max_queue_rows; /* store_is_behind() above this; 0: 20 × batch_rows */
+	bool text;             /* COPY text instead of binary (for comparison) */
+	int reconnect_min_ms;  /* backoff after a failed connection; 0: 200 */
+	int reconnect_max_ms;  /* its cap; 0: 3000 */
+	int partition_months;  /* partitions kept ahead; 0: 3; -1: no maintenance */
+	struct notify *notify; /* "database" part made ready on first connection */
 };
 
 /* Returns a store that starts connecting at once, or NULL (out of memory).
  * reg may be NULL (no metrics).  The base must outlive the store. */
-struct store *store_new(struct event_base *base, const struct store_params *p,
-    struct metrics *reg);
+struct store *store_new(struct event_base *base, const struct store_params *p, struct metrics *reg);
 
 /*
  * Closes the connection and frees everything.  Batches still waiting are
@@ -77,14 +76,14 @@ enum store_reach { STORE_REACH_KEEP, STORE_REACH_REACHABLE, STORE_REACH_UNREACHA
 
 struct store_session {
 	int32_t meter;
-	const char *instance;	/* NULL allowed */
-	const char *transport;	/* NULL allowed */
+	const char *instance;  /* NULL allowed */
+	const char *transport; /* NULL allowed */
 	int64_t started_at;
-	int64_t finished_at;	/* STORE_NULL allowed */
-	const char *outcome;	/* "ok", "timeout", ... */
+	int64_t finished_at; /* STORE_NULL allowed */
+	const char *outcome; /* "ok", "timeout", ... */
 	int64_t bytes_in, bytes_out;
-	int32_t duration_ms;	/* < 0: NULL */
-	const char *error;	/* NULL allowed */
+	int32_t duration_ms; /* < 0: NULL */
+	const char *error;   /* NULL allowed */
 };
 
 /* An empty batch for s (the COPY format is the store's).  NULL: no memory. */
@@ -100,31 +99,31 @@ size_t store_batch_rows(const struct store_batch *b);
  * then spoilt and its submission reports the failure.  Strings are copied.
  * Rows of one meter in time order load fastest (DESIGN §9).
  */
-int store_add_register(struct store_batch *b, int32_t meter, const char *obis,
-    int64_t captured_at, int64_t value, int scaler, int unit, int64_t read_at);
+int store_add_register(struct store_batch *b, int32_t meter, const char *obis, int64_t captured_at,
+                       int64_t value, int scaler, int unit, int64_t read_at);
 /* v[0..3]: A+, A-, R+, R- (STORE_NULL each allowed) × 10^scaler; status
  * STORE_NULL allowed. */
 int store_add_interval(struct store_batch *b, int32_t meter, int64_t ts, const int64_t v[4],
-    int scaler, int64_t status);
+                       int scaler, int64_t status);
 /* data: JSON text or NULL. */
 int store_add_event(struct store_batch *b, int32_t meter, int log, int64_t ts, int32_t code,
-    const char *data, int64_t read_at);
+                    const char *data, int64_t read_at);
 /* captured_at STORE_NULL allowed. */
 int store_add_billing(struct store_batch *b, int32_t meter, int64_t period_end, const char *obis,
-    int64_t value, int scaler, int unit, int64_t captured_at, int64_t read_at);
+                      int64_t value, int scaler, int unit, int64_t captured_at, int64_t read_at);
 int store_add_session(struct store_batch *b, const struct store_session *ss);
 /* Moves meter's pointer `what` ("profile", "events:0", "billing" ...) to
  * at least last_ts / last_entry (either STORE_NULL). */
 int store_add_pointer(struct store_batch *b, int32_t meter, const char *what, int64_t last_ts,
-    int64_t last_entry);
+                      int64_t last_entry);
 /* last_contact_at (STORE_NULL: keep) never goes back; last_error NULL
  * clears it; failures < 0 keeps the counter.  The last update submitted for
  * a meter wins. */
 int store_add_meter_state(struct store_batch *b, int32_t meter, int64_t last_contact_at,
-    enum store_reach reach, const char *last_error, int failures);
+                          enum store_reach reach, const char *last_error, int failures);
 /* An MQTT message for the publisher, committed with the data. */
 int store_add_outbox(struct store_batch *b, const char *topic, const void *payload, size_t len,
-    int qos, bool retain);
+                     int qos, bool retain);
 
 /*
  * Hands the batch over (the store frees it).  done fires exactly once, never

@@ -16,8 +16,8 @@
 /* Seconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
 #define PG_EPOCH_OFFSET 946684800LL
 
-static const unsigned char bin_header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r',
-    '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const unsigned char bin_header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n',
+                                             0,   0,   0,   0,   0,   0,   0,    0,    0};
 static const unsigned char bin_trailer[2] = {0xff, 0xff};
 
 const unsigned char *
@@ -235,11 +235,24 @@ text_escaped(struct store_copy *c, const unsigned char *s, size_t n)
 		p[k++] = '\t';
 	for (size_t i = 0; i < n; i++) {
 		switch (s[i]) {
-		case '\\': p[k++] = '\\'; p[k++] = '\\'; break;
-		case '\t': p[k++] = '\\'; p[k++] = 't'; break;
-		case '\n': p[k++] = '\\'; p[k++] = 'n'; break;
-		case '\r': p[k++] = '\\'; p[k++] = 'r'; break;
-		default: p[k++] = s[i];
+		case '\\':
+			p[k++] = '\\';
+			p[k++] = '\\';
+			break;
+		case '\t':
+			p[k++] = '\\';
+			p[k++] = 't';
+			break;
+		case '\n':
+			p[k++] = '\\';
+			p[k++] = 'n';
+			break;
+		case '\r':
+			p[k++] = '\\';
+			p[k++] = 'r';
+			break;
+		default:
+			p[k++] = s[i];
 		}
 	}
 	c->len += k;

@@ -24,10 +24,10 @@
 struct store_copy {
 	unsigned char *p;
 	size_t len, cap;
-	size_t rows;	/* rows ended */
-	int fields;	/* fields written in the current row */
+	size_t rows; /* rows ended */
+	int fields;  /* fields written in the current row */
 	bool binary;
-	bool bad;	/* latched: out of memory or a value out of range */
+	bool bad; /* latched: out of memory or a value out of range */
 };
 
 /* Largest |exp| accepted for a decimal: far beyond any DLMS scaler. */

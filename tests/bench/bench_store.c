@@ -51,11 +51,11 @@ struct drv {
 	int meters, intervals, rate;
 	bool text;
 	int64_t t0;
-	int round;	  /* 1: first write, 2: the same again */
-	int next;	  /* next meter to submit in this round */
-	int acked;	  /* meters committed in this round */
+	int round; /* 1: first write, 2: the same again */
+	int next;  /* next meter to submit in this round */
+	int acked; /* meters committed in this round */
 	long submitted, fired, failed, twice;
-	bool extras;	  /* session log and outbox rows too */
+	bool extras; /* session log and outbox rows too */
 	struct event *tick;
 };
 
@@ -64,12 +64,12 @@ struct sub {
 	int meter;
 	int round;
 	bool fired;
-	int expect;	  /* -1 any, 0 must succeed, 1 must fail */
+	int expect; /* -1 any, 0 must succeed, 1 must fail */
 	int *result;
 };
 
 static const char *reg_obis[4] = {"1-0:1.8.0.255", "1-0:2.8.0.255", "1-0:32.7.0.255",
-    "1-0:1.8.1.255"};
+                                  "1-0:1.8.1.255"};
 static const int reg_scaler[4] = {0, -1, -1, 3};
 static const int reg_unit[4] = {30, 30, 35, 30};
 
@@ -77,10 +77,14 @@ static int64_t
 reg_value(int m, int k)
 {
 	switch (k) {
-	case 0: return (int64_t)m * 1000 + 7;
-	case 1: return m;
-	case 2: return 2300 + m % 50;
-	default: return (int64_t)m * 3;
+	case 0:
+		return (int64_t)m * 1000 + 7;
+	case 1:
+		return m;
+	case 2:
+		return 2300 + m % 50;
+	default:
+		return (int64_t)m * 3;
 	}
 }
 
@@ -121,27 +125,35 @@ build(struct drv *d, int m, bool extras)
 		int64_t v[4];
 		iv_values(m, i, v);
 		rc |= store_add_interval(b, m, d->t0 + (int64_t)i * 900, v, iv_scaler(m),
-		    i % 4 == 0 ? 8 : 0);
+		                         i % 4 == 0 ? 8 : 0);
 	}
 	for (int k = 0; k < 4; k++)
 		rc |= store_add_register(b, m, reg_obis[k], end, reg_value(m, k), reg_scaler[k],
-		    reg_unit[k], STORE_NULL);
+		                         reg_unit[k], STORE_NULL);
 	snprintf(data, sizeof(data), "{\"m\": %d}", m);
 	rc |= store_add_event(b, m, 0, d->t0 + 100, 1, NULL, STORE_NULL);
 	rc |= store_add_event(b, m, 1, d->t0 + 200, 40 + m % 3, data, STORE_NULL);
 	rc |= store_add_billing(b, m, d->t0, "1-0:1.8.0.255", (int64_t)m * 1000, 0, 30, d->t0 - 60,
-	    STORE_NULL);
+	                        STORE_NULL);
 	rc |= store_add_pointer(b, m, "profile", end, STORE_NULL);
 	rc |= store_add_pointer(b, m, "events:0", d->t0 + 100, 2);
 	rc |= store_add_meter_state(b, m, end + 30, STORE_REACH_REACHABLE, NULL, 0);
 	if (extras) {
-		struct store_session ss = {.meter = m, .instance = "bench", .transport = "tcpip",
-		    .started_at = end + 10, .finished_at = end + 30, .outcome = "ok",
-		    .bytes_in = 4000 + m, .bytes_out = 300, .duration_ms = 20000, .error = NULL};
+		struct store_session ss = {.meter = m,
+		                           .instance = "bench",
+		                           .transport = "tcpip",
+		                           .started_at = end + 10,
+		                           .finished_at = end + 30,
+		                           .outcome = "ok",
+		                           .bytes_in = 4000 + m,
+		                           .bytes_out = 300,
+		                           .duration_ms = 20000,
+		                           .error = NULL};
 		rc |= store_add_session(b, &ss);
 		snprintf(topic, sizeof(topic), "ammd/v1/meter/SB%d/profile", m);
 		for (size_t j = 0; j < sizeof(payload); j++)
-			payload[j] = (unsigned char)((m >> (8 * (j % 4))) ^ (j * 37) ^ (j == 0 ? '\t' : 0));
+			payload[j] =
+			    (unsigned char)((m >> (8 * (j % 4))) ^ (j * 37) ^ (j == 0 ? '\t' : 0));
 		payload[1] = '\\'; /* bytes the text format must escape */
 		rc |= store_add_outbox(b, topic, payload, sizeof(payload), 1, false);
 	}
@@ -177,7 +189,7 @@ done_cb(int status, const char *err, void *arg)
 		d->failed++;
 		if (d->failed <= 5)
 			fprintf(stderr, "bench_store: meter %d not written (%s); again\n", u->meter,
-			    err ? err : "?");
+			        err ? err : "?");
 		submit(d, u->meter);
 	}
 	free(u);
@@ -299,8 +311,9 @@ make_meters(PGconn *c, int n)
 	char sql[512];
 
 	snprintf(sql, sizeof(sql),
-	    "INSERT INTO meter (id, serial, transport, host) SELECT g, 'SB' || g, 'tcpip', "
-	    "'127.0.0.1' FROM generate_series(1, %d) g ON CONFLICT DO NOTHING", n);
+	         "INSERT INTO meter (id, serial, transport, host) SELECT g, 'SB' || g, 'tcpip', "
+	         "'127.0.0.1' FROM generate_series(1, %d) g ON CONFLICT DO NOTHING",
+	         n);
 	sync_exec(c, sql);
 }
 
@@ -308,7 +321,7 @@ static void
 truncate_all(PGconn *c)
 {
 	sync_exec(c, "TRUNCATE interval_reading, register_reading, event, billing_value, "
-		     "session_log, outbox, read_pointer");
+	             "session_log, outbox, read_pointer");
 	sync_exec(c, "UPDATE meter SET last_contact_at = NULL, reachability = 'unknown'");
 }
 
@@ -353,8 +366,8 @@ check_sum(PGconn *c, const char *what, const char *expr, long long mant, int exp
 	char want[64], sql[512], got[256];
 
 	store_copy_numeric_text(mant, exp, want, sizeof(want));
-	snprintf(sql, sizeof(sql), "SELECT coalesce((%s)::text, 'NULL') || ' ' || ((%s) = %s)", expr,
-	    expr, want);
+	snprintf(sql, sizeof(sql), "SELECT coalesce((%s)::text, 'NULL') || ' ' || ((%s) = %s)",
+	         expr, expr, want);
 	sync_value(c, sql, got, sizeof(got));
 	char w2[80];
 	snprintf(w2, sizeof(w2), "%s true", want);
@@ -392,27 +405,30 @@ check_database(struct drv *d, PGconn *c)
 		bill += (long long)m * 1000;
 	}
 	check_num(c, "interval rows: meters x intervals, each once",
-	    "SELECT count(*) FROM interval_reading", n * k);
+	          "SELECT count(*) FROM interval_reading", n * k);
 	check_num(c, "interval keys distinct",
-	    "SELECT count(DISTINCT (meter_id, ts)) FROM interval_reading", n * k);
+	          "SELECT count(DISTINCT (meter_id, ts)) FROM interval_reading", n * k);
 	check_sum(c, "sum(a_plus) exact", "SELECT sum(a_plus) FROM interval_reading", a_plus, -1);
-	check_sum(c, "sum(a_minus) exact", "SELECT sum(a_minus) FROM interval_reading", a_minus, -1);
+	check_sum(c, "sum(a_minus) exact", "SELECT sum(a_minus) FROM interval_reading", a_minus,
+	          -1);
 	check_sum(c, "sum(r_plus) exact", "SELECT sum(r_plus) FROM interval_reading", r_plus, -1);
-	check_sum(c, "sum(r_minus) exact", "SELECT sum(r_minus) FROM interval_reading", r_minus, -1);
-	check_num(c, "NULL r_minus kept as NULL",
-	    "SELECT count(r_minus) FROM interval_reading", r_minus_n);
+	check_sum(c, "sum(r_minus) exact", "SELECT sum(r_minus) FROM interval_reading", r_minus,
+	          -1);
+	check_num(c, "NULL r_minus kept as NULL", "SELECT count(r_minus) FROM interval_reading",
+	          r_minus_n);
 	check_num(c, "sum(status)", "SELECT sum(status) FROM interval_reading", status);
 	snprintf(sql, sizeof(sql),
-	    "SELECT count(*) FROM interval_reading WHERE ts <= to_timestamp(%lld) "
-	    "OR ts > to_timestamp(%lld) OR extract(epoch FROM ts)::bigint %% 900 <> 0",
-	    (long long)d->t0, (long long)profile_end(d));
+	         "SELECT count(*) FROM interval_reading WHERE ts <= to_timestamp(%lld) "
+	         "OR ts > to_timestamp(%lld) OR extract(epoch FROM ts)::bigint %% 900 <> 0",
+	         (long long)d->t0, (long long)profile_end(d));
 	check_num(c, "interval instants in UTC on the 15-minute grid", sql, 0);
 	check_num(c, "register rows", "SELECT count(*) FROM register_reading", 4 * n);
 	for (int j = 0; j < 4; j++) {
 		char what[96], expr[160];
 		snprintf(what, sizeof(what), "sum of %s with scaler %d exact", reg_obis[j],
-		    reg_scaler[j]);
-		snprintf(expr, sizeof(expr),
+		         reg_scaler[j]);
+		snprintf(
+		    expr, sizeof(expr),
 		    "SELECT sum(value) FROM register_reading WHERE obis = '%s' AND scaler = %d",
 		    reg_obis[j], reg_scaler[j]);
 		check_sum(c, what, expr, regsum[j], reg_scaler[j]);
@@ -420,18 +436,19 @@ check_database(struct drv *d, PGconn *c)
 	check_num(c, "event rows", "SELECT count(*) FROM event", 2 * n);
 	check_num(c, "sum(event.code)", "SELECT sum(code) FROM event", codes);
 	check_num(c, "event data as jsonb",
-	    "SELECT count(*) FROM event WHERE (data->>'m')::int = meter_id", n);
+	          "SELECT count(*) FROM event WHERE (data->>'m')::int = meter_id", n);
 	check_num(c, "billing rows", "SELECT count(*) FROM billing_value", n);
 	check_sum(c, "sum(billing value)", "SELECT sum(value) FROM billing_value", bill, 0);
 	check_num(c, "read pointers", "SELECT count(*) FROM read_pointer", 2 * n);
 	snprintf(sql, sizeof(sql),
-	    "SELECT count(*) FROM read_pointer WHERE what = 'profile' AND last_ts = to_timestamp(%lld)",
-	    (long long)profile_end(d));
+	         "SELECT count(*) FROM read_pointer WHERE what = 'profile' AND last_ts = "
+	         "to_timestamp(%lld)",
+	         (long long)profile_end(d));
 	check_num(c, "profile pointers at the last stored interval", sql, n);
 	snprintf(sql, sizeof(sql),
-	    "SELECT count(*) FROM meter WHERE id <= %lld AND reachability = 'reachable' "
-	    "AND last_contact_at = to_timestamp(%lld)",
-	    n, (long long)profile_end(d) + 30);
+	         "SELECT count(*) FROM meter WHERE id <= %lld AND reachability = 'reachable' "
+	         "AND last_contact_at = to_timestamp(%lld)",
+	         n, (long long)profile_end(d) + 30);
 	check_num(c, "meter state: reachable, last contact", sql, n);
 }
 
@@ -447,10 +464,11 @@ run_check(struct drv *d)
 	 * (group ammd) may run this without owning the tables. */
 	make_meters(c, d->meters);
 	mf = metrics_counter(d->reg, "ammd_store_failures_total",
-	    "Store failures by kind (connect, connection, flush, maintenance).", "kind");
+	                     "Store failures by kind (connect, connection, flush, maintenance).",
+	                     "kind");
 
 	printf("round 1 started: %d meters x %d intervals at %d sessions/s\n", d->meters,
-	    d->intervals, d->rate);
+	       d->intervals, d->rate);
 	fflush(stdout);
 	/* The caller may restart the server during round 1: reconnect after it. */
 	PQfinish(c);
@@ -458,17 +476,19 @@ run_check(struct drv *d)
 	c = sync_connect(d->dsn);
 	printf("round 1: %.1f s, %ld submissions, %ld failed and resubmitted, "
 	       "connection losses %.0f, connect failures %.0f\n",
-	    secs, d->submitted, d->failed, metric_value(mf, "connection"), metric_value(mf, "connect"));
+	       secs, d->submitted, d->failed, metric_value(mf, "connection"),
+	       metric_value(mf, "connect"));
 	fflush(stdout);
 	check(d->twice == 0, "no callback fired twice", "twice", "never");
 	snprintf(buf, sizeof(buf), "%ld", d->fired);
 	check(d->fired == d->submitted, "every submission's callback fired", buf, "all");
 	check_database(d, c);
 	check_num(c, "session_log: one row per committed session",
-	    "SELECT count(DISTINCT meter_id) FROM session_log", d->meters);
+	          "SELECT count(DISTINCT meter_id) FROM session_log", d->meters);
 	check_num(c, "outbox: every meter's message committed with its data",
-	    "SELECT count(DISTINCT payload) FROM outbox", d->meters);
-	check_num(c, "outbox payload bytes intact",
+	          "SELECT count(DISTINCT payload) FROM outbox", d->meters);
+	check_num(
+	    c, "outbox payload bytes intact",
 	    "SELECT count(*) FROM outbox WHERE get_byte(payload, 1) = 92 AND length(payload) = 16",
 	    atol(sync_value(c, "SELECT count(*) FROM outbox", buf, sizeof(buf))));
 
@@ -491,10 +511,12 @@ run_check(struct drv *d)
 		event_base_loop(d->base, EVLOOP_ONCE);
 	check(r1 == 0, "older pointer batch committed", r1 ? "failed" : "ok", "ok");
 	snprintf(sql, sizeof(sql),
-	    "SELECT (SELECT last_ts = to_timestamp(%lld) FROM read_pointer WHERE meter_id = 1 AND what "
-	    "= 'profile')::text || (SELECT last_entry FROM read_pointer WHERE meter_id = 1 AND what = "
-	    "'events:0')",
-	    (long long)profile_end(d));
+	         "SELECT (SELECT last_ts = to_timestamp(%lld) FROM read_pointer WHERE meter_id = 1 "
+	         "AND what "
+	         "= 'profile')::text || (SELECT last_entry FROM read_pointer WHERE meter_id = 1 "
+	         "AND what = "
+	         "'events:0')",
+	         (long long)profile_end(d));
 	check_eq(c, "read pointer did not move back", sql, "true2");
 	b = store_batch_new(d->s);
 	store_add_pointer(b, 1, "profile", profile_end(d) + 900, STORE_NULL);
@@ -505,7 +527,8 @@ run_check(struct drv *d)
 	store_submit(d->s, b, done_cb, u);
 	while (r1 == 9)
 		event_base_loop(d->base, EVLOOP_ONCE);
-	snprintf(sql, sizeof(sql),
+	snprintf(
+	    sql, sizeof(sql),
 	    "SELECT (last_ts = to_timestamp(%lld))::text FROM read_pointer WHERE meter_id = 1 AND "
 	    "what = 'profile'",
 	    (long long)profile_end(d) + 900);
@@ -530,20 +553,23 @@ run_check(struct drv *d)
 		event_base_loop(d->base, EVLOOP_ONCE);
 	snprintf(buf, sizeof(buf), "%d %d %d", r2, r3, r4);
 	check(r2 == 0 && r3 != 0 && r4 == 0, "a refused batch fails alone, its neighbours commit",
-	    buf, "0 -1 0");
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM interval_reading WHERE meter_id = %d", bad);
+	      buf, "0 -1 0");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM interval_reading WHERE meter_id = %d",
+	         bad);
 	check_num(c, "nothing of the refused batch stored", sql, 0);
 	snprintf(sql, sizeof(sql),
-	    "SELECT count(*) FROM interval_reading WHERE ts = to_timestamp(%lld)",
-	    (long long)profile_end(d) + 900);
+	         "SELECT count(*) FROM interval_reading WHERE ts = to_timestamp(%lld)",
+	         (long long)profile_end(d) + 900);
 	check_num(c, "the neighbours' rows stored", sql, 2);
 
 	/* Metrics saw the work. */
-	struct metric *mr = metrics_counter(d->reg, "ammd_store_rows_written_total",
-	    "Rows inserted or updated by the store, by table.", "table");
+	struct metric *mr =
+	    metrics_counter(d->reg, "ammd_store_rows_written_total",
+	                    "Rows inserted or updated by the store, by table.", "table");
 	snprintf(buf, sizeof(buf), "%.0f", metric_value(mr, "interval_reading"));
 	check(metric_value(mr, "interval_reading") == (double)d->meters * d->intervals + 2,
-	    "rows_written_total{interval_reading} counts inserted rows", buf, "meters x intervals + 2");
+	      "rows_written_total{interval_reading} counts inserted rows", buf,
+	      "meters x intervals + 2");
 	printf("%d checks passed\n", nchecks);
 	PQfinish(c);
 	return 0;
@@ -674,19 +700,29 @@ run_raw(struct drv *d, PGconn *c, long *rows)
 		store_copy_endrow(&t[6]);
 	}
 	sync_exec(c, "BEGIN");
-	raw_copy(c, "COPY interval_reading (meter_id, ts, a_plus, a_minus, r_plus, r_minus, status) "
-		    "FROM STDIN (FORMAT binary)", &t[0]);
-	raw_copy(c, "COPY register_reading (meter_id, obis, captured_at, value, scaler, unit, "
-		    "read_at) FROM STDIN (FORMAT binary)", &t[1]);
-	raw_copy(c, "COPY event (meter_id, log, ts, code, data, read_at) FROM STDIN (FORMAT binary)",
-	    &t[2]);
-	raw_copy(c, "COPY billing_value (meter_id, period_end, obis, value, captured_at, scaler, "
-		    "unit, read_at) FROM STDIN (FORMAT binary)", &t[3]);
-	raw_copy(c, "COPY read_pointer (meter_id, what, last_ts, last_entry) FROM STDIN "
-		    "(FORMAT binary)", &t[4]);
-	raw_copy(c, "COPY session_log (meter_id, instance, transport, started_at, finished_at, "
-		    "outcome, bytes_in, bytes_out, duration_ms, error) FROM STDIN (FORMAT binary)",
-	    &t[5]);
+	raw_copy(c,
+	         "COPY interval_reading (meter_id, ts, a_plus, a_minus, r_plus, r_minus, status) "
+	         "FROM STDIN (FORMAT binary)",
+	         &t[0]);
+	raw_copy(c,
+	         "COPY register_reading (meter_id, obis, captured_at, value, scaler, unit, "
+	         "read_at) FROM STDIN (FORMAT binary)",
+	         &t[1]);
+	raw_copy(c,
+	         "COPY event (meter_id, log, ts, code, data, read_at) FROM STDIN (FORMAT binary)",
+	         &t[2]);
+	raw_copy(c,
+	         "COPY billing_value (meter_id, period_end, obis, value, captured_at, scaler, "
+	         "unit, read_at) FROM STDIN (FORMAT binary)",
+	         &t[3]);
+	raw_copy(c,
+	         "COPY read_pointer (meter_id, what, last_ts, last_entry) FROM STDIN "
+	         "(FORMAT binary)",
+	         &t[4]);
+	raw_copy(c,
+	         "COPY session_log (meter_id, instance, transport, started_at, finished_at, "
+	         "outcome, bytes_in, bytes_out, duration_ms, error) FROM STDIN (FORMAT binary)",
+	         &t[5]);
 	raw_copy(c, "COPY outbox (topic, payload, qos, retain) FROM STDIN (FORMAT binary)", &t[6]);
 	sync_exec(c, "COMMIT");
 	clock_gettime(CLOCK_MONOTONIC, &b);
@@ -719,7 +755,7 @@ run_bench(struct drv *d, int runs)
 	printf("store vs raw COPY: %d meters x (%d intervals + 4 registers + 2 events + 1 billing "
 	       "+ 2 pointers + meter state + session + outbox) = %ld rows, COPY %s, batch_rows "
 	       "5000\n",
-	    d->meters, d->intervals, rows, d->text ? "text" : "binary");
+	       d->meters, d->intervals, rows, d->text ? "text" : "binary");
 	for (int r = 0; r < runs; r++) {
 		truncate_all(c);
 		checkpoint(c);
@@ -730,15 +766,16 @@ run_bench(struct drv *d, int runs)
 		double rs = run_raw(d, c, &rawrows);
 		raw[r] = (double)rawrows / rs;
 		ratio[r] = st[r] / raw[r];
-		printf("  run %d: store %.0f rows/s (%.2f s), raw COPY %.0f rows/s (%.2f s), ratio %.2f\n",
-		    r + 1, st[r], secs, raw[r], rs, ratio[r]);
+		printf("  run %d: store %.0f rows/s (%.2f s), raw COPY %.0f rows/s (%.2f s), ratio "
+		       "%.2f\n",
+		       r + 1, st[r], secs, raw[r], rs, ratio[r]);
 		fflush(stdout);
 	}
 	qsort(st, (size_t)runs, sizeof(double), dcmp);
 	qsort(raw, (size_t)runs, sizeof(double), dcmp);
 	qsort(ratio, (size_t)runs, sizeof(double), dcmp);
 	printf("store: %.0f rows/s, raw COPY: %.0f rows/s, ratio %.2f (median of %d)\n",
-	    st[runs / 2], raw[runs / 2], ratio[runs / 2], runs);
+	       st[runs / 2], raw[runs / 2], ratio[runs / 2], runs);
 	PQfinish(c);
 	return 0;
 }
@@ -749,7 +786,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: bench_store [--check] [--dsn DSN] [--meters N] [--intervals K] "
-			"[--rate S] [--runs R] [--text] [--batch-rows N] [--batch-ms MS]\n");
+	                "[--rate S] [--runs R] [--text] [--batch-rows N] [--batch-ms MS]\n");
 	exit(2);
 }
 
@@ -792,29 +829,52 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"check", no_argument, NULL, 'c'},
-	    {"dsn", required_argument, NULL, 'd'}, {"meters", required_argument, NULL, 'm'},
-	    {"intervals", required_argument, NULL, 'i'}, {"rate", required_argument, NULL, 'r'},
-	    {"runs", required_argument, NULL, 'R'}, {"text", no_argument, NULL, 't'},
-	    {"batch-rows", required_argument, NULL, 'b'}, {"batch-ms", required_argument, NULL, 'B'},
-	    {NULL, 0, NULL, 0}};
+	                                     {"dsn", required_argument, NULL, 'd'},
+	                                     {"meters", required_argument, NULL, 'm'},
+	                                     {"intervals", required_argument, NULL, 'i'},
+	                                     {"rate", required_argument, NULL, 'r'},
+	                                     {"runs", required_argument, NULL, 'R'},
+	                                     {"text", no_argument, NULL, 't'},
+	                                     {"batch-rows", required_argument, NULL, 'b'},
+	                                     {"batch-ms", required_argument, NULL, 'B'},
+	                                     {NULL, 0, NULL, 0}};
 	struct drv d = {.meters = 10000, .intervals = 96, .rate = 500};
-	struct store_params p = {.appname = "bench_store", .batch_rows = 5000, .batch_ms = 50,
-	    .partition_months = 3};
+	struct store_params p = {
+	    .appname = "bench_store", .batch_rows = 5000, .batch_ms = 50, .partition_months = 3};
 	bool checkmode = false;
 	int runs = 3, ch;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'c': checkmode = true; break;
-		case 'd': d.dsn = optarg; break;
-		case 'm': d.meters = atoi(optarg); break;
-		case 'i': d.intervals = atoi(optarg); break;
-		case 'r': d.rate = atoi(optarg); break;
-		case 'R': runs = atoi(optarg); break;
-		case 't': d.text = true; break;
-		case 'b': p.batch_rows = atoi(optarg); break;
-		case 'B': p.batch_ms = atoi(optarg); break;
-		default: usage();
+		case 'c':
+			checkmode = true;
+			break;
+		case 'd':
+			d.dsn = optarg;
+			break;
+		case 'm':
+			d.meters = atoi(optarg);
+			break;
+		case 'i':
+			d.intervals = atoi(optarg);
+			break;
+		case 'r':
+			d.rate = atoi(optarg);
+			break;
+		case 'R':
+			runs = atoi(optarg);
+			break;
+		case 't':
+			d.text = true;
+			break;
+		case 'b':
+			p.batch_rows = atoi(optarg);
+			break;
+		case 'B':
+			p.batch_ms = atoi(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (d.meters <= 0 || d.intervals <= 0 || d.intervals > 2880 || runs <= 0)
@@ -828,7 +888,7 @@ main(int argc, char **argv)
 		}
 		exec_wrapper(argv);
 		fprintf(stderr, "bench_store: no database (--dsn, $AMMD_DB) and no "
-				"tests/bench/bench_store.sh to start one\n");
+		                "tests/bench/bench_store.sh to start one\n");
 		return 1;
 	}
 	log_init(false, getenv("BENCH_STORE_DEBUG") ? LOG_DEBUG : LOG_NOTICE);

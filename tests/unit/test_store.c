@@ -40,20 +40,20 @@ static const struct {
 	int dscale;
 	unsigned digits[6];
 } numeric_cases[] = {
-	{0, 0, 0, 0, 0, 0, {0}},
-	{0, -2, 0, 0, 0, 2, {0}},
-	{1, 0, 1, 0, 0, 0, {1}},
-	{12345, 0, 2, 1, 0, 0, {1, 2345}},
-	{123456, -1, 3, 1, 0, 1, {1, 2345, 6000}},
-	{-5, -6, 1, -2, 0x4000, 6, {500}},
-	{7, 3, 1, 0, 0, 0, {7000}},
-	{7, 4, 1, 1, 0, 0, {7}},
-	{10000, 0, 1, 1, 0, 0, {1}},
-	{INT64_MAX, 0, 5, 4, 0, 0, {922, 3372, 368, 5477, 5807}},
-	{INT64_MIN, 0, 5, 4, 0x4000, 0, {922, 3372, 368, 5477, 5808}},
-	{-1250, -2, 2, 0, 0x4000, 2, {12, 5000}},
-	{1, -64, 1, -16, 0, 64, {1}},
-	{987654321, -3, 3, 1, 0, 3, {98, 7654, 3210}},
+    {0, 0, 0, 0, 0, 0, {0}},
+    {0, -2, 0, 0, 0, 2, {0}},
+    {1, 0, 1, 0, 0, 0, {1}},
+    {12345, 0, 2, 1, 0, 0, {1, 2345}},
+    {123456, -1, 3, 1, 0, 1, {1, 2345, 6000}},
+    {-5, -6, 1, -2, 0x4000, 6, {500}},
+    {7, 3, 1, 0, 0, 0, {7000}},
+    {7, 4, 1, 1, 0, 0, {7}},
+    {10000, 0, 1, 1, 0, 0, {1}},
+    {INT64_MAX, 0, 5, 4, 0, 0, {922, 3372, 368, 5477, 5807}},
+    {INT64_MIN, 0, 5, 4, 0x4000, 0, {922, 3372, 368, 5477, 5808}},
+    {-1250, -2, 2, 0, 0x4000, 2, {12, 5000}},
+    {1, -64, 1, -16, 0, 64, {1}},
+    {987654321, -3, 3, 1, 0, 3, {98, 7654, 3210}},
 };
 
 Test(store, numeric_binary_matches_numeric_send)
@@ -65,13 +65,14 @@ Test(store, numeric_binary_matches_numeric_send)
 
 		cr_assert_eq(n, 8 + 2 * nd, "case %zu: length %d", i, n);
 		cr_assert_eq(be16(out), (unsigned)nd, "case %zu: ndigits", i);
-		cr_assert_eq((int16_t)be16(out + 2), numeric_cases[i].weight, "case %zu: weight %d", i,
-		    (int16_t)be16(out + 2));
+		cr_assert_eq((int16_t)be16(out + 2), numeric_cases[i].weight, "case %zu: weight %d",
+		             i, (int16_t)be16(out + 2));
 		cr_assert_eq(be16(out + 4), numeric_cases[i].sign, "case %zu: sign", i);
-		cr_assert_eq(be16(out + 6), (unsigned)numeric_cases[i].dscale, "case %zu: dscale", i);
+		cr_assert_eq(be16(out + 6), (unsigned)numeric_cases[i].dscale, "case %zu: dscale",
+		             i);
 		for (int k = 0; k < nd; k++)
 			cr_assert_eq(be16(out + 8 + 2 * k), numeric_cases[i].digits[k],
-			    "case %zu: digit %d is %u", i, k, be16(out + 8 + 2 * k));
+			             "case %zu: digit %d is %u", i, k, be16(out + 8 + 2 * k));
 	}
 }
 
@@ -97,30 +98,30 @@ static const struct {
 	int exp;
 	const char *text;
 } numeric_text_cases[] = {
-	{1250, -2, "12.50"},
-	{-1250, -2, "-12.50"},
-	{5, -6, "0.000005"},
-	{-5, -1, "-0.5"},
-	{7, 3, "7000"},
-	{0, -2, "0.00"},
-	{0, 3, "0"},
-	{42, 0, "42"},
-	{INT64_MIN, 0, "-9223372036854775808"},
-	{INT64_MAX, -19, "0.9223372036854775807"},
+    {1250, -2, "12.50"},
+    {-1250, -2, "-12.50"},
+    {5, -6, "0.000005"},
+    {-5, -1, "-0.5"},
+    {7, 3, "7000"},
+    {0, -2, "0.00"},
+    {0, 3, "0"},
+    {42, 0, "42"},
+    {INT64_MIN, 0, "-9223372036854775808"},
+    {INT64_MAX, -19, "0.9223372036854775807"},
 };
 
 Test(store, numeric_text_as_postgresql_prints_it)
 {
 	for (size_t i = 0; i < sizeof(numeric_text_cases) / sizeof(numeric_text_cases[0]); i++) {
 		char out[64];
-		int n = store_copy_numeric_text(numeric_text_cases[i].m, numeric_text_cases[i].exp, out,
-		    sizeof(out));
+		int n = store_copy_numeric_text(numeric_text_cases[i].m, numeric_text_cases[i].exp,
+		                                out, sizeof(out));
 		cr_assert_eq(n, (int)strlen(numeric_text_cases[i].text), "case %zu", i);
 		cr_assert_str_eq(out, numeric_text_cases[i].text);
 	}
 	char small[4];
 	cr_assert_eq(store_copy_numeric_text(12345, 0, small, sizeof(small)), -1,
-	    "a result that does not fit is refused");
+	             "a result that does not fit is refused");
 }
 
 Test(store, binary_row_layout)
@@ -188,7 +189,7 @@ Test(store, text_row_escapes_and_formats)
 	struct store_copy c;
 	const unsigned char bytes[] = {0x00, 0xff, 0x5c};
 	const char *want = "42\t\\N\ta\\tb\\\\c\\nd\\re\t1970-01-01 00:00:00+00\t"
-			   "2000-01-01 00:00:01+00\t-12.50\t\\\\x00ff5c\tf\t-32768\n";
+	                   "2000-01-01 00:00:01+00\t-12.50\t\\\\x00ff5c\tf\t-32768\n";
 
 	store_copy_init(&c, false);
 	store_copy_row(&c, 9);
@@ -277,8 +278,11 @@ offline_store(struct event_base *base, struct metrics *reg, size_t bound)
 {
 	/* A socket directory that does not exist: every attempt fails at once. */
 	struct store_params p = {.conninfo = "host=/nonexistent/amm-test port=1 dbname=x",
-	    .batch_rows = 100, .batch_ms = 10, .max_queue_rows = bound,
-	    .reconnect_min_ms = 1000, .partition_months = -1};
+	                         .batch_rows = 100,
+	                         .batch_ms = 10,
+	                         .max_queue_rows = bound,
+	                         .reconnect_min_ms = 1000,
+	                         .partition_months = -1};
 
 	return store_new(base, &p, reg);
 }
@@ -304,9 +308,9 @@ Test(store, batch_callbacks_fire_once_outside_submit)
 	b = store_batch_new(s);
 	cr_assert_eq(store_add_interval(b, 1, 1700000000, v, 0, 0), 0);
 	cr_assert_eq(store_add_interval(b, 1, 1700000900, v, 0, (int64_t)INT32_MAX + 1), -1,
-	    "a status beyond int4 is refused");
+	             "a status beyond int4 is refused");
 	cr_assert_eq(store_add_register(b, 1, NULL, 1700000000, 1, 0, 30, STORE_NULL), -1,
-	    "a register needs its OBIS code");
+	             "a register needs its OBIS code");
 	cr_assert_eq(store_add_outbox(b, "t", "x", 1, 3, false), -1, "qos 3 refused");
 	cr_assert_eq(store_batch_rows(b), 1);
 	bad.in_submit = true;
@@ -314,8 +318,8 @@ Test(store, batch_callbacks_fire_once_outside_submit)
 	bad.in_submit = false;
 
 	b = store_batch_new(s);
-	cr_assert_eq(store_add_register(b, 7, "1-0:1.8.0.255", 1700000000, 12345, -1, 30, STORE_NULL),
-	    0);
+	cr_assert_eq(
+	    store_add_register(b, 7, "1-0:1.8.0.255", 1700000000, 12345, -1, 30, STORE_NULL), 0);
 	cr_assert_eq(store_add_outbox(b, "t", "x", 1, 1, false), 0);
 	good.in_submit = true;
 	store_submit(s, b, on_done, &good);
@@ -332,8 +336,8 @@ Test(store, batch_callbacks_fire_once_outside_submit)
 	cr_assert_eq(good.calls, 0, "a good batch waits for the database");
 	cr_assert_eq(store_queue_batches(s), 1);
 	cr_assert(!store_drained(s));
-	cr_assert_eq(metric_value(metrics_counter(reg, "ammd_store_batches_total", "x", "result"),
-			 "failed"),
+	cr_assert_eq(
+	    metric_value(metrics_counter(reg, "ammd_store_batches_total", "x", "result"), "failed"),
 	    1);
 
 	char detail[128] = "";
@@ -361,7 +365,8 @@ Test(store, backpressure_over_the_bound)
 		for (int i = 0; i < 60; i++)
 			store_add_interval(b, k + 1, 1700000000 + 900 * i, v, 0, STORE_NULL);
 		store_submit(s, b, on_done, &r[k]);
-		cr_assert_eq(store_is_behind(s), k == 2, "after %d batches of 60 rows, bound 150", k + 1);
+		cr_assert_eq(store_is_behind(s), k == 2, "after %d batches of 60 rows, bound 150",
+		             k + 1);
 	}
 	cr_assert_eq(store_queue_rows(s), 180);
 	store_drain(s);
