@@ -75,7 +75,9 @@ walk(const struct profile_column *cols, size_t n_cols, const uint8_t *buf, size_
 		return r;
 	for (;;) {
 		r = profile_next(&c, &row);
-		if (r == METER_ENEEDMORE && have < len) {
+		/* A prefix may also end right after the last row: the rest
+		 * are bytes after it, which the whole walk sees too. */
+		if ((r == METER_ENEEDMORE || r == 0) && have < len) {
 			have = len;
 			profile_cursor_extend(&c, buf, have);
 			continue;
