@@ -96,7 +96,7 @@ EOF
 cleanup() {
 	[ $stopping = 1 ] && return
 	stopping=1
-	trap '' INT TERM
+	trap '' INT TERM HUP PIPE
 	stop_pid "$TAIL_PID" "ammctl mqtt tail" 2
 	[ -n "$PG_STARTED" ] && [ -n "${DSN:-}" ] && summary
 	say "stopping"
@@ -129,6 +129,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# a closed terminal, or a reader of our output gone (make demo | head)
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 free_port() {
 	python3 -c 'import socket
