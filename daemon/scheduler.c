@@ -779,10 +779,14 @@ start_one(struct scheduler *sc)
 				    &tcpip_transport, &j->m, sc->instance, session_done, sc)
 			      : NULL;
 	if (s == NULL) {
-		log_meter(LOG_WARNING, j->m.serial, "no memory for a session");
+		/* the meter's row cannot make a session (or no memory):
+		 * try again later rather than hold the lease */
+		log_meter(LOG_WARNING, j->m.serial, "cannot set up a session: retrying in %d s",
+		    sc->d->cfg->collection.retry_max_s);
+		due_add(sc, j->m.id, (int64_t)time(NULL) + sc->d->cfg->collection.retry_max_s);
 		free(l);
 		free(j);
-		return false;
+		return true;
 	}
 	free(j);
 	l->s = s;

@@ -1425,8 +1425,21 @@ session_new(struct event_base *base, const struct config *cfg, struct store *st,
 	cc.framing = m->hdlc ? DLMS_FRAMING_HDLC : DLMS_FRAMING_WRAPPER;
 	cc.client_wport = m->client_addr;
 	cc.server_wport = m->logical_addr;
-	cc.hdlc_client = (struct hdlc_addr){0, m->client_addr, 1};
-	cc.hdlc_server = (struct hdlc_addr){m->logical_addr, m->server_addr, 2};
+	/* HDLC: the client address in one byte.  The server: the logical
+	 * device alone in one byte when the inventory gives no separate
+	 * physical address (server_addr equal to logical_addr, as with the
+	 * defaults 1/1), else upper logical and lower physical address in
+	 * two bytes, or four when either does not fit in seven bits. */
+	cc.hdlc_client = (struct hdlc_addr){.upper = m->client_addr, .size = 1};
+	if (m->server_addr == m->logical_addr && m->logical_addr <= 0x7f)
+		cc.hdlc_server = (struct hdlc_addr){.upper = m->logical_addr, .size = 1};
+	else
+		cc.hdlc_server = (struct hdlc_addr){.upper = m->logical_addr,
+		    .lower = m->server_addr,
+		    .size = m->logical_addr > 0x7f || m->server_addr > 0x7f ? 4 : 2};
+	/* what we propose bounds what the meter may choose, and so the
+	 * largest window of frames one call can append to `out` */
+	cc.hdlc_params = (struct hdlc_params){1024, 1024, 1, 1};
 	cc.mechanism = m->mechanism;
 	if (m->mechanism == ACSE_MECH_LLS) {
 		cc.password = (const uint8_t *)s->m.password;
