@@ -1,6 +1,7 @@
 #!/bin/bash
-# t_ammd_basics.sh: the ammd process on its own, without database or broker:
-# `ammd -n` on the example and on broken files, then a running `ammd -d`:
+# t_ammd_basics.sh: the ammd process itself: `ammd -n` on the example and
+# on broken files (no database needed), then a running `ammd -d` on a
+# private, migrated database (it is ready and healthy only with one):
 # /healthz and /metrics answer, systemd notification (READY, WATCHDOG,
 # STOPPING) reaches a fake NOTIFY_SOCKET, SIGHUP with a broken file keeps the
 # daemon running and logs why, SIGHUP with a good file applies it, SIGTERM
@@ -113,11 +114,28 @@ ok "missing file and bad flag refused"
 
 # ---- a running daemon ------------------------------------------------------
 
+# The harness's private PostgreSQL (started here when run standalone).
+. "$here/lib.sh"
+# lib.sh owns the EXIT trap now; hand it this script's cleanup, and keep this
+# script's fail() (it shows the daemon's log).
+lib_cleanup_add cleanup
+fail() {
+	echo "FAIL: $*" >&2
+	if [ -f "$tmp/ammd.log" ]; then echo "--- ammd log:" >&2; cat "$tmp/ammd.log" >&2; fi
+	exit 1
+}
+[ -n "${PG_SUPER_DSN:-}" ] || pg_start
+AMMCTL=${AMMCTL:-$BUILD/ammctl}
+admin_dsn=$(pg_newdb amm_basics)
+"$AMMCTL" db migrate --dsn "$admin_dsn" >/dev/null || fail "migrate"
+pg_login_role t_basics ammd
+dsn="host=$PG_SOCK port=$PG_PORT dbname=amm_basics user=t_basics"
+
 port=$(free_port)
 conf=$tmp/ammd.conf
 write_conf() {
-	printf '[daemon]\nhttp_listen = 127.0.0.1:%s\nshutdown_timeout = 5\ninstance_id = t-basics\n' \
-		"$1" >"$conf"
+	printf '[daemon]\nhttp_listen = 127.0.0.1:%s\nshutdown_timeout = 5\ninstance_id = t-basics\n[database]\ndsn = %s\n' \
+		"$1" "$dsn" >"$conf"
 	chmod 600 "$conf"
 }
 write_conf "$port"
@@ -168,7 +186,7 @@ n2=$(grep -c '^WATCHDOG=1$' "$tmp/notify.out")
 ok "READY=1 sent, watchdog pinged at half of WATCHDOG_USEC"
 
 # SIGHUP with a broken file: logged, the daemon keeps its config and runs on.
-printf '[daemon]\nhttp_listen = 127.0.0.1:%s\n\nbogus_key = 1\n' "$(free_port)" >"$conf"
+printf '[daemon]\nhttp_listen = 127.0.0.1:%s\n\nbogus_key = 1\n[database]\ndsn = %s\n' "$(free_port)" "$dsn" >"$conf"
 kill -HUP $apid
 wait_for 5 log_has "$conf:4: [daemon] bogus_key: unknown key" || fail "broken reload not logged"
 log_has "reload failed: keeping the running configuration" || fail "no 'reload failed' line"
