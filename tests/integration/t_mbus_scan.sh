@@ -6,6 +6,10 @@
 # report.  A scan under a mask finds only the meters under it.  A read by
 # primary and by secondary address returns that meter's telegram.
 . "$(dirname "$0")/lib.sh"
+# private copies: the shared build tree may be relinked while we run
+snap=$(mktemp -d)
+lib_cleanup_add rm -rf "$snap"
+cp "${BUILD:-build}/metersim" "$snap/metersim" && METERSIM=$snap/metersim
 . "$(dirname "$0")/sim_lib.sh"
 AMMCTL=${AMMCTL:-$BUILD/ammctl}
 
