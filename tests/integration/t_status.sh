@@ -139,6 +139,15 @@ expect_eq "--meter: completeness of that meter only" "$yday 1 96 48|$today 1 $to
 	"$(jget "$work/m.json" '"|".join("%s %s %s %s" % (x["day"], x["meters"], x["expected"], x["stored"]) for x in d["completeness"]["per_day"])')"
 expect_eq "--meter: state and last sessions, newest first" "reachable ok,timeout 900,0 None" \
 	"$(jget "$work/m.json" 'd["meter"]["reachability"] + " " + ",".join(s["outcome"] for s in d["meter"]["sessions"]) + " " + ",".join(str(s["bytes_in"]) for s in d["meter"]["sessions"]) + " " + str(d["meter"]["claimed_by"])')"
+# --meter computes its days apart from ammd_completeness(): both must agree.
+for s in 10000001 10000002 10000003 10000006; do
+	"$AMMCTL" status --dsn "$dsn" --days 3 --meter $s --json >"$work/m3.json" || fail "status --meter $s"
+	got=$(jget "$work/m3.json" '"|".join("%s %s %s" % (x["day"], x["expected"], x["stored"]) for x in d["completeness"]["per_day"])')
+	want=$(q "$dsn" "SELECT string_agg(day || ' ' || expected || ' ' || LEAST(stored, expected), '|' ORDER BY day)
+		FROM ammd_completeness(3) WHERE serial = '$s'")
+	[ "$got" = "$want" ] || fail "--meter $s: '$got', ammd_completeness: '$want'"
+done
+ok "--meter agrees with ammd_completeness() for 4 meters over 3 days"
 "$AMMCTL" status --dsn "$dsn" --meter 10000003 >"$work/m.txt" || fail "status --meter text"
 expect_match "--meter text: the meter's error and sessions" \
 	"unreachable, last contact never, consecutive failures 7" "$(cat "$work/m.txt")"
