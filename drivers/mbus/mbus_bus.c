@@ -162,8 +162,8 @@ bus_drop(struct mbus_bus *b)
 	b->rxn = 0;
 }
 
-/* The gateway went away: everything queued fails (the callers retry in
- * their next round), and the next transaction dials again. */
+/* The gateway cannot be reached: everything queued fails (the callers
+ * retry in their next round), and the next transaction dials again. */
 static void
 bus_fail_all(struct mbus_bus *b)
 {
@@ -195,8 +195,17 @@ on_event(struct bufferevent *bev, short what, void *arg)
 			step_send(b);
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-		bus_fail_all(b);
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+		return;
+	if (b->connected && b->head != NULL) {
+		/* The gateway dropped an established connection: the readout
+		 * on the wire is lost, the ones behind it dial again. */
+		bus_drop(b);
+		txn_finish(b, METER_EABORTED);
+		return;
+	}
+	/* No connection at all: everything queued would fail the same way. */
+	bus_fail_all(b);
 }
 
 static void

@@ -2,11 +2,12 @@
 # t_mbus_collect.sh: ammd collects gateway meters in its normal rounds.
 # 20 M-Bus gateways of 50 meters each (one metersim bus per gateway, 9600
 # Bd, one of them at 1200 Bd) and 5 Modbus-TCP gateways of 50 meters are
-# imported with `ammctl meter import`; one round later every meter has one
-# session_log row with outcome ok, and the energy registers stored equal
-# `metersim expect` (M-Bus: A+, A+ T1/T2, A-; Modbus: A+, A-, R+, R-, A+
-# T1/T2 through the register map), and the M-Bus voltages and currents
-# equal `metersim info`.  Fairness: the slow bus takes several times longer
+# imported with `ammctl meter import`, plus three meters on a gateway that
+# is down; one round later every meter has one session_log row (outcome
+# ok; refused, one failure and a later due time behind the dead gateway),
+# the energy registers stored equal `metersim expect` (M-Bus: A+, A+ T1/T2,
+# A-; Modbus: A+, A-, R+, R-, A+ T1/T2 through the register map), and the
+# M-Bus voltages and currents equal `metersim info`.  Fairness: the slow bus takes several times longer
 # than the others, and the fast buses are done long before it is.
 . "$(dirname "$0")/lib.sh"
 # private copies: the shared build tree may be relinked while we run
@@ -65,6 +66,11 @@ q "$dsn" "UPDATE gateway SET baud_rate = CASE WHEN port = $((base + SLOW)) THEN 
 	WHERE kind = 'mbus'" >/dev/null
 expect_eq "inventory: $N meters on $((NB + NM)) gateways" "$N $((NB + NM))" \
 	"$(q "$dsn" "SELECT (SELECT count(*) FROM meter) || ' ' || (SELECT count(*) FROM gateway)")"
+# and a gateway that is down, with three meters
+dead=$(free_port)
+q "$dsn" "INSERT INTO gateway (name, kind, host, port, baud_rate) VALUES ('127.0.0.1:$dead', 'mbus', '127.0.0.1', $dead, 9600);
+	INSERT INTO meter (serial, type, transport, gateway_id, primary_addr)
+	SELECT 'dead' || i, '382M', 'mbus', (SELECT id FROM gateway WHERE port = $dead), i FROM generate_series(1, 3) i" >/dev/null
 
 cat >"$SIM_WORK/ammd.conf" <<CONF
 [daemon]
@@ -99,13 +105,18 @@ done
 t1=$(date +%s.%N)
 kill -TERM $ammd_pid
 wait $ammd_pid
-expect_eq "every meter has one session, all ok" "$N ok" \
-	"$(q "$dsn" "SELECT count(DISTINCT meter_id) || ' ' || string_agg(DISTINCT outcome, ',') FROM session_log")"
+live="JOIN meter m ON m.id = l.meter_id WHERE m.serial NOT LIKE 'dead%'"
+expect_eq "every meter has one session, all ok" "$N $N ok" \
+	"$(q "$dsn" "SELECT count(*) || ' ' || count(DISTINCT meter_id) || ' ' || string_agg(DISTINCT outcome, ',') FROM session_log l $live")"
 expect_eq "session_log rows carry the transport" "mbus $((NB * PER)),modbus $((NM * PER))" \
 	"$(q "$dsn" "SELECT string_agg(transport || ' ' || n, ',' ORDER BY transport) FROM
-		(SELECT transport, count(*) n FROM session_log GROUP BY 1) s")"
+		(SELECT l.transport, count(*) n FROM session_log l $live GROUP BY 1) s")"
 expect_eq "every meter reachable, no error" "$N" \
 	"$(q "$dsn" "SELECT count(*) FROM meter WHERE reachability = 'reachable' AND last_error IS NULL AND failures = 0")"
+expect_eq "the meters of the dead gateway: refused, one failure, due again later" "3 refused 3" \
+	"$(q "$dsn" "SELECT count(*) || ' ' || string_agg(DISTINCT l.outcome, ',') || ' ' ||
+		count(*) FILTER (WHERE m.failures = 1 AND m.next_due_at > now() AND m.last_error LIKE '%127.0.0.1:$dead%')
+		FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.serial LIKE 'dead%'")"
 
 # ground truth: the energies each transport carries
 cut -d, -f1 "$SIM_WORK/inv.csv" | tail -n +2 | while read -r s; do
@@ -138,17 +149,17 @@ expect_eq "M-Bus voltages and currents of $serial equal metersim info" "$want" "
 
 # fairness: per gateway, when its last meter was done
 spans=$(q "$dsn" "SELECT g.port, extract(epoch FROM max(l.finished_at) - min(l.started_at))::int FROM session_log l
-	JOIN meter m ON m.id = l.meter_id JOIN gateway g ON g.id = m.gateway_id GROUP BY g.port ORDER BY g.port")
+	JOIN meter m ON m.id = l.meter_id JOIN gateway g ON g.id = m.gateway_id WHERE g.port <> $dead GROUP BY g.port ORDER BY g.port")
 slow=$(awk -F'|' -v p=$((base + SLOW)) '$1 == p { print $2 }' <<<"$spans")
 fast=$(awk -F'|' -v p=$((base + SLOW)) -v b=$base -v nb=$NB '$1 != p && $1 < b + nb && $2 > m { m = $2 } END { print m + 0 }' <<<"$spans")
 [ "$slow" -ge $((3 * fast)) ] || fail "the 1200 Bd bus took $slow s, the slowest 9600 Bd bus $fast s"
 ok "fairness: the 9600 Bd buses were done within $fast s, the 1200 Bd bus took $slow s"
 last_fast=$(q "$dsn" "SELECT extract(epoch FROM max(l.finished_at))::int FROM session_log l JOIN meter m ON m.id = l.meter_id
-	JOIN gateway g ON g.id = m.gateway_id WHERE g.port <> $((base + SLOW))")
+	JOIN gateway g ON g.id = m.gateway_id WHERE g.port NOT IN ($((base + SLOW)), $dead)")
 last_slow=$(q "$dsn" "SELECT extract(epoch FROM max(l.finished_at))::int FROM session_log l JOIN meter m ON m.id = l.meter_id
 	JOIN gateway g ON g.id = m.gateway_id WHERE g.port = $((base + SLOW))")
 [ "$last_fast" -lt "$last_slow" ] || fail "a fast gateway finished after the slow one"
 ok "every other gateway finished $((last_slow - last_fast)) s before the slow bus"
-figures=$(q "$dsn" "SELECT transport || ': median ' || percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) ||
-	' ms, bytes in ' || round(avg(bytes_in)) FROM session_log GROUP BY transport ORDER BY 1" | tr '\n' ';')
+figures=$(q "$dsn" "SELECT l.transport || ': median ' || percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) ||
+	' ms, bytes in ' || round(avg(bytes_in)) FROM session_log l $live GROUP BY l.transport ORDER BY 1" | tr '\n' ';')
 ok "figures: $N meters in $(python3 -c "print(round($t1 - $t0, 1))") s; $figures"

@@ -52,7 +52,9 @@ struct gateway {
 	uint32_t sec_id; /* the slave at address 3 has this id */
 	int drop_req;    /* ignore the n-th REQ_UD2 (1-based), 0: none */
 	int nreq;
-	bool mute; /* nobody answers anything */
+	bool mute;    /* nobody answers anything */
+	int close_on; /* close the connection at the n-th frame (1-based) */
+	int nframes;
 };
 
 static void
@@ -181,6 +183,13 @@ gw_read(struct bufferevent *bev, void *arg)
 			break;
 		if (g->busy)
 			g->overlap = true;
+		if (++g->nframes == g->close_on) {
+			/* the gateway drops the master mid-readout */
+			bufferevent_free(g->bev);
+			g->bev = NULL;
+			g->rxn = 0;
+			return;
+		}
 		answer(g, &f);
 		memmove(g->rx, g->rx + n, g->rxn - (size_t)n);
 		g->rxn -= (size_t)n;
@@ -452,6 +461,26 @@ Test(mbus_bus, refused_gateway_fails_everything_queued)
 	cr_assert_eq(r[0].status, METER_EABORTED);
 	cr_assert_eq(r[1].status, METER_EABORTED);
 	cr_assert_eq(mbus_bus_pending(b), 0);
+	mbus_bus_free(b);
+	gw_free(&g);
+}
+
+Test(mbus_bus, dropped_connection_fails_only_the_readout_on_the_wire)
+{
+	struct gateway g;
+	struct result r[2];
+	struct mbus_addr a1 = {.primary = 1}, a2 = {.primary = 2};
+
+	gw_init(&g);
+	memset(r, 0, sizeof(r));
+	g.close_on = 2; /* the first readout's REQ_UD2 */
+	struct mbus_bus *b = bus_for(&g, 1);
+	cr_assert_eq(mbus_bus_read(b, &a1, read_cb, &r[0]), 0);
+	cr_assert_eq(mbus_bus_read(b, &a2, read_cb, &r[1]), 0);
+	run_until(&g, r, 2);
+	cr_assert_eq(r[0].status, METER_EABORTED);
+	cr_assert_eq(r[1].status, 0, "the next readout dials again");
+	cr_assert_eq(r[1].values[0], 2000);
 	mbus_bus_free(b);
 	gw_free(&g);
 }
