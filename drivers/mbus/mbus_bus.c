@@ -434,9 +434,16 @@ process(struct mbus_bus *b)
 		step_next(b, STEP_REQ);
 		return;
 	}
-	n = mbus_stream_next(b->rx, b->rxn, &f, &skipped);
-	if (n == METER_ENEEDMORE)
-		return; /* the rest, or the timeout */
+	for (;;) {
+		n = mbus_stream_next(b->rx, b->rxn, &f, &skipped);
+		if (n == METER_ENEEDMORE)
+			return; /* the rest, or the timeout */
+		if (f.type != MBUS_FRAME_ACK)
+			break;
+		/* a late E5 of an earlier exchange is not this answer */
+		memmove(b->rx, b->rx + n, b->rxn - (size_t)n);
+		b->rxn -= (size_t)n;
+	}
 	got_rsp(b, b->rx + skipped, (size_t)n - skipped, &f);
 }
 
