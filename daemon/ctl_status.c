@@ -359,9 +359,11 @@ static const char status_completeness_sql[] =
  * inlined): seconds for 100,000 meters.  So the days and the expected
  * counts are made here the way that function makes them, and the stored
  * counts come from the completeness_daily view, restricted to this meter
- * inside its aggregate (the LATERAL reference is pushed down to the
- * interval_reading index).  The view, like the function, is readable by
- * operators without rights on the readings.
+ * by a meter id the planner knows before the scan (an initplan), so that
+ * the restriction reaches the interval_reading index inside the view's
+ * aggregate; a join on m.id would aggregate every meter first.  The view,
+ * like the function, is readable by operators without rights on the
+ * readings.
  */
 static const char status_completeness_meter_sql[] =
     "WITH c AS MATERIALIZED (SELECT m.serial, d.day::date AS day, e.expected,"
@@ -373,8 +375,9 @@ static const char status_completeness_meter_sql[] =
     "   THEN 86400 / m.profile_period"
     "   ELSE extract(epoch FROM now() - (d.day AT TIME ZONE 'UTC'))::integer / m.profile_period"
     "   END AS expected) e"
-    "  LEFT JOIN LATERAL (SELECT x.stored FROM completeness_daily x"
-    "   WHERE x.meter_id = m.id AND x.day = d.day::date) cd ON true"
+    "  LEFT JOIN (SELECT x.day, x.stored FROM completeness_daily x"
+    "   WHERE x.meter_id = (SELECT id FROM meter WHERE serial = $3::text)) cd"
+    "   ON cd.day = d.day::date"
     "  WHERE m.serial = $3::text)," STATUS_COMPLETENESS_TAIL;
 
 static const char status_commands_sql[] =
