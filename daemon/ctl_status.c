@@ -724,6 +724,9 @@ status_text(FILE *f, const struct status *st, const struct status_opts *o)
 	fprintf(f, "\nround        window from %s (%s) for %s, %s\n",
 	        status_local(st->round_start, a), status_iso(st->round_start, b),
 	        status_dur(st->round_end - st->round_start, c), st->in_window ? "open" : "closed");
+	if (strcmp(st->window_source, "defaults") == 0)
+		fprintf(f, "             (ammd's default window: no readable " CONFIG_DEFAULT_PATH
+		           ", -f names the config)\n");
 	fprintf(f, "             ");
 	status_bar(f, st->read, st->failed, st->due);
 	fprintf(f, " %5.1f%%  %lld of %lld read\n", status_pct(st->read, st->due), st->read,

@@ -151,6 +151,12 @@ ok "--meter agrees with ammd_completeness() for 4 meters over 3 days"
 "$AMMCTL" status --dsn "$dsn" --meter 10000003 >"$work/m.txt" || fail "status --meter text"
 expect_match "--meter text: the meter's error and sessions" \
 	"unreachable, last contact never, consecutive failures 7" "$(cat "$work/m.txt")"
+if [ ! -r /etc/ammd/ammd.conf ]; then
+	expect_match "without a config the window is ammd's default (00:15 for 20 h)" \
+		"^round +window from [0-9-]+ 00:15 CES?T \(.*\) for 20\.0 h, " "$(cat "$work/m.txt")"
+	expect_match "and the text says so" "^ +\(ammd's default window: no readable /etc/ammd/ammd.conf" \
+		"$(cat "$work/m.txt")"
+fi
 expect_status "--meter of an unknown serial exits 1" 1 "$AMMCTL" status --dsn "$dsn" --meter 99999999
 expect_status "--days 0 is a usage error" 2 "$AMMCTL" status --dsn "$dsn" --days 0
 expect_status "an unknown option is a usage error" 2 "$AMMCTL" status --dsn "$dsn" --bogus
