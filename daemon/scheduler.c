@@ -390,16 +390,29 @@ pg_connect(struct scheduler *sc)
 
 /* ---- claims --------------------------------------------------------------- */
 
+/*
+ * A claim is two statements.  The first leases the meters and reserves
+ * their invocation counters.  ammd_claim_meters() is a volatile function:
+ * it sees rows committed after its calling statement began, so reading
+ * the meters' pointers and holes in that same statement could use an
+ * older snapshot than the lease; the second statement, begun after the
+ * first has ended, sees everything committed before the lease.
+ */
 static const char claim_sql[] =
     "WITH c AS (SELECT ammd_claim_meters($1, $2::int, make_interval(secs => $3::int)) AS id), "
-    "k AS (UPDATE meter_key mk SET tx_counter = mk.tx_counter + $5::bigint FROM c "
+    "k AS (UPDATE meter_key mk SET tx_counter = mk.tx_counter + $4::bigint FROM c "
     "  WHERE mk.meter_id = c.id AND mk.ek IS NOT NULL "
-    "  AND mk.tx_counter + $5::bigint <= 4294967295 "
-    "  RETURNING mk.meter_id, mk.tx_counter - $5::bigint AS tx0, mk.tx_counter AS tx1) "
+    "  AND mk.tx_counter + $4::bigint <= 4294967295 "
+    "  RETURNING mk.meter_id, mk.tx_counter - $4::bigint AS tx0, mk.tx_counter AS tx1) "
+    "SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), "
+    "  coalesce(array_agg(k.tx0 ORDER BY c.id), '{}'), coalesce(array_agg(k.tx1 ORDER BY c.id), '{}') "
+    "FROM c LEFT JOIN k ON k.meter_id = c.id";
+
+static const char load_sql[] =
     "SELECT m.id, m.serial, m.transport, m.host, coalesce(m.port, 0), m.hdlc, m.client_addr, "
     "  m.server_addr, m.logical_addr, m.security, m.profile_period, m.failures, "
     "  (m.collect ? 'discover')::int, encode(mk.ek, 'hex'), encode(mk.ak, 'hex'), mk.password, "
-    "  encode(mk.system_title, 'hex'), k.tx0, k.tx1, mk.rx_counter, "
+    "  encode(mk.system_title, 'hex'), u.tx0, u.tx1, mk.rx_counter, "
     "  (SELECT string_agg(p.what || '=' || coalesce(extract(epoch FROM p.last_ts)::bigint::text, ''), ',') "
     "     FROM read_pointer p WHERE p.meter_id = m.id), "
     "  (SELECT string_agg(format('%s,%s,%s,%s,%s,%s,%s,%s', l.profile_obis, l.col, l.class_id, "
@@ -414,8 +427,8 @@ static const char claim_sql[] =
     /* 23..: gateway meters (scheduler_gateway_hook) */
     "  m.type, m.gateway_id, gw.kind, gw.host, gw.port, coalesce(gw.baud_rate, 0), "
     "  gw.concurrency, coalesce(m.primary_addr, -1), m.secondary_addr "
-    "FROM c JOIN meter m ON m.id = c.id "
-    "LEFT JOIN meter_key mk ON mk.meter_id = m.id LEFT JOIN k ON k.meter_id = m.id "
+    "FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(id, tx0, tx1) "
+    "JOIN meter m ON m.id = u.id LEFT JOIN meter_key mk ON mk.meter_id = m.id "
     "LEFT JOIN gateway gw ON gw.id = m.gateway_id "
     "ORDER BY m.id";
 
@@ -579,14 +592,14 @@ scheduler_gateway_done(struct scheduler *sc, int32_t meter, bool committed, bool
 }
 
 static void
-claim_done(struct scheduler *sc, PGresult *r, void *arg)
+load_done(struct scheduler *sc, PGresult *r, void *arg)
 {
 	int n;
 	(void)arg;
 
 	sc->claiming = false;
 	if (r == NULL)
-		return;
+		return; /* the leases run out and the meters are claimed again */
 	n = PQntuples(r);
 	for (int i = 0; i < n; i++) {
 		struct job *j = malloc(sizeof(*j));
@@ -603,29 +616,60 @@ claim_done(struct scheduler *sc, PGresult *r, void *arg)
 		}
 		job_push(sc, j, ondemand ? SCHED_PRIO_ONDEMAND : SCHED_PRIO_SCHEDULE);
 	}
-	metric_add(sc->m_claimed, n);
-	if (n > 0)
-		log_debug("scheduler: leased %d meters", n);
+}
+
+static int64_t
+mono_ms(void)
+{
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	/* nothing due: look again a little later (or on NOTIFY) */
-	sc->next_claim_ms = n == 0 ? now_ms + SCHED_IDLE_CLAIM_MS : now_ms;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+claim_done(struct scheduler *sc, PGresult *r, void *arg)
+{
+	const char *ids, *p[4];
+	char days[16];
+	(void)arg;
+
+	if (r == NULL || PQntuples(r) != 1) {
+		sc->claiming = false;
+		return;
+	}
+	ids = PQgetvalue(r, 0, 0);
+	if (strcmp(ids, "{}") == 0) {
+		/* nothing due: look again a little later (or on NOTIFY) */
+		sc->claiming = false;
+		sc->next_claim_ms = mono_ms() + SCHED_IDLE_CLAIM_MS;
+		return;
+	}
+	int n = 1;
+	for (const char *c = ids; *c; c++)
+		n += *c == ',';
+	metric_add(sc->m_claimed, n);
+	log_debug("scheduler: leased %d meters", n);
+	sc->next_claim_ms = mono_ms();
+	snprintf(days, sizeof(days), "%d", sc->d->cfg->collection.profile_backfill_days);
+	p[0] = ids;
+	p[1] = PQgetvalue(r, 0, 1);
+	p[2] = PQgetvalue(r, 0, 2);
+	p[3] = days;
+	pg_query(sc, load_sql, 4, p, load_done, NULL);
 }
 
 static void
 claim(struct scheduler *sc)
 {
 	const struct config *cfg = sc->d->cfg;
-	char n[16], lease[16], days[16], win[16];
-	const char *p[5] = {sc->instance, n, lease, days, win};
+	char n[16], lease[16], win[16];
+	const char *p[4] = {sc->instance, n, lease, win};
 
 	snprintf(n, sizeof(n), "%d", cfg->collection.lease_batch);
 	snprintf(lease, sizeof(lease), "%d", cfg->collection.lease_seconds);
-	snprintf(days, sizeof(days), "%d", cfg->collection.profile_backfill_days);
 	snprintf(win, sizeof(win), "%d", SCHEDULER_IC_WINDOW);
 	sc->claiming = true;
-	pg_query(sc, claim_sql, 5, p, claim_done, NULL);
+	pg_query(sc, claim_sql, 4, p, claim_done, NULL);
 }
 
 /* ---- due times and leases ----------------------------------------------- */
@@ -688,6 +732,11 @@ due_add(struct scheduler *sc, int32_t id, int64_t at)
 	sc->due[sc->ndue++] = (struct due){id, at};
 }
 
+/* The meter's counter only moves forward (the guard trigger refuses
+ * going back; GREATEST keeps an older session from trying). */
+static const char rx_counter_sql[] =
+    "UPDATE meter_key SET rx_counter = GREATEST(rx_counter, $2::bigint) WHERE meter_id = $1::int";
+
 static const char renew_sql[] = "SELECT ammd_renew_leases($1, make_interval(secs => $2::int))";
 
 static const char release_sql[] =
@@ -734,6 +783,14 @@ session_done(struct session *s, void *arg)
 	}
 	due_add(sc, session_meter_id(s), at);
 
+	uint32_t ic;
+	if (session_rx_counter(s, &ic)) {
+		char icv[16];
+		snprintf(id, sizeof(id), "%d", session_meter_id(s));
+		snprintf(icv, sizeof(icv), "%u", ic);
+		const char *p[2] = {id, icv};
+		pg_query(sc, rx_counter_sql, 2, p, NULL, NULL);
+	}
 	if (session_discovered_objects(s) != NULL) {
 		snprintf(id, sizeof(id), "%d", session_meter_id(s));
 		const char *p[2] = {id, session_discovered_objects(s)};

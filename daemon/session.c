@@ -1654,6 +1654,17 @@ session_tx_counter(const struct session *s)
 	return dlms_client_tx_counter(&s->c);
 }
 
+bool
+session_rx_counter(const struct session *s, uint32_t *ic)
+{
+	struct dlms_rx_counter rc = dlms_client_rx_counter(&s->c);
+
+	if (!s->m.ciphering || !rc.seen)
+		return false;
+	*ic = rc.last;
+	return true;
+}
+
 const char *
 session_discovered_objects(const struct session *s)
 {

@@ -158,6 +158,10 @@ int session_failures(const struct session *s);
 size_t session_rows(const struct session *s);
 /* Next tx invocation counter (to persist when it is beyond the window). */
 uint32_t session_tx_counter(const struct session *s);
+/* The meter's last invocation counter we accepted, when the session was
+ * ciphered and accepted one: true and *ic set.  Persisted so a replayed
+ * frame is refused in later sessions too. */
+bool session_rx_counter(const struct session *s, uint32_t *ic);
 
 /*
  * Discovery results (when the session discovered the meter): the
