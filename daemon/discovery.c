@@ -15,7 +15,7 @@
 
 int
 discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *out, size_t cap,
-    size_t *n, size_t *total)
+                      size_t *n, size_t *total)
 {
 	struct axdr_node nodes[64];
 	uint32_t count;
@@ -30,7 +30,8 @@ discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *
 		return (int)r;
 	off = (size_t)r;
 	for (uint32_t i = 0; i < count; i++) {
-		r = axdr_decode(data + off, len - off, nodes, sizeof(nodes) / sizeof(nodes[0]), &nn);
+		r = axdr_decode(data + off, len - off, nodes, sizeof(nodes) / sizeof(nodes[0]),
+		                &nn);
 		if (r < 0) {
 			/* An access_rights list longer than our node array is
 			 * still a valid entry: step over it and read the
@@ -49,7 +50,7 @@ discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *
 		if (st->tag != AXDR_STRUCTURE || st->len < 3)
 			return METER_EMALFORMED;
 		const struct axdr_node *cl = axdr_child(st, 0), *ver = axdr_child(st, 1),
-				       *ln = axdr_child(st, 2);
+		                       *ln = axdr_child(st, 2);
 		if (cl == NULL || ver == NULL || ln == NULL || cl->tag != AXDR_LONG_UNSIGNED ||
 		    ver->tag != AXDR_UNSIGNED || ln->tag != AXDR_OCTET_STRING || ln->len != 6)
 			return METER_EMALFORMED;
@@ -68,7 +69,7 @@ discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *
 
 bool
 discovery_has(const struct discovery_object *o, size_t n, const struct obis *obis,
-    uint16_t class_id)
+              uint16_t class_id)
 {
 	for (size_t i = 0; i < n; i++)
 		if (obis_eq(&o[i].obis, obis) && (class_id == 0 || o[i].class_id == class_id))
@@ -87,7 +88,7 @@ discovery_objects_text(const struct discovery_object *o, size_t n)
 	s[0] = '\0';
 	for (size_t i = 0; i < n; i++)
 		len += (size_t)snprintf(s + len, cap - len, "%s%s,%u,%u", i ? ";" : "",
-		    obis_format(&o[i].obis, name), o[i].class_id, o[i].version);
+		                        obis_format(&o[i].obis, name), o[i].class_id, o[i].version);
 	return s;
 }
 
@@ -102,15 +103,16 @@ discovery_layout_text(const struct obis *profile, const struct profile_column *c
 	s[0] = '\0';
 	obis_format(profile, pn);
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, cap - len, "%s%s,%zu,%u,%s,%d,%u,%d,%u", i ? ";" : "",
-		    pn, i, cols[i].class_id, obis_format(&cols[i].obis, cn), cols[i].attribute,
-		    cols[i].data_index, cols[i].scaler, cols[i].unit);
+		len += (size_t)snprintf(s + len, cap - len, "%s%s,%zu,%u,%s,%d,%u,%d,%u",
+		                        i ? ";" : "", pn, i, cols[i].class_id,
+		                        obis_format(&cols[i].obis, cn), cols[i].attribute,
+		                        cols[i].data_index, cols[i].scaler, cols[i].unit);
 	return s;
 }
 
 int
 discovery_layout_parse(const char *text, const struct obis *profile, struct profile_column *cols,
-    size_t cap)
+                       size_t cap)
 {
 	const char *p = text;
 	size_t n = 0;
@@ -128,8 +130,8 @@ discovery_layout_parse(const char *text, const struct obis *profile, struct prof
 		memcpy(row, p, l);
 		row[l] = '\0';
 		p = end ? end + 1 : NULL;
-		if (sscanf(row, "%39[^,],%u,%u,%39[^,],%d,%u,%d,%u", pobis, &col, &cls, cobis, &attr,
-			&di, &scaler, &unit) != 8)
+		if (sscanf(row, "%39[^,],%u,%u,%39[^,],%d,%u,%d,%u", pobis, &col, &cls, cobis,
+		           &attr, &di, &scaler, &unit) != 8)
 			return METER_EMALFORMED;
 		if (obis_parse(pobis, &po) != 0 || obis_parse(cobis, &co) != 0)
 			return METER_EMALFORMED;
@@ -163,7 +165,8 @@ const char discovery_save_objects_sql[] =
     "FROM (SELECT string_to_array(r, ',') AS f FROM unnest(string_to_array($2, ';')) AS r) x), "
     "d AS (DELETE FROM meter_object o WHERE o.meter_id = $1::int AND NOT EXISTS "
     "(SELECT 1 FROM n WHERE n.obis = o.obis AND n.cls = o.class_id)), "
-    "c AS (UPDATE meter SET collect = collect - 'discover' WHERE id = $1::int AND collect ? 'discover') "
+    "c AS (UPDATE meter SET collect = collect - 'discover' WHERE id = $1::int AND collect ? "
+    "'discover') "
     "INSERT INTO meter_object (meter_id, obis, class_id, version) "
     "SELECT $1::int, obis, cls, ver FROM n "
     "ON CONFLICT (meter_id, obis, class_id) DO UPDATE SET version = EXCLUDED.version, "

@@ -38,17 +38,17 @@ struct discovery_object {
  * but not kept.  Returns 0, METER_EMALFORMED (other shape) or
  * METER_ENEEDMORE (truncated).
  */
-int discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *out,
-    size_t cap, size_t *n, size_t *total);
+int discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *out, size_t cap,
+                          size_t *n, size_t *total);
 
 /* Is obis (of class_id, 0: any) in the list? */
 bool discovery_has(const struct discovery_object *o, size_t n, const struct obis *obis,
-    uint16_t class_id);
+                   uint16_t class_id);
 
 /* The text forms above; malloc'd (caller frees), NULL when out of memory. */
 char *discovery_objects_text(const struct discovery_object *o, size_t n);
 char *discovery_layout_text(const struct obis *profile, const struct profile_column *cols,
-    size_t n);
+                            size_t n);
 
 /*
  * Parse a layout text, keeping the rows of `profile` in column order.
@@ -56,7 +56,7 @@ char *discovery_layout_text(const struct obis *profile, const struct profile_col
  * METER_ENOSPC (more than cap columns).
  */
 int discovery_layout_parse(const char *text, const struct obis *profile,
-    struct profile_column *cols, size_t cap);
+                           struct profile_column *cols, size_t cap);
 
 /*
  * Statements that replace a meter's stored discovery: $1 meter id, $2 the

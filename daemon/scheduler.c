@@ -37,13 +37,14 @@
 #include "store.h"
 #include "transport.h"
 
-#define SCHED_TICK_MS	     20
-#define SCHED_IDLE_CLAIM_MS  2000 /* poll for due meters when none came */
-#define SCHED_MAX_PARAMS     6
-#define SCHED_DUE_FLUSH	     256
+#define SCHED_TICK_MS       20
+#define SCHED_IDLE_CLAIM_MS 2000 /* poll for due meters when none came */
+#define SCHED_MAX_PARAMS    6
+#define SCHED_DUE_FLUSH     256
 
 bool (*scheduler_command_hook)(struct scheduler *sc) = NULL;
-bool (*scheduler_gateway_hook)(struct scheduler *sc, const struct scheduler_gateway_meter *m) = NULL;
+bool (*scheduler_gateway_hook)(struct scheduler *sc,
+                               const struct scheduler_gateway_meter *m) = NULL;
 
 struct pgq {
 	struct pgq *next;
@@ -130,7 +131,7 @@ scheduler_backoff(int failures, int base_s, int max_s, int unreachable_s)
 
 int64_t
 scheduler_next_slot(int64_t now, int32_t meter, int window_start_min, int window_len_s,
-    int64_t min_gap_s)
+                    int64_t min_gap_s)
 {
 	struct cosem_datetime dt;
 	int64_t day0;
@@ -271,7 +272,7 @@ pg_readcb(evutil_socket_t fd, short what, void *arg)
 			/* all sent: back to waiting for the answer */
 			event_del(sc->ev_pg);
 			event_assign(sc->ev_pg, sc->d->base, PQsocket(sc->pg), EV_READ | EV_PERSIST,
-			    pg_readcb, sc);
+			             pg_readcb, sc);
 			event_add(sc->ev_pg, NULL);
 		}
 		return;
@@ -303,7 +304,7 @@ pg_readcb(evutil_socket_t fd, short what, void *arg)
 		ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 			log_warnx("scheduler: statement failed: %s",
-			    res ? PQresultErrorMessage(res) : PQerrorMessage(sc->pg));
+			          res ? PQresultErrorMessage(res) : PQerrorMessage(sc->pg));
 			if (q->cb)
 				q->cb(sc, NULL, q->arg);
 		} else if (q->cb) {
@@ -323,7 +324,7 @@ pg_send_next(struct scheduler *sc)
 	if (sc->q_busy || q == NULL || sc->pg == NULL)
 		return;
 	if (!PQsendQueryParams(sc->pg, q->sql, q->n, NULL, (const char *const *)q->params, NULL,
-		NULL, 0)) {
+	                       NULL, 0)) {
 		pg_lost(sc, PQerrorMessage(sc->pg));
 		return;
 	}
@@ -331,7 +332,7 @@ pg_send_next(struct scheduler *sc)
 	if (PQflush(sc->pg) == 1) {
 		event_del(sc->ev_pg);
 		event_assign(sc->ev_pg, sc->d->base, PQsocket(sc->pg), EV_WRITE | EV_PERSIST,
-		    pg_readcb, sc);
+		             pg_readcb, sc);
 		event_add(sc->ev_pg, NULL);
 	}
 }
@@ -339,7 +340,7 @@ pg_send_next(struct scheduler *sc)
 /* Queue a statement; params are copied (NULL entries are SQL NULL). */
 static void
 pg_query(struct scheduler *sc, const char *sql, int n, const char *const *params,
-    void (*cb)(struct scheduler *, PGresult *, void *), void *arg)
+         void (*cb)(struct scheduler *, PGresult *, void *), void *arg)
 {
 	struct pgq *q;
 
@@ -405,7 +406,8 @@ static const char claim_sql[] =
     "  AND mk.tx_counter + $4::bigint <= 4294967295 "
     "  RETURNING mk.meter_id, mk.tx_counter - $4::bigint AS tx0, mk.tx_counter AS tx1) "
     "SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), "
-    "  coalesce(array_agg(k.tx0 ORDER BY c.id), '{}'), coalesce(array_agg(k.tx1 ORDER BY c.id), '{}') "
+    "  coalesce(array_agg(k.tx0 ORDER BY c.id), '{}'), coalesce(array_agg(k.tx1 ORDER BY c.id), "
+    "'{}') "
     "FROM c LEFT JOIN k ON k.meter_id = c.id";
 
 static const char load_sql[] =
@@ -413,7 +415,8 @@ static const char load_sql[] =
     "  m.server_addr, m.logical_addr, m.security, m.profile_period, m.failures, "
     "  (m.collect ? 'discover')::int, encode(mk.ek, 'hex'), encode(mk.ak, 'hex'), mk.password, "
     "  encode(mk.system_title, 'hex'), u.tx0, u.tx1, mk.rx_counter, "
-    "  (SELECT string_agg(p.what || '=' || coalesce(extract(epoch FROM p.last_ts)::bigint::text, ''), ',') "
+    "  (SELECT string_agg(p.what || '=' || coalesce(extract(epoch FROM p.last_ts)::bigint::text, "
+    "''), ',') "
     "     FROM read_pointer p WHERE p.meter_id = m.id), "
     "  (SELECT string_agg(format('%s,%s,%s,%s,%s,%s,%s,%s', l.profile_obis, l.col, l.class_id, "
     "     l.obis, l.attr, l.data_index, coalesce(l.scaler, 0), coalesce(l.unit, 255)), ';' "
@@ -422,7 +425,8 @@ static const char load_sql[] =
     "     extract(epoch FROM g.ts)::bigint, ',' ORDER BY g.ts) "
     "   FROM (SELECT i.ts, lag(i.ts) OVER (ORDER BY i.ts) AS prev FROM interval_reading i "
     "         WHERE i.meter_id = m.id AND i.ts >= (SELECT p.last_ts FROM read_pointer p "
-    "           WHERE p.meter_id = m.id AND p.what = 'profile') - make_interval(days => $4::int)) g "
+    "           WHERE p.meter_id = m.id AND p.what = 'profile') - make_interval(days => $4::int)) "
+    "g "
     "   WHERE g.ts - g.prev > make_interval(secs => m.profile_period)), "
     /* 23..: gateway meters (scheduler_gateway_hook) */
     "  m.type, m.gateway_id, gw.kind, gw.host, gw.port, coalesce(gw.baud_rate, 0), "
@@ -488,7 +492,7 @@ row_to_meter(PGresult *r, int i, struct session_meter *m, bool *ondemand)
 	snprintf(m->serial, sizeof(m->serial), "%s", PQgetvalue(r, i, 1));
 	if (strcmp(PQgetvalue(r, i, 2), "tcpip") != 0) {
 		log_meter(LOG_WARNING, m->serial, "transport %s not handled here",
-		    PQgetvalue(r, i, 2));
+		          PQgetvalue(r, i, 2));
 		return -1;
 	}
 	snprintf(m->host, sizeof(m->host), "%s", (v = val(r, i, 3)) ? v : "");
@@ -508,13 +512,14 @@ row_to_meter(PGresult *r, int i, struct session_meter *m, bool *ondemand)
 	} else if (strcmp(sec, "hls-gmac") == 0) {
 		m->mechanism = ACSE_MECH_HLS_GMAC;
 		m->ciphering = true;
-		if (hex_to(val(r, i, 13), m->ek, 16) != 0 || hex_to(val(r, i, 14), m->ak, 16) != 0) {
+		if (hex_to(val(r, i, 13), m->ek, 16) != 0 ||
+		    hex_to(val(r, i, 14), m->ak, 16) != 0) {
 			log_meter(LOG_WARNING, m->serial, "hls-gmac without keys: not read");
 			return -1;
 		}
 		if (val(r, i, 17) == NULL) {
 			log_meter(LOG_WARNING, m->serial,
-			    "invocation counter exhausted: the meter needs new keys");
+			          "invocation counter exhausted: the meter needs new keys");
 			return -1;
 		}
 		m->have_keys = true;
@@ -537,7 +542,7 @@ row_to_meter(PGresult *r, int i, struct session_meter *m, bool *ondemand)
 		m->ngaps = 0;
 	if (m->ngaps > 0)
 		log_meter(LOG_INFO, m->serial, "%zu holes in the stored profile: asking again",
-		    m->ngaps);
+		          m->ngaps);
 	return 0;
 }
 
@@ -583,10 +588,12 @@ scheduler_gateway_done(struct scheduler *sc, int32_t meter, bool committed, bool
 		at = now + cfg->collection.retry_base_s;
 	else if (ok)
 		at = scheduler_next_slot(now, meter, cfg->collection.window_start,
-		    cfg->collection.window_length, 3600);
+		                         cfg->collection.window_length, 3600);
 	else
-		at = now + scheduler_backoff(failures, cfg->collection.retry_base_s,
-		    cfg->collection.retry_max_s, cfg->collection.unreachable_retry_s) +
+		at = now +
+		     scheduler_backoff(failures, cfg->collection.retry_base_s,
+		                       cfg->collection.retry_max_s,
+		                       cfg->collection.unreachable_retry_s) +
 		     scheduler_jitter(meter, cfg->collection.retry_base_s / 4 + 1);
 	due_add(sc, meter, at);
 }
@@ -773,12 +780,14 @@ session_done(struct session *s, void *arg)
 		at = now + cfg->collection.retry_base_s; /* nothing stored: soon */
 	} else if (session_ok(s)) {
 		at = scheduler_next_slot(now, session_meter_id(s), cfg->collection.window_start,
-		    cfg->collection.window_length, 3600);
+		                         cfg->collection.window_length, 3600);
 	} else {
 		/* the failures counter was stored with the batch; the same
 		 * rule gives the delay */
-		at = now + scheduler_backoff(session_failures(s), cfg->collection.retry_base_s,
-		    cfg->collection.retry_max_s, cfg->collection.unreachable_retry_s) +
+		at = now +
+		     scheduler_backoff(session_failures(s), cfg->collection.retry_base_s,
+		                       cfg->collection.retry_max_s,
+		                       cfg->collection.unreachable_retry_s) +
 		     scheduler_jitter(session_meter_id(s), cfg->collection.retry_base_s / 4 + 1);
 	}
 	due_add(sc, session_meter_id(s), at);
@@ -833,13 +842,13 @@ start_one(struct scheduler *sc)
 	prio--;
 	struct live *l = calloc(1, sizeof(*l));
 	struct session *s = l ? session_new(sc->d->base, sc->d->cfg, sc->store, sc->d->metrics,
-				    &tcpip_transport, &j->m, sc->instance, session_done, sc)
-			      : NULL;
+	                                    &tcpip_transport, &j->m, sc->instance, session_done, sc)
+	                      : NULL;
 	if (s == NULL) {
 		/* the meter's row cannot make a session (or no memory):
 		 * try again later rather than hold the lease */
 		log_meter(LOG_WARNING, j->m.serial, "cannot set up a session: retrying in %d s",
-		    sc->d->cfg->collection.retry_max_s);
+		          sc->d->cfg->collection.retry_max_s);
 		due_add(sc, j->m.id, (int64_t)time(NULL) + sc->d->cfg->collection.retry_max_s);
 		free(l);
 		free(j);
@@ -974,19 +983,21 @@ sched_start(struct ammd *d)
 		return -1;
 	}
 	pg_connect(sc);
-	sc->m_queue = metrics_gauge(d->metrics, "ammd_scheduler_queue",
-	    "Leased meters waiting for a session slot, by priority.", "priority");
+	sc->m_queue =
+	    metrics_gauge(d->metrics, "ammd_scheduler_queue",
+	                  "Leased meters waiting for a session slot, by priority.", "priority");
 	sc->m_active = metrics_gauge(d->metrics, "ammd_sessions_active", "Sessions running.", NULL);
 	sc->m_claimed = metrics_counter(d->metrics, "ammd_meters_leased_total",
-	    "Meters leased from the database.", NULL);
-	sc->m_backpressure = metrics_gauge(d->metrics, "ammd_scheduler_backpressure",
-	    "1 while the store is behind and no session starts.", NULL);
+	                                "Meters leased from the database.", NULL);
+	sc->m_backpressure =
+	    metrics_gauge(d->metrics, "ammd_scheduler_backpressure",
+	                  "1 while the store is behind and no session starts.", NULL);
 	metrics_collector_add(d->metrics, collect, sc);
 	if (d->http != NULL)
 		http_health_add(d->http, "scheduler", health, sc);
 	the_scheduler = sc;
-	log_info("scheduler: instance %s, concurrency %d, leases of %d meters",
-	    sc->instance, d->cfg->collection.concurrency, d->cfg->collection.lease_batch);
+	log_info("scheduler: instance %s, concurrency %d, leases of %d meters", sc->instance,
+	         d->cfg->collection.concurrency, d->cfg->collection.lease_batch);
 	return 0;
 }
 
@@ -1013,8 +1024,8 @@ sched_drain(struct ammd *d)
 		return;
 	sc->draining = true;
 	log_info("scheduler: draining: %zu sessions to finish, %zu leased meters left for "
-		 "the next start", sc->nlive,
-	    sc->njobs[0] + sc->njobs[1] + sc->njobs[2]);
+	         "the next start",
+	         sc->nlive, sc->njobs[0] + sc->njobs[1] + sc->njobs[2]);
 	/* sessions end their tasks after the request under way */
 	for (struct live *l = sc->live; l != NULL; l = l->next)
 		session_shutdown(l->s);
@@ -1062,9 +1073,10 @@ sched_stop(struct ammd *d)
 				ids[li++] = '{';
 				dues[ld++] = '{';
 				for (size_t i = 0; i < sc->ndue; i++) {
-					li += (size_t)sprintf(ids + li, "%s%d", i ? "," : "", sc->due[i].id);
+					li += (size_t)sprintf(ids + li, "%s%d", i ? "," : "",
+					                      sc->due[i].id);
 					ld += (size_t)sprintf(dues + ld, "%s%" PRId64, i ? "," : "",
-					    sc->due[i].at);
+					                      sc->due[i].at);
 				}
 				strcpy(ids + li, "}");
 				strcpy(dues + ld, "}");
@@ -1111,10 +1123,10 @@ sched_stop(struct ammd *d)
 }
 
 const struct ammd_module scheduler_module = {
-	.name = "scheduler",
-	.start = sched_start,
-	.reload = sched_reload,
-	.drain = sched_drain,
-	.drained = sched_drained,
-	.stop = sched_stop,
+    .name = "scheduler",
+    .start = sched_start,
+    .reload = sched_reload,
+    .drain = sched_drain,
+    .drained = sched_drained,
+    .stop = sched_stop,
 };

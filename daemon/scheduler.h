@@ -54,7 +54,12 @@ struct scheduler *scheduler_get(void);
 size_t scheduler_active(const struct scheduler *sc);
 size_t scheduler_waiting(const struct scheduler *sc, int prio);
 
-enum scheduler_prio { SCHED_PRIO_COMMAND = 0, SCHED_PRIO_ONDEMAND, SCHED_PRIO_SCHEDULE, SCHED_NPRIO };
+enum scheduler_prio {
+	SCHED_PRIO_COMMAND = 0,
+	SCHED_PRIO_ONDEMAND,
+	SCHED_PRIO_SCHEDULE,
+	SCHED_NPRIO
+};
 
 /*
  * The command queue's hook: called whenever a session slot is free,
@@ -81,17 +86,18 @@ struct scheduler_gateway_meter {
 	int32_t gateway_id;
 	const char *gw_kind, *gw_host;
 	uint16_t gw_port;
-	int gw_baud;		/* 0: not set */
+	int gw_baud; /* 0: not set */
 	int gw_concurrency;
-	int primary_addr;	/* -1: not set */
+	int primary_addr;           /* -1: not set */
 	const char *secondary_addr; /* NULL: not set */
 };
-extern bool (*scheduler_gateway_hook)(struct scheduler *sc, const struct scheduler_gateway_meter *m);
+extern bool (*scheduler_gateway_hook)(struct scheduler *sc,
+                                      const struct scheduler_gateway_meter *m);
 
 /* A gateway meter's read is over: its next due time follows the same rules
  * as a session's (next window on success, backoff after failures). */
 void scheduler_gateway_done(struct scheduler *sc, int32_t meter, bool committed, bool ok,
-    int failures);
+                            int failures);
 
 /* ---- pure helpers (unit-tested) ----------------------------------------- */
 
@@ -108,7 +114,7 @@ int64_t scheduler_backoff(int failures, int base_s, int max_s, int unreachable_s
  * window (minutes after local midnight, session_tz) of the first day whose
  * window slot lies after now + min_gap_s, plus the meter's jitter. */
 int64_t scheduler_next_slot(int64_t now, int32_t meter, int window_start_min, int window_len_s,
-    int64_t min_gap_s);
+                            int64_t min_gap_s);
 
 /* Parse the claim query's pointer text "what=epoch,..." and gaps text
  * "from-to,..." into a session_meter; 0 or -1. */

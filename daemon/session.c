@@ -44,13 +44,13 @@
 const uint8_t session_log_e[SESSION_NLOGS] = {0, 1, 2, 4, 7};
 const struct cosem_tz session_tz = {60, COSEM_DST_EU};
 
-#define SESSION_MAX_PDU	   4096
-#define SESSION_RX_CAP	   (SESSION_MAX_PDU + 64)
-#define SESSION_DATA_CAP   (96 * 1024)
-#define SESSION_MAX_ITEMS  (2 * CONFIG_MAX_REGISTERS + 2)
-#define SESSION_MAX_RANGES (SESSION_MAX_GAPS + 64)
+#define SESSION_MAX_PDU            4096
+#define SESSION_RX_CAP             (SESSION_MAX_PDU + 64)
+#define SESSION_DATA_CAP           (96 * 1024)
+#define SESSION_MAX_ITEMS          (2 * CONFIG_MAX_REGISTERS + 2)
+#define SESSION_MAX_RANGES         (SESSION_MAX_GAPS + 64)
 #define SESSION_PROFILE_CHUNK_ROWS 480 /* rows per range request: ~30 kB */
-#define SESSION_MAX_OBJECTS 512
+#define SESSION_MAX_OBJECTS        512
 /* A larger drift is not corrected automatically: a jump that large
  * rewrites the meter's profile timeline and wants an operator's
  * clock_sync command. */
@@ -70,9 +70,9 @@ enum task {
 	T_END,
 };
 
-static const char *const task_names[] = {"clock+registers", "discover objects", "discover profile",
-    "discover scalers", "load profile", "event logs", "billing layout", "billing values",
-    "clock sync", "end"};
+static const char *const task_names[] = {
+    "clock+registers", "discover objects", "discover profile", "discover scalers", "load profile",
+    "event logs",      "billing layout",   "billing values",   "clock sync",       "end"};
 
 struct reg_result {
 	bool have_value, have_su, numeric;
@@ -98,9 +98,9 @@ struct session {
 
 	int state;
 	struct bufferevent *bev;
-	struct event *ev_timer;	   /* the engine's timer */
+	struct event *ev_timer;    /* the engine's timer */
 	struct event *ev_deadline; /* the whole session */
-	struct event *ev_step;	   /* deferred work: start, close, store, done */
+	struct event *ev_step;     /* deferred work: start, close, store, done */
 	uint32_t timer_gen;
 
 	struct dlms_client c;
@@ -114,8 +114,8 @@ struct session {
 	double duration;
 	uint64_t bytes_in, bytes_out;
 	bool associated, failed, partial, released, committed;
-	bool stop;	  /* end the tasks after the request under way */
-	bool shutdown; /* session_shutdown(): the daemon is stopping */
+	bool stop;       /* end the tasks after the request under way */
+	bool shutdown;   /* session_shutdown(): the daemon is stopping */
 	bool store_back; /* the store's callback has run */
 	const char *outcome;
 	char error[256];
@@ -174,8 +174,8 @@ static void session_close(struct session *s);
 static void session_fail(struct session *s, const char *outcome, const char *fmt, ...)
     LOG_PRINTF(3, 4);
 
-static const char *const state_names[] = {"new", "connect", "link", "associate", "tasks",
-    "release", "close", "store", "done"};
+static const char *const state_names[] = {"new",     "connect", "link",  "associate", "tasks",
+                                          "release", "close",   "store", "done"};
 
 const char *
 session_state_name(int state)
@@ -200,7 +200,7 @@ static void
 session_enter_state(struct session *s, int state)
 {
 	log_meter(LOG_DEBUG, s->m.serial, "session %s -> %s", session_state_name(s->state),
-	    session_state_name(state));
+	          session_state_name(state));
 	s->state = state;
 }
 
@@ -222,8 +222,7 @@ session_fail(struct session *s, const char *outcome, const char *fmt, ...)
 		va_end(ap);
 		s->outcome = outcome;
 	}
-	if (s->associated && s->state == SESSION_TASKS &&
-	    (strcmp(outcome, "partial") == 0)) {
+	if (s->associated && s->state == SESSION_TASKS && (strcmp(outcome, "partial") == 0)) {
 		s->partial = true;
 		return;
 	}
@@ -349,7 +348,7 @@ put_range(struct session *s, const struct obis *profile, int64_t from, int64_t t
 
 static void
 item(struct session *s, uint16_t cls, const struct obis *o, int8_t attr,
-    const struct xdlms_access *acc)
+     const struct xdlms_access *acc)
 {
 	struct dlms_get_item *it = &s->items[s->n_items++];
 	it->desc.class_id = cls;
@@ -392,7 +391,7 @@ regs_result(struct session *s, const struct dlms_client_event *ev)
 			s->clock_read_at = wall_now();
 		} else {
 			log_meter(LOG_WARNING, s->m.serial, "clock unreadable (%s, dar %u)",
-			    meter_strerror(ev->err), ev->dar);
+			          meter_strerror(ev->err), ev->dar);
 		}
 		return;
 	}
@@ -441,7 +440,7 @@ regs_store(struct session *s)
 		int scaler = r->have_su ? r->scaler : 0;
 		int unit = r->have_su ? r->unit : PROFILE_UNIT_COUNT;
 		if (store_add_register(s->batch, s->m.id, obis_format(&s->reg_obis[i], name), at,
-			r->raw, scaler, unit, read_at) == 0)
+		                       r->raw, scaler, unit, read_at) == 0)
 			s->rows++;
 		double v = (double)r->raw;
 		for (int e = scaler; e > 0; e--)
@@ -449,8 +448,12 @@ regs_store(struct session *s)
 		for (int e = scaler; e < 0; e++)
 			v /= 10;
 		mr[nmr] = (struct message_register){.obis = s->reg_obis[i],
-		    .captured_at = at * 1000, .value = v, .has_raw = true, .raw = r->raw,
-		    .scaler = (int8_t)scaler, .unit = profile_unit_name((uint8_t)unit)};
+		                                    .captured_at = at * 1000,
+		                                    .value = v,
+		                                    .has_raw = true,
+		                                    .raw = r->raw,
+		                                    .scaler = (int8_t)scaler,
+		                                    .unit = profile_unit_name((uint8_t)unit)};
 		nmr++;
 	}
 	if (nmr > 0 && s->cfg->mqtt.enabled) {
@@ -458,7 +461,7 @@ regs_store(struct session *s)
 		memset(&msg, 0, sizeof(msg));
 		if (message_registers(s->cfg, s->m.serial, read_at * 1000, mr, nmr, &msg) == 0) {
 			store_add_outbox(s->batch, msg.topic, msg.payload, msg.len, msg.qos,
-			    msg.retain);
+			                 msg.retain);
 			message_clear(&msg);
 		}
 	}
@@ -478,7 +481,7 @@ lp_map_columns(struct session *s)
 		    (v[3] == 8 || v[3] == 29) && v[4] == 0 && s->lp_idx[v[2] - 1] < 0)
 			s->lp_idx[v[2] - 1] = (int)i;
 		else if (!profile_column_is_clock(c) && s->lp_idx[4] < 0 &&
-		    (c->class_id == 1 || v[2] == 96))
+		         (c->class_id == 1 || v[2] == 96))
 			s->lp_idx[4] = (int)i;
 	}
 }
@@ -491,12 +494,9 @@ lp_default_layout(struct session_meter *m)
 		uint16_t cls;
 		struct obis o;
 	} d[] = {
-	    {8, {{0, 0, 1, 0, 0, 255}}},
-	    {1, {{0, 0, 96, 10, 1, 255}}},
-	    {3, {{1, 0, 1, 29, 0, 255}}},
-	    {3, {{1, 0, 2, 29, 0, 255}}},
-	    {3, {{1, 0, 3, 29, 0, 255}}},
-	    {3, {{1, 0, 4, 29, 0, 255}}},
+	    {8, {{0, 0, 1, 0, 0, 255}}},  {1, {{0, 0, 96, 10, 1, 255}}},
+	    {3, {{1, 0, 1, 29, 0, 255}}}, {3, {{1, 0, 2, 29, 0, 255}}},
+	    {3, {{1, 0, 3, 29, 0, 255}}}, {3, {{1, 0, 4, 29, 0, 255}}},
 	};
 	m->n_lp_cols = sizeof(d) / sizeof(d[0]);
 	for (size_t i = 0; i < m->n_lp_cols; i++) {
@@ -521,14 +521,15 @@ static void
 profile_result(struct session *s, const struct dlms_client_event *ev)
 {
 	struct profile_cursor cur;
-	struct profile_options opt = {session_tz, s->disc_period ? s->disc_period : s->m.profile_period};
+	struct profile_options opt = {session_tz,
+	                              s->disc_period ? s->disc_period : s->m.profile_period};
 	struct profile_row *row;
 	int r;
 
 	if (ev->err != 0 || ev->dar != 0 || ev->data == NULL) {
 		if (ev->err == 0)
 			log_meter(LOG_INFO, s->m.serial, "load profile: data-access-result %u",
-			    ev->dar);
+			          ev->dar);
 		return;
 	}
 	if ((row = malloc(sizeof(*row))) == NULL) {
@@ -573,18 +574,19 @@ profile_result(struct session *s, const struct dlms_client_event *ev)
 				sc *= 10;
 			for (int e = common; e < 0; e++)
 				sc /= 10;
-			s->miv[s->nmiv++] = (struct message_interval){row->time * 1000,
-			    v[0] == STORE_NULL ? 0 : (double)v[0] * sc,
-			    v[1] == STORE_NULL ? 0 : (double)v[1] * sc,
-			    v[2] == STORE_NULL ? 0 : (double)v[2] * sc,
-			    v[3] == STORE_NULL ? 0 : (double)v[3] * sc,
-			    status == STORE_NULL ? 0 : (uint32_t)status};
+			s->miv[s->nmiv++] =
+			    (struct message_interval){row->time * 1000,
+			                              v[0] == STORE_NULL ? 0 : (double)v[0] * sc,
+			                              v[1] == STORE_NULL ? 0 : (double)v[1] * sc,
+			                              v[2] == STORE_NULL ? 0 : (double)v[2] * sc,
+			                              v[3] == STORE_NULL ? 0 : (double)v[3] * sc,
+			                              status == STORE_NULL ? 0 : (uint32_t)status};
 		}
 	}
 	if (r < 0)
 		session_fail(s, "partial", "load profile: %s", meter_strerror(r));
 	log_meter(LOG_DEBUG, s->m.serial, "load profile: %u of %u rows, %zu bytes", cur.next,
-	    cur.count, ev->data_len);
+	          cur.count, ev->data_len);
 	free(row);
 }
 
@@ -614,15 +616,15 @@ events_result(struct session *s, const struct dlms_client_event *ev, int li)
 		int64_t ts = STORE_NULL, code = STORE_NULL;
 		for (size_t k = 1; k < nn; k++) {
 			const struct axdr_node *n = &nodes[k];
-			if (ts == STORE_NULL &&
-			    ((n->tag == AXDR_OCTET_STRING && n->len == 12) || n->tag == AXDR_DATE_TIME)) {
+			if (ts == STORE_NULL && ((n->tag == AXDR_OCTET_STRING && n->len == 12) ||
+			                         n->tag == AXDR_DATE_TIME)) {
 				struct cosem_datetime dt;
 				int64_t t;
 				if (cosem_datetime_decode(n->ptr, &dt) == 0 &&
 				    cosem_datetime_to_utc(&dt, &session_tz, &t) == 0)
 					ts = t;
 			} else if (code == STORE_NULL && n->tag != AXDR_OCTET_STRING &&
-			    n->tag != AXDR_STRUCTURE && n->tag != AXDR_ARRAY) {
+			           n->tag != AXDR_STRUCTURE && n->tag != AXDR_ARRAY) {
 				int64_t v;
 				if (axdr_to_int64(n, &v) == 0)
 					code = v;
@@ -631,7 +633,7 @@ events_result(struct session *s, const struct dlms_client_event *ev, int li)
 		if (ts == STORE_NULL || code == STORE_NULL || code < INT32_MIN || code > INT32_MAX)
 			continue;
 		if (store_add_event(s->batch, s->m.id, session_log_e[li], ts, (int32_t)code, NULL,
-			read_at) == 0)
+		                    read_at) == 0)
 			s->rows++;
 		if (s->event_last[li] == STORE_NULL || ts > s->event_last[li])
 			s->event_last[li] = ts;
@@ -645,7 +647,8 @@ events_result(struct session *s, const struct dlms_client_event *ev, int li)
 				s->cmev = nc;
 			}
 			s->mev[s->nmev++] = (struct message_event){
-			    .log = OBIS(0, 0, 99, 98, session_log_e[li], 255), .ts = ts * 1000,
+			    .log = OBIS(0, 0, 99, 98, session_log_e[li], 255),
+			    .ts = ts * 1000,
 			    .code = (int32_t)code};
 		}
 	}
@@ -686,8 +689,9 @@ billing_result(struct session *s, const struct dlms_client_event *ev)
 			const struct profile_column *c = &s->bill_cols[i];
 			if ((int)i == clk || !row->cells[i].numeric || c->class_id == 8)
 				continue;
-			if (store_add_billing(s->batch, s->m.id, row->time, obis_format(&c->obis, name),
-				row->cells[i].i, c->scaler, c->unit, STORE_NULL, read_at) == 0)
+			if (store_add_billing(s->batch, s->m.id, row->time,
+			                      obis_format(&c->obis, name), row->cells[i].i,
+			                      c->scaler, c->unit, STORE_NULL, read_at) == 0)
 				s->rows++;
 		}
 		if (s->billing_last == STORE_NULL || row->time > s->billing_last)
@@ -712,7 +716,7 @@ discovery_result(struct session *s, const struct dlms_client_event *ev)
 		    (s->objs = calloc(SESSION_MAX_OBJECTS, sizeof(*s->objs))) == NULL)
 			return;
 		r = discovery_object_list(ev->data, ev->data_len, s->objs, SESSION_MAX_OBJECTS, &n,
-		    &total);
+		                          &total);
 		if (r != 0) {
 			log_meter(LOG_WARNING, s->m.serial, "object list: %s", meter_strerror(r));
 			return;
@@ -724,10 +728,11 @@ discovery_result(struct session *s, const struct dlms_client_event *ev)
 	case T_DISC_PROFILE:
 		if (ev->index == 0) {
 			ssize_t c = profile_columns_decode(ev->data, ev->data_len, s->m.lp_cols,
-			    PROFILE_MAX_COLUMNS, &n);
+			                                   PROFILE_MAX_COLUMNS, &n);
 			if (c < 0) {
-				log_meter(LOG_WARNING, s->m.serial, "load profile capture objects: %s",
-				    meter_strerror((int)c));
+				log_meter(LOG_WARNING, s->m.serial,
+				          "load profile capture objects: %s",
+				          meter_strerror((int)c));
 				return;
 			}
 			s->m.n_lp_cols = n;
@@ -783,8 +788,8 @@ plan_profile(struct session *s)
 	s->nranges = 0;
 	/* holes first: they are the oldest data at risk of leaving the meter */
 	for (size_t i = 0; i < s->m.ngaps && s->nranges < SESSION_MAX_GAPS; i++) {
-		for (int64_t f = s->m.gaps[i].from; f < s->m.gaps[i].to && s->nranges < SESSION_MAX_GAPS;
-		     f += chunk) {
+		for (int64_t f = s->m.gaps[i].from;
+		     f < s->m.gaps[i].to && s->nranges < SESSION_MAX_GAPS; f += chunk) {
 			int64_t t = f + chunk < s->m.gaps[i].to ? f + chunk : s->m.gaps[i].to;
 			s->ranges[s->nranges++] = (struct range){f + period, t};
 		}
@@ -857,7 +862,7 @@ task_start(struct session *s)
 		if (s->sub == 0) {
 			if (s->m.n_lp_cols == 0) {
 				log_meter(LOG_NOTICE, s->m.serial,
-				    "no load-profile layout: reading with the IDIS default");
+				          "no load-profile layout: reading with the IDIS default");
 				lp_default_layout(&s->m);
 			}
 			lp_map_columns(s);
@@ -868,7 +873,7 @@ task_start(struct session *s)
 		if (s->sub >= s->nranges)
 			return false;
 		log_meter(LOG_DEBUG, s->m.serial, "load profile %" PRId64 "..%" PRId64,
-		    s->ranges[s->sub].from, s->ranges[s->sub].to);
+		          s->ranges[s->sub].from, s->ranges[s->sub].to);
 		put_range(s, &OBIS_LP, s->ranges[s->sub].from, s->ranges[s->sub].to);
 		item(s, 7, &OBIS_LP, 2, &s->acc);
 		return session_get(s);
@@ -902,9 +907,11 @@ task_start(struct session *s)
 		if (s->sub > 0 || s->n_bill_cols == 0)
 			return false;
 		{
-			int64_t from = s->m.ptr_billing != STORE_NULL
-			    ? s->m.ptr_billing + 1
-			    : s->meter_now - (int64_t)s->cfg->collection.profile_backfill_days * 86400;
+			int64_t from =
+			    s->m.ptr_billing != STORE_NULL
+			        ? s->m.ptr_billing + 1
+			        : s->meter_now -
+			              (int64_t)s->cfg->collection.profile_backfill_days * 86400;
 			put_range(s, &OBIS_BILLING, from, s->meter_now);
 			item(s, 7, &OBIS_BILLING, 2, &s->acc);
 		}
@@ -919,7 +926,8 @@ task_start(struct session *s)
 			return false;
 		if (adrift > SESSION_CLOCK_SYNC_MAX) {
 			log_meter(LOG_WARNING, s->m.serial,
-			    "clock off by %" PRId64 " s: too far to correct automatically", drift);
+			          "clock off by %" PRId64 " s: too far to correct automatically",
+			          drift);
 			return false;
 		}
 		struct cosem_datetime dt;
@@ -1010,8 +1018,8 @@ task_result(struct session *s, const struct dlms_client_event *ev)
 		break;
 	case T_BILLING_COLS:
 		if (ev->err == 0 && ev->dar == 0 && ev->data != NULL &&
-		    profile_columns_decode(ev->data, ev->data_len, s->bill_cols, PROFILE_MAX_COLUMNS,
-			&s->n_bill_cols) < 0)
+		    profile_columns_decode(ev->data, ev->data_len, s->bill_cols,
+		                           PROFILE_MAX_COLUMNS, &s->n_bill_cols) < 0)
 			s->n_bill_cols = 0;
 		break;
 	case T_BILLING:
@@ -1033,12 +1041,12 @@ task_done(struct session *s, const struct dlms_client_event *ev)
 		discovery_finish(s);
 	if (ev->err != 0) {
 		log_meter(LOG_WARNING, s->m.serial, "%s: %s", task_names[s->task],
-		    meter_strerror(ev->err));
-		if (ev->err == METER_ETIMEOUT || ev->err == METER_EPROTO || ev->err == METER_EAUTH ||
-		    ev->err == METER_EREPLAY) {
+		          meter_strerror(ev->err));
+		if (ev->err == METER_ETIMEOUT || ev->err == METER_EPROTO ||
+		    ev->err == METER_EAUTH || ev->err == METER_EREPLAY) {
 			/* the association can no longer be trusted */
 			session_fail(s, "partial", "%s: %s", task_names[s->task],
-			    meter_strerror(ev->err));
+			             meter_strerror(ev->err));
 			s->stop = true;
 		} else {
 			/* the meter refused this request: go on with the next task */
@@ -1058,7 +1066,7 @@ session_on_event(struct session *s, const struct dlms_client_event *ev)
 	case DLMS_CEV_ASSOCIATED:
 		s->associated = true;
 		log_meter(LOG_DEBUG, s->m.serial, "associated (conformance %06x, max pdu %u)",
-		    s->c.conformance, s->c.server_max_pdu);
+		          s->c.conformance, s->c.server_max_pdu);
 		session_enter_state(s, SESSION_TASKS);
 		s->task = T_CLOCK_REGS;
 		s->sub = 0;
@@ -1079,11 +1087,12 @@ session_on_event(struct session *s, const struct dlms_client_event *ev)
 		break;
 	case DLMS_CEV_FAILED:
 		if (ev->err == METER_EREJECTED)
-			session_fail(s, "rejected", "association refused (result %u, diagnostic %u)",
-			    ev->result, ev->diag);
+			session_fail(s, "rejected",
+			             "association refused (result %u, diagnostic %u)", ev->result,
+			             ev->diag);
 		else
 			session_fail(s, outcome_of(ev->err), "%s%s",
-			    s->associated ? "" : "association: ", meter_strerror(ev->err));
+			             s->associated ? "" : "association: ", meter_strerror(ev->err));
 		session_close(s);
 		break;
 	}
@@ -1167,8 +1176,9 @@ session_eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		session_fail(s, "timeout", "%s", s->state == SESSION_CONNECT ? "connect timed out"
-									    : "no data from the meter");
+		session_fail(s, "timeout", "%s",
+		             s->state == SESSION_CONNECT ? "connect timed out"
+		                                         : "no data from the meter");
 	} else if (what & BEV_EVENT_EOF) {
 		/* a meter that hangs up instead of answering the RLRQ is done */
 		if (s->state == SESSION_RELEASE)
@@ -1178,8 +1188,8 @@ session_eventcb(struct bufferevent *bev, short what, void *arg)
 	} else {
 		int e = EVUTIL_SOCKET_ERROR();
 		session_fail(s, s->state == SESSION_CONNECT ? "refused" : "error", "%s%s",
-		    s->state == SESSION_CONNECT ? "connect: " : "",
-		    evutil_socket_error_to_string(e));
+		             s->state == SESSION_CONNECT ? "connect: " : "",
+		             evutil_socket_error_to_string(e));
 	}
 	session_close(s);
 }
@@ -1244,8 +1254,8 @@ session_stored(int status, const char *err, void *arg)
 	s->store_back = true;
 	s->committed = status == 0;
 	if (status != 0)
-		log_meter(LOG_WARNING, s->m.serial, "readings not stored: %s (read again next time)",
-		    err ? err : "?");
+		log_meter(LOG_WARNING, s->m.serial,
+		          "readings not stored: %s (read again next time)", err ? err : "?");
 	session_defer(s);
 }
 
@@ -1253,7 +1263,8 @@ static void
 add_outbox(struct session *s, struct message *msg, int r)
 {
 	if (r == 0) {
-		store_add_outbox(s->batch, msg->topic, msg->payload, msg->len, msg->qos, msg->retain);
+		store_add_outbox(s->batch, msg->topic, msg->payload, msg->len, msg->qos,
+		                 msg->retain);
 		message_clear(msg);
 	}
 }
@@ -1297,21 +1308,24 @@ session_submit(struct session *s)
 	else
 		reach = failures >= 5 ? STORE_REACH_UNREACHABLE : STORE_REACH_KEEP;
 	store_add_meter_state(s->batch, s->m.id, s->associated ? s->finished_at : STORE_NULL, reach,
-	    ok || s->shutdown ? NULL : s->error, failures);
+	                      ok || s->shutdown ? NULL : s->error, failures);
 
 	if (s->cfg->mqtt.enabled) {
 		struct message msg;
 		memset(&msg, 0, sizeof(msg));
 		if (s->nmiv > 0)
 			add_outbox(s, &msg,
-			    message_profile(s->cfg, s->m.serial,
-				(int32_t)(s->disc_period ? s->disc_period : s->m.profile_period), s->miv,
-				s->nmiv, &msg));
+			           message_profile(s->cfg, s->m.serial,
+			                           (int32_t)(s->disc_period ? s->disc_period
+			                                                    : s->m.profile_period),
+			                           s->miv, s->nmiv, &msg));
 		if (s->nmev > 0)
-			add_outbox(s, &msg, message_events(s->cfg, s->m.serial, s->mev, s->nmev, &msg));
+			add_outbox(s, &msg,
+			           message_events(s->cfg, s->m.serial, s->mev, s->nmev, &msg));
 		struct message_state st = {.reachable = s->associated,
-		    .last_read = s->associated ? s->finished_at * 1000 : 0,
-		    .last_error = ok ? NULL : s->error, .updated_at = s->finished_at * 1000};
+		                           .last_read = s->associated ? s->finished_at * 1000 : 0,
+		                           .last_error = ok ? NULL : s->error,
+		                           .updated_at = s->finished_at * 1000};
 		add_outbox(s, &msg, message_state(s->cfg, s->m.serial, &st, &msg));
 	}
 
@@ -1329,11 +1343,12 @@ session_submit(struct session *s)
 	store_add_session(s->batch, &ss);
 
 	if (ok)
-		log_meter(LOG_DEBUG, s->m.serial, "session ok: %zu rows, %" PRIu64 "/%" PRIu64
-		    " bytes in/out, %.3f s", s->rows, s->bytes_in, s->bytes_out, s->duration);
+		log_meter(LOG_DEBUG, s->m.serial,
+		          "session ok: %zu rows, %" PRIu64 "/%" PRIu64 " bytes in/out, %.3f s",
+		          s->rows, s->bytes_in, s->bytes_out, s->duration);
 	else
 		log_meter(s->associated ? LOG_NOTICE : LOG_INFO, s->m.serial,
-		    "session %s: %s (%zu rows kept)", s->outcome, s->error, s->rows);
+		          "session %s: %s (%zu rows kept)", s->outcome, s->error, s->rows);
 	metric_inc(s->m_sessions, s->tr->name, s->outcome);
 	metric_add(s->m_bytes, (double)s->bytes_in, s->tr->name, "in");
 	metric_add(s->m_bytes, (double)s->bytes_out, s->tr->name, "out");
@@ -1392,8 +1407,8 @@ static const double duration_bounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 
 struct session *
 session_new(struct event_base *base, const struct config *cfg, struct store *st,
-    struct metrics *reg, const struct transport_ops *tr, const struct session_meter *m,
-    const char *instance, session_done_fn done, void *arg)
+            struct metrics *reg, const struct transport_ops *tr, const struct session_meter *m,
+            const char *instance, session_done_fn done, void *arg)
 {
 	struct session *s;
 	struct dlms_client_config cc;
@@ -1434,7 +1449,8 @@ session_new(struct event_base *base, const struct config *cfg, struct store *st,
 	if (m->server_addr == m->logical_addr && m->logical_addr <= 0x7f)
 		cc.hdlc_server = (struct hdlc_addr){.upper = m->logical_addr, .size = 1};
 	else
-		cc.hdlc_server = (struct hdlc_addr){.upper = m->logical_addr,
+		cc.hdlc_server = (struct hdlc_addr){
+		    .upper = m->logical_addr,
 		    .lower = m->server_addr,
 		    .size = m->logical_addr > 0x7f || m->server_addr > 0x7f ? 4 : 2};
 	/* what we propose bounds what the meter may choose, and so the
@@ -1453,8 +1469,8 @@ session_new(struct event_base *base, const struct config *cfg, struct store *st,
 	cc.rx_counter.last = m->rx_counter;
 	cc.rx_counter.seen = m->rx_seen;
 	cc.max_pdu = SESSION_MAX_PDU;
-	cc.timeout_ms = cfg->tcpip.response_timeout_ms > 0 ? (uint32_t)cfg->tcpip.response_timeout_ms
-							   : 0;
+	cc.timeout_ms =
+	    cfg->tcpip.response_timeout_ms > 0 ? (uint32_t)cfg->tcpip.response_timeout_ms : 0;
 	cc.buf.rx = s->mem;
 	cc.buf.rx_cap = rx;
 	cc.buf.tx = s->mem + rx;
@@ -1477,14 +1493,16 @@ session_new(struct event_base *base, const struct config *cfg, struct store *st,
 		goto fail;
 	if (reg != NULL) {
 		s->m_sessions = metrics_counter(reg, "ammd_sessions_total",
-		    "Meter sessions by transport and outcome.", "transport,outcome");
+		                                "Meter sessions by transport and outcome.",
+		                                "transport,outcome");
 		s->m_bytes = metrics_counter(reg, "ammd_session_bytes_total",
-		    "Bytes exchanged with meters.", "transport,direction");
-		s->m_duration = metrics_histogram(reg, "ammd_session_duration_seconds",
-		    "Duration of meter sessions.", "transport", duration_bounds,
-		    sizeof(duration_bounds) / sizeof(duration_bounds[0]));
+		                             "Bytes exchanged with meters.", "transport,direction");
+		s->m_duration =
+		    metrics_histogram(reg, "ammd_session_duration_seconds",
+		                      "Duration of meter sessions.", "transport", duration_bounds,
+		                      sizeof(duration_bounds) / sizeof(duration_bounds[0]));
 		s->m_rows = metrics_counter(reg, "ammd_session_rows_total",
-		    "Rows read from meters.", "transport");
+		                            "Rows read from meters.", "transport");
 	}
 	return s;
 fail:

@@ -46,7 +46,7 @@ struct session;
 struct transport_ops;
 
 #define SESSION_MAX_GAPS 16
-#define SESSION_NLOGS	 5 /* event logs 0-0:99.98.{0,1,2,4,7}.255 */
+#define SESSION_NLOGS    5 /* event logs 0-0:99.98.{0,1,2,4,7}.255 */
 
 /* E of the event log objects, in the order of the pointers below. */
 extern const uint8_t session_log_e[SESSION_NLOGS];
@@ -59,7 +59,7 @@ struct session_meter {
 	uint16_t port;
 	bool hdlc;
 	uint16_t client_addr, server_addr, logical_addr;
-	int mechanism;	/* ACSE_MECH_NONE, _LLS, _HLS_GMAC */
+	int mechanism;  /* ACSE_MECH_NONE, _LLS, _HLS_GMAC */
 	bool ciphering; /* hls-gmac meters: LN with ciphering */
 	char password[64];
 	bool have_keys;
@@ -70,7 +70,7 @@ struct session_meter {
 	uint32_t rx_counter;
 	bool rx_seen;
 	uint32_t profile_period; /* s */
-	int failures;		 /* consecutive failed sessions so far */
+	int failures;            /* consecutive failed sessions so far */
 	/* Read pointers (STORE_NULL: never read). */
 	int64_t ptr_profile;
 	int64_t ptr_events[SESSION_NLOGS];
@@ -111,8 +111,9 @@ typedef void (*session_done_fn)(struct session *s, void *arg);
  * its successor.  reg may be NULL.  Returns NULL when out of memory.
  */
 struct session *session_new(struct event_base *base, const struct config *cfg, struct store *st,
-    struct metrics *reg, const struct transport_ops *tr, const struct session_meter *m,
-    const char *instance, session_done_fn done, void *arg);
+                            struct metrics *reg, const struct transport_ops *tr,
+                            const struct session_meter *m, const char *instance,
+                            session_done_fn done, void *arg);
 
 /* Start dialling.  The done callback fires exactly once, later. */
 void session_start(struct session *s);

@@ -26,14 +26,14 @@
 struct event_base;
 
 struct transport_timeouts {
-	int connect_ms;	  /* until the connection is up */
+	int connect_ms;   /* until the connection is up */
 	int response_ms;  /* per DLMS exchange (the engine's timer) */
 	int inactivity_s; /* nothing read at all: the link is dead */
 };
 
 struct transport_target {
 	const char *host; /* numeric address or name */
-	uint16_t port;	  /* 0: the transport's default */
+	uint16_t port;    /* 0: the transport's default */
 };
 
 struct transport_ops {
@@ -46,8 +46,8 @@ struct transport_ops {
 	 * no memory, immediate refusal); no callback fires after -1.
 	 */
 	int (*connect)(struct event_base *base, const struct transport_target *t,
-	    const struct transport_timeouts *to, bufferevent_data_cb readcb,
-	    bufferevent_event_cb eventcb, void *arg, struct bufferevent **out);
+	               const struct transport_timeouts *to, bufferevent_data_cb readcb,
+	               bufferevent_event_cb eventcb, void *arg, struct bufferevent **out);
 	/* The connection is up: switch from connect to inactivity timeouts. */
 	void (*connected)(struct bufferevent *bev, const struct transport_timeouts *to);
 	/* Queue bytes; 0 or -1. */

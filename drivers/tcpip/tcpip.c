@@ -33,8 +33,8 @@ ms_to_tv(int ms, struct timeval *tv)
 
 static int
 tcpip_connect(struct event_base *base, const struct transport_target *t,
-    const struct transport_timeouts *to, bufferevent_data_cb readcb, bufferevent_event_cb eventcb,
-    void *arg, struct bufferevent **out)
+              const struct transport_timeouts *to, bufferevent_data_cb readcb,
+              bufferevent_event_cb eventcb, void *arg, struct bufferevent **out)
 {
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
@@ -111,10 +111,10 @@ tcpip_close(struct bufferevent *bev)
 }
 
 const struct transport_ops tcpip_transport = {
-	.name = "tcpip",
-	.default_port = 4059,
-	.connect = tcpip_connect,
-	.connected = tcpip_connected,
-	.write = tcpip_write,
-	.close = tcpip_close,
+    .name = "tcpip",
+    .default_port = 4059,
+    .connect = tcpip_connect,
+    .connected = tcpip_connected,
+    .write = tcpip_write,
+    .close = tcpip_close,
 };

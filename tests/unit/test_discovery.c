@@ -21,12 +21,9 @@ static const struct {
 	struct obis o;
 	uint32_t nattr; /* access_rights attribute entries */
 } objs[] = {
-    {8, 0, {{0, 0, 1, 0, 0, 255}}, 9},
-    {15, 1, {{0, 0, 40, 0, 0, 255}}, 11},
-    {3, 0, {{1, 0, 1, 8, 0, 255}}, 3},
-    {7, 1, {{1, 0, 99, 1, 0, 255}}, 8},
-    {7, 1, {{0, 0, 99, 98, 0, 255}}, 8},
-    {70, 0, {{0, 0, 96, 3, 10, 255}}, 4},
+    {8, 0, {{0, 0, 1, 0, 0, 255}}, 9},   {15, 1, {{0, 0, 40, 0, 0, 255}}, 11},
+    {3, 0, {{1, 0, 1, 8, 0, 255}}, 3},   {7, 1, {{1, 0, 99, 1, 0, 255}}, 8},
+    {7, 1, {{0, 0, 99, 98, 0, 255}}, 8}, {70, 0, {{0, 0, 96, 3, 10, 255}}, 4},
 };
 #define NOBJS (sizeof(objs) / sizeof(objs[0]))
 
@@ -66,7 +63,8 @@ Test(discovery, object_list_every_size)
 		size_t len, got, total;
 		struct discovery_object out[NOBJS];
 		uint8_t *p = build(n, 0, &len);
-		cr_assert_eq(discovery_object_list(p, len, out, NOBJS, &got, &total), 0, "n=%zu", n);
+		cr_assert_eq(discovery_object_list(p, len, out, NOBJS, &got, &total), 0, "n=%zu",
+		             n);
 		cr_assert_eq(got, n);
 		cr_assert_eq(total, n);
 		for (size_t i = 0; i < n; i++) {
@@ -114,9 +112,9 @@ Test(discovery, object_list_wrong_shapes)
 	    {"element not a structure", {AXDR_ARRAY, 1, AXDR_UNSIGNED, 1}, 4},
 	    {"short structure", {AXDR_ARRAY, 1, AXDR_STRUCTURE, 1, AXDR_UNSIGNED, 1}, 6},
 	    {"class not long-unsigned",
-		{AXDR_ARRAY, 1, AXDR_STRUCTURE, 3, AXDR_UNSIGNED, 8, AXDR_UNSIGNED, 0,
-		    AXDR_OCTET_STRING, 0},
-		10},
+	     {AXDR_ARRAY, 1, AXDR_STRUCTURE, 3, AXDR_UNSIGNED, 8, AXDR_UNSIGNED, 0,
+	      AXDR_OCTET_STRING, 0},
+	     10},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		size_t got;
@@ -124,7 +122,7 @@ Test(discovery, object_list_wrong_shapes)
 		uint8_t *p = malloc(bad[i].len);
 		memcpy(p, bad[i].bytes, bad[i].len);
 		cr_assert_eq(discovery_object_list(p, bad[i].len, out, 2, &got, NULL),
-		    METER_EMALFORMED, "%s", bad[i].what);
+		             METER_EMALFORMED, "%s", bad[i].what);
 		free(p);
 	}
 }
@@ -143,7 +141,8 @@ Test(discovery, has)
 
 Test(discovery, objects_text)
 {
-	struct discovery_object o[2] = {{8, 0, OBIS(0, 0, 1, 0, 0, 255)}, {7, 1, OBIS(1, 0, 99, 1, 0, 255)}};
+	struct discovery_object o[2] = {{8, 0, OBIS(0, 0, 1, 0, 0, 255)},
+	                                {7, 1, OBIS(1, 0, 99, 1, 0, 255)}};
 	char *t = discovery_objects_text(o, 2);
 	cr_assert_str_eq(t, "0-0:1.0.0.255,8,0;1-0:99.1.0.255,7,1");
 	free(t);
@@ -185,14 +184,15 @@ Test(discovery, layout_round_trip)
 Test(discovery, layout_parse_refuses)
 {
 	static const char *const bad[] = {
-	    "1-0:99.1.0.255,0,3,1-0:1.8.0.255,2,0,0",	       /* a field short */
-	    "1-0:99.1.0.255,1,3,1-0:1.8.0.255,2,0,0,30",       /* col 1 without col 0 */
-	    "1-0:99.1.0.255,0,3,1-0:1.8.0.999,2,0,0,30",       /* bad OBIS */
-	    "1-0:99.1.0.255,0,3,1-0:1.8.0.255,2,0,200,30",     /* scaler out of range */
-	    "1-0:99.1.0.255,0,70000,1-0:1.8.0.255,2,0,0,30",   /* class out of range */
+	    "1-0:99.1.0.255,0,3,1-0:1.8.0.255,2,0,0",        /* a field short */
+	    "1-0:99.1.0.255,1,3,1-0:1.8.0.255,2,0,0,30",     /* col 1 without col 0 */
+	    "1-0:99.1.0.255,0,3,1-0:1.8.0.999,2,0,0,30",     /* bad OBIS */
+	    "1-0:99.1.0.255,0,3,1-0:1.8.0.255,2,0,200,30",   /* scaler out of range */
+	    "1-0:99.1.0.255,0,70000,1-0:1.8.0.255,2,0,0,30", /* class out of range */
 	};
 	struct obis lp = OBIS(1, 0, 99, 1, 0, 255);
 	struct profile_column out[4];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_eq(discovery_layout_parse(bad[i], &lp, out, 4), METER_EMALFORMED, "%s", bad[i]);
+		cr_assert_eq(discovery_layout_parse(bad[i], &lp, out, 4), METER_EMALFORMED, "%s",
+		             bad[i]);
 }

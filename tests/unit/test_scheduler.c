@@ -40,13 +40,13 @@ Test(scheduler, backoff)
 		int failures, base, max, unreach;
 		int64_t want;
 	} t[] = {
-	    {1, 60, 3600, 21600, 60},	  {2, 60, 3600, 21600, 120},  {3, 60, 3600, 21600, 240},
-	    {4, 60, 3600, 21600, 480},	  {4, 60, 300, 21600, 300},   {5, 60, 3600, 21600, 21600},
+	    {1, 60, 3600, 21600, 60},     {2, 60, 3600, 21600, 120},    {3, 60, 3600, 21600, 240},
+	    {4, 60, 3600, 21600, 480},    {4, 60, 300, 21600, 300},     {5, 60, 3600, 21600, 21600},
 	    {40, 60, 3600, 21600, 21600}, {2, 3000, 3600, 21600, 3600},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		cr_assert_eq(scheduler_backoff(t[i].failures, t[i].base, t[i].max, t[i].unreach),
-		    t[i].want, "case %zu", i);
+		             t[i].want, "case %zu", i);
 }
 
 Test(scheduler, next_slot_local_window)
@@ -65,10 +65,10 @@ Test(scheduler, next_slot_local_window)
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		cr_assert_eq(scheduler_next_slot(t[i].now, 1, 15, 1, 3600), t[i].want, "%s",
-		    t[i].what);
+		             t[i].what);
 	/* too close to the next slot: the day after */
 	cr_assert_eq(scheduler_next_slot(utc(2024, 1, 10, 23, 0), 1, 15, 1, 3600),
-	    utc(2024, 1, 11, 23, 15));
+	             utc(2024, 1, 11, 23, 15));
 	/* jitter lands inside a window (the one open now or the next), at
 	 * least the gap away, and in the window's first day at the latest */
 	int64_t now = utc(2024, 1, 10, 12, 0);
@@ -85,9 +85,9 @@ Test(scheduler, parse_pointers)
 	struct session_meter m;
 	memset(&m, 0, sizeof(m));
 	cr_assert_eq(scheduler_parse_pointers("profile=1700000000,events:0=1690000000,events:7=5,"
-					      "billing=1698796800,events:4=",
-			 &m),
-	    0);
+	                                      "billing=1698796800,events:4=",
+	                                      &m),
+	             0);
 	cr_assert_eq(m.ptr_profile, 1700000000);
 	cr_assert_eq(m.ptr_billing, 1698796800);
 	cr_assert_eq(m.ptr_events[0], 1690000000);
