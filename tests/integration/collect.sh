@@ -48,7 +48,7 @@ conf() { # DSN
 	cat >"$work/ammd.conf" <<EOF
 [daemon]
 log_level = info
-http_listen =
+http_listen = ${HTTP_LISTEN:-}
 shutdown_timeout = 20
 instance_id = t-collect
 [database]

@@ -49,7 +49,8 @@ dsn=$(pg_newdb amm_collect)
 "$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
 ok "$N meters imported"
 sim_start "$START"
-conf "$dsn"
+HTTP_PORT=$(free_port)
+HTTP_LISTEN=127.0.0.1:$HTTP_PORT conf "$dsn"
 
 # ---- round 1 -----------------------------------------------------------------
 
@@ -73,6 +74,14 @@ figures=$(q "$dsn" "SELECT round($N / ($t1 - $t0), 1) || ' meters/s; session med
 	round(avg(bytes_in)) || ', out ' || round(avg(bytes_out)) FROM session_log")
 echo "  figures (round 1, $N meters, $DAYS days backfilled, concurrency $CONC): $figures"
 rows1=$(counts "$dsn")
+metrics=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/metrics', timeout=3).read().decode())") ||
+	fail "GET /metrics"
+expect_match "metrics: sessions by outcome" "ammd_sessions_total\{transport=\"tcpip\",outcome=\"ok\"\} $N\b" "$metrics"
+expect_match "metrics: session bytes" "ammd_session_bytes_total\{transport=\"tcpip\",direction=\"in\"\} [1-9]" "$metrics"
+expect_match "metrics: queue depth" "ammd_scheduler_queue\{priority=\"schedule\"\} 0" "$metrics"
+health=$(python3 -c "import urllib.request; r = urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/healthz', timeout=3); print(r.status, r.read().decode())") ||
+	fail "GET /healthz"
+expect_match "healthz: 200 with the scheduler check" "^200 .*scheduler" "$health"
 
 # ---- round 2: nothing new, nothing twice ----------------------------------------
 
