@@ -126,10 +126,16 @@ json_double(struct json *j, const char *key, double v)
 		fputs("null", j->f);
 		return;
 	}
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof(buf), "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			break;
+	/* Whole numbers as integers (570, not 5.7e+02): meter values are
+	 * mostly counts of Wh; others in the shortest form that reads back. */
+	if (v == floor(v) && fabs(v) < 1e15) {
+		snprintf(buf, sizeof(buf), "%.0f", v);
+	} else {
+		for (int prec = 1; prec <= 17; prec++) {
+			snprintf(buf, sizeof(buf), "%.*g", prec, v);
+			if (strtod(buf, NULL) == v)
+				break;
+		}
 	}
 	fputs(buf, j->f);
 }
