@@ -245,41 +245,62 @@ cmp(const void *a, const void *b)
 }
 
 struct result {
+	double rate[RUNS];
 	double rows_s, mb_s, allocs_row;
+	unsigned long allocs;
+	long rows;
 	struct sums check;
 };
 
+/* One timed run of fn (repeated for at least MIN_SECONDS). */
 static int
-measure(int (*fn)(struct sums *), struct result *res)
+run_once(int (*fn)(struct sums *), struct result *res, int run)
 {
-	double rate[RUNS];
-	unsigned long allocs = 0;
-	long rows_total = 0;
+	struct sums s = {0};
+	long reps = 0;
+	double t0 = now(), t1;
 
-	memset(&res->check, 0, sizeof res->check);
-	if (fn(&res->check) < 0 || res->check.rows != ROWS)
-		return -1;
-	for (int run = 0; run < RUNS; run++) {
-		struct sums s = {0};
-		long reps = 0;
-		double t0 = now(), t1;
-		n_allocs = 0;
-		counting = true;
-		do {
-			if (fn(&s) < 0)
-				return -1;
-			reps++;
-			t1 = now();
-		} while (t1 - t0 < MIN_SECONDS);
-		counting = false;
-		allocs += n_allocs;
-		rows_total += s.rows;
-		rate[run] = (double)reps / (t1 - t0);
+	n_allocs = 0;
+	counting = true;
+	do {
+		if (fn(&s) < 0)
+			return -1;
+		reps++;
+		t1 = now();
+	} while (t1 - t0 < MIN_SECONDS);
+	counting = false;
+	res->allocs += n_allocs;
+	res->rows += s.rows;
+	res->rate[run] = (double)reps / (t1 - t0);
+	return 0;
+}
+
+/*
+ * The two decoders take turns, run by run, so that load from other work on
+ * a shared machine falls on both alike and the ratio stays meaningful.
+ */
+static int
+measure(int (*fast_fn)(struct sums *), struct result *fast, int (*naive_fn)(struct sums *),
+	struct result *naive)
+{
+	struct result *res[2] = {fast, naive};
+	int (*fn[2])(struct sums *) = {fast_fn, naive_fn};
+
+	for (int k = 0; k < 2; k++) {
+		memset(res[k], 0, sizeof *res[k]);
+		if (fn[k](&res[k]->check) < 0 || res[k]->check.rows != ROWS)
+			return -1;
 	}
-	qsort(rate, RUNS, sizeof rate[0], cmp);
-	res->rows_s = rate[RUNS / 2] * ROWS;
-	res->mb_s = rate[RUNS / 2] * (double)apdu_len / 1e6;
-	res->allocs_row = (double)allocs / (double)rows_total;
+	for (int run = 0; run < RUNS; run++)
+		for (int k = 0; k < 2; k++)
+			if (run_once(fn[k], res[k], run) < 0)
+				return -1;
+	for (int k = 0; k < 2; k++) {
+		qsort(res[k]->rate, RUNS, sizeof res[k]->rate[0], cmp);
+		res[k]->rows_s = res[k]->rate[RUNS / 2] * ROWS;
+		res[k]->mb_s = res[k]->rate[RUNS / 2] * (double)apdu_len / 1e6;
+		res[k]->allocs_row = (double)res[k]->allocs / (double)res[k]->rows;
+	}
 	return 0;
 }
 
@@ -295,7 +316,7 @@ main(void)
 		fprintf(stderr, "bench_profile: building the response failed\n");
 		return 1;
 	}
-	if (measure(decode_fast, &fast) < 0 || measure(decode_naive, &naive) < 0) {
+	if (measure(decode_fast, &fast, decode_naive, &naive) < 0) {
 		fprintf(stderr, "bench_profile: decoding failed\n");
 		return 1;
 	}
