@@ -1132,20 +1132,25 @@ session_readcb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	int stalls = 0;
 
-	while (evbuffer_get_length(in) > 0 && s->state < SESSION_CLOSE) {
+	/* state first: once closed, the bufferevent is on its way out */
+	while (s->state < SESSION_CLOSE && evbuffer_get_length(in) > 0) {
 		size_t n = evbuffer_get_contiguous_space(in);
 		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
 		size_t took = dlms_client_feed(&s->c, p, n);
-		s->bytes_in += took;
-		evbuffer_drain(in, took);
+
+		if (took > 0) {
+			s->bytes_in += took;
+			evbuffer_drain(in, took);
+			stalls = 0;
+		}
 		session_pump(s);
-		if (took == 0 && s->state < SESSION_CLOSE) {
-			/* the engine holds a full buffer it cannot use */
-			if (dlms_client_feed(&s->c, p, n) == 0) {
-				session_fail(s, "protocol", "receive buffer full");
-				session_close(s);
-			}
+		/* Polling makes room; an engine that takes nothing twice in
+		 * a row holds input it can never use. */
+		if (took == 0 && ++stalls > 1 && s->state < SESSION_CLOSE) {
+			session_fail(s, "protocol", "receive buffer full");
+			session_close(s);
 		}
 	}
 }

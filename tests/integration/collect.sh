@@ -6,7 +6,7 @@
 #   conf DSN                 ammd.conf for the test in $work
 #   ammd_start / ammd_term   the daemon (term: SIGTERM, bounded wait, status)
 #   round_wait DSN SECS      until no meter is due or leased
-#   expect_load DSN F T AT   ground truth into tables er, ei, ee
+#   expect_load DSN F T AT   ground truth into tables er, ei, ee, eb
 #   compare DSN LO HI        stored = truth (see the function)
 #   counts DSN, iso EPOCH, port_block N
 
@@ -106,20 +106,23 @@ expect_load() { # DSN FROM TO AT
 	rm -rf "$work/exp.d" && mkdir "$work/exp.d"
 	# one file per meter: two writers on one pipe would interleave lines
 	cut -d, -f1 "$work/m.csv" | tail -n +2 |
-		xargs -P 2 -I{} sh -c "{ \"$METERSIM\" expect ${fleet[*]} --meter {} --from $2 --to $3 --what intervals,events --format csv && \"$METERSIM\" expect ${fleet[*]} --meter {} --from $4 --to $4 --what registers --format csv; } | sed 's/^/{},/' >\"$work/exp.d/{}\"" ||
+		xargs -P 2 -I{} sh -c "{ \"$METERSIM\" expect ${fleet[*]} --meter {} --from $2 --to $3 --what intervals,events,billing --format csv && \"$METERSIM\" expect ${fleet[*]} --meter {} --from $4 --to $4 --what registers --format csv; } | sed 's/^/{},/' >\"$work/exp.d/{}\"" ||
 		fail "metersim expect"
 	cat "$work/exp.d"/* >"$f"
 	awk -F, '$2 == "register" { print $1 "," $4 "," $5 }' "$f" >"$work/er.csv"
 	awk -F, '$2 == "interval" { print $1 "," $3 "," $5 "," $6 "," $7 "," $8 "," $9 }' "$f" >"$work/ei.csv"
+	awk -F, '$2 == "billing" || $2 == "billing_peak" { print $1 "," $3 "," $4 "," $5 }' "$f" >"$work/eb.csv"
 	awk -F, '$2 == "event" { split($6, o, "."); print $1 "," $3 "," o[3] "," $7 }' "$f" >"$work/ee.csv"
 	psql "$1" -X -q -v ON_ERROR_STOP=1 <<EOF || fail "loading the ground truth"
-DROP TABLE IF EXISTS er, ei, ee;
+DROP TABLE IF EXISTS er, ei, ee, eb;
 CREATE TABLE er (serial text, obis text, value numeric);
 CREATE TABLE ei (serial text, ts timestamptz, a_plus numeric, a_minus numeric, r_plus numeric, r_minus numeric, status int);
 CREATE TABLE ee (serial text, ts timestamptz, log int, code int);
+CREATE TABLE eb (serial text, period_end timestamptz, obis text, value numeric);
 \copy er FROM '$work/er.csv' CSV
 \copy ei FROM '$work/ei.csv' CSV
 \copy ee FROM '$work/ee.csv' CSV
+\copy eb FROM '$work/eb.csv' CSV
 EOF
 }
 
@@ -148,6 +151,15 @@ compare() { # DSN LO HI
 		  WHERE m.serial = ee.serial AND e.ts = ee.ts AND e.log = ee.log AND e.code = ee.code)"
 	[ "$(q "$d" "SELECT count(*) FROM ($evmiss) x")" = 0 ] || q "$d" "$evmiss LIMIT 5" >&2
 	expect_eq "every expected event stored" "0" "$(q "$d" "SELECT count(*) FROM ($evmiss) x")"
+	expect_eq "every billing period end's totals stored" "0" "$(q "$d" "
+		SELECT count(*) FROM eb WHERE period_end > '$lo' AND period_end <= '$hi'
+		AND obis IN ('1-0:1.8.0.255', '1-0:2.8.0.255', '1-0:3.8.0.255', '1-0:4.8.0.255')
+		AND NOT EXISTS (SELECT 1 FROM billing_value b JOIN meter m ON m.id = b.meter_id
+		                WHERE m.serial = eb.serial AND b.period_end = eb.period_end AND b.obis = eb.obis)")"
+	expect_eq "every stored billing value is true" "0" "$(q "$d" "
+		SELECT count(*) FROM billing_value b JOIN meter m ON m.id = b.meter_id
+		WHERE NOT EXISTS (SELECT 1 FROM eb WHERE eb.serial = m.serial AND eb.period_end = b.period_end
+		                  AND eb.obis = b.obis AND eb.value = b.value)")"
 	expect_eq "every stored event is true" "0" "$(q "$d" "
 		SELECT count(*) FROM event e JOIN meter m ON m.id = e.meter_id
 		WHERE NOT EXISTS (SELECT 1 FROM ee WHERE ee.serial = m.serial AND ee.ts = e.ts
