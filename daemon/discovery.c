@@ -17,9 +17,8 @@ int
 discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *out, size_t cap,
                       size_t *n, size_t *total)
 {
-	struct axdr_node nodes[64];
-	uint32_t count;
-	size_t off, nn;
+	uint32_t count, fields;
+	size_t off;
 	ssize_t r;
 
 	*n = 0;
@@ -30,39 +29,37 @@ discovery_object_list(const uint8_t *data, size_t len, struct discovery_object *
 		return (int)r;
 	off = (size_t)r;
 	for (uint32_t i = 0; i < count; i++) {
-		r = axdr_decode(data + off, len - off, nodes, sizeof(nodes) / sizeof(nodes[0]),
-		                &nn);
-		if (r < 0) {
-			/* An access_rights list longer than our node array is
-			 * still a valid entry: step over it and read the
-			 * first three fields alone. */
-			if (r != METER_ENOSPC)
-				return (int)r;
-			ssize_t sk = axdr_skip(data + off, len - off);
-			if (sk < 0)
-				return (int)sk;
-			r = axdr_decode(data + off, (size_t)sk, nodes, 8, &nn);
-			if (r != METER_ENOSPC && r < 0)
-				return (int)r;
-			r = sk;
-		}
-		const struct axdr_node *st = &nodes[0];
-		if (st->tag != AXDR_STRUCTURE || st->len < 3)
+		/* Only the first three fields matter; access_rights, however
+		 * long, is stepped over whole, never decoded into nodes. */
+		ssize_t entry = axdr_skip(data + off, len - off);
+		if (entry < 0)
+			return (int)entry;
+		const uint8_t *e = data + off;
+		size_t elen = (size_t)entry, p;
+		r = axdr_decode_header(e, elen, AXDR_STRUCTURE, &fields);
+		if (r < 0 || fields < 3)
 			return METER_EMALFORMED;
-		const struct axdr_node *cl = axdr_child(st, 0), *ver = axdr_child(st, 1),
-		                       *ln = axdr_child(st, 2);
-		if (cl == NULL || ver == NULL || ln == NULL || cl->tag != AXDR_LONG_UNSIGNED ||
-		    ver->tag != AXDR_UNSIGNED || ln->tag != AXDR_OCTET_STRING || ln->len != 6)
+		p = (size_t)r;
+		struct axdr_node f[3];
+		for (int k = 0; k < 3; k++) {
+			size_t nn;
+			r = axdr_decode(e + p, elen - p, &f[k], 1, &nn);
+			if (r < 0)
+				return r == METER_ENEEDMORE ? METER_ENEEDMORE : METER_EMALFORMED;
+			p += (size_t)r;
+		}
+		if (f[0].tag != AXDR_LONG_UNSIGNED || f[1].tag != AXDR_UNSIGNED ||
+		    f[2].tag != AXDR_OCTET_STRING || f[2].len != 6)
 			return METER_EMALFORMED;
 		if (*n < cap) {
-			out[*n].class_id = (uint16_t)cl->v.u;
-			out[*n].version = (uint8_t)ver->v.u;
-			memcpy(out[*n].obis.v, ln->ptr, 6);
+			out[*n].class_id = (uint16_t)f[0].v.u;
+			out[*n].version = (uint8_t)f[1].v.u;
+			memcpy(out[*n].obis.v, f[2].ptr, 6);
 			(*n)++;
 		}
 		if (total != NULL)
 			(*total)++;
-		off += (size_t)r;
+		off += elen;
 	}
 	return 0;
 }
