@@ -28,6 +28,7 @@
 #include "cosem_time.h"
 #include "db.h"
 #include "discovery.h"
+#include "gprs/gprs.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -58,6 +59,7 @@ struct pgq {
 struct job {
 	struct job *next;
 	struct session_meter m;
+	const struct transport_ops *tr;
 };
 
 struct live {
@@ -490,7 +492,7 @@ row_to_meter(PGresult *r, int i, struct session_meter *m, bool *ondemand)
 	memset(m, 0, sizeof(*m));
 	m->id = atoi(PQgetvalue(r, i, 0));
 	snprintf(m->serial, sizeof(m->serial), "%s", PQgetvalue(r, i, 1));
-	if (strcmp(PQgetvalue(r, i, 2), "tcpip") != 0) {
+	if (strcmp(PQgetvalue(r, i, 2), "tcpip") != 0 && strcmp(PQgetvalue(r, i, 2), "gprs") != 0) {
 		log_meter(LOG_WARNING, m->serial, "transport %s not handled here",
 		          PQgetvalue(r, i, 2));
 		return -1;
@@ -620,6 +622,16 @@ load_done(struct scheduler *sc, PGresult *r, void *arg)
 		if (row_to_meter(r, i, &j->m, &ondemand) != 0) {
 			free(j);
 			continue;
+		}
+		j->tr = &tcpip_transport;
+		if (strcmp(PQgetvalue(r, i, 2), "gprs") == 0) {
+			/* a GPRS meter without an APN address only connects in
+			 * (gprs_inbound.c); it is read when it does */
+			if (j->m.host[0] == '\0') {
+				free(j);
+				continue;
+			}
+			j->tr = &gprs_transport;
 		}
 		job_push(sc, j, ondemand ? SCHED_PRIO_ONDEMAND : SCHED_PRIO_SCHEDULE);
 	}
@@ -842,7 +854,7 @@ start_one(struct scheduler *sc)
 	prio--;
 	struct live *l = calloc(1, sizeof(*l));
 	struct session *s = l ? session_new(sc->d->base, sc->d->cfg, sc->store, sc->d->metrics,
-	                                    &tcpip_transport, &j->m, sc->instance, session_done, sc)
+	                                    j->tr, &j->m, sc->instance, session_done, sc)
 	                      : NULL;
 	if (s == NULL) {
 		/* the meter's row cannot make a session (or no memory):
@@ -857,6 +869,114 @@ start_one(struct scheduler *sc)
 	free(j);
 	l->s = s;
 	l->prio = prio;
+	l->next = sc->live;
+	sc->live = l;
+	sc->nlive++;
+	sc->started++;
+	session_start(s);
+	return true;
+}
+
+/* ---- GPRS meters that connect in (gprs_inbound.c) ------------------------ */
+
+/* Lease one GPRS meter by serial when it is due and nobody holds it, with
+ * its invocation counters reserved as a claim does; the second column says
+ * why not when no id comes back (the subquery sees the row as it was). */
+static const char lease_serial_sql[] =
+    "WITH c AS (UPDATE meter m SET leased_by = $1, lease_until = now() + make_interval(secs => "
+    "  $3::int) WHERE m.serial = $2 AND m.enabled AND m.transport = 'gprs' "
+    "  AND (m.next_due_at IS NULL OR m.next_due_at <= now()) "
+    "  AND (m.lease_until IS NULL OR m.lease_until < now()) RETURNING m.id), "
+    "k AS (UPDATE meter_key mk SET tx_counter = mk.tx_counter + $4::bigint FROM c "
+    "  WHERE mk.meter_id = c.id AND mk.ek IS NOT NULL "
+    "  AND mk.tx_counter + $4::bigint <= 4294967295 "
+    "  RETURNING mk.meter_id, mk.tx_counter - $4::bigint AS tx0, mk.tx_counter AS tx1) "
+    "SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(k.tx0), '{}'), "
+    "  coalesce(array_agg(k.tx1), '{}'), "
+    "  coalesce((SELECT CASE WHEN NOT m.enabled THEN 'disabled' "
+    "     WHEN m.transport <> 'gprs' THEN 'not a gprs meter' "
+    "     WHEN m.lease_until >= now() THEN 'busy' ELSE 'not due' END "
+    "   FROM meter m WHERE m.serial = $2), 'unknown') "
+    "FROM c LEFT JOIN k ON k.meter_id = c.id";
+
+struct lease_req {
+	scheduler_lease_fn cb;
+	void *arg;
+};
+
+static void
+lease_load_done(struct scheduler *sc, PGresult *r, void *arg)
+{
+	struct lease_req *q = arg;
+	struct session_meter m;
+	bool ondemand;
+
+	if (r != NULL && PQntuples(r) == 1 && row_to_meter(r, 0, &m, &ondemand) == 0)
+		q->cb(sc, &m, NULL, q->arg);
+	else
+		q->cb(sc, NULL, "cannot load the meter", q->arg);
+	free(q);
+}
+
+static void
+lease_serial_done(struct scheduler *sc, PGresult *r, void *arg)
+{
+	struct lease_req *q = arg;
+	char days[16];
+	const char *p[4];
+
+	if (r == NULL || PQntuples(r) != 1) {
+		q->cb(sc, NULL, "database", q->arg);
+		free(q);
+		return;
+	}
+	if (strcmp(PQgetvalue(r, 0, 0), "{}") == 0) {
+		q->cb(sc, NULL, PQgetvalue(r, 0, 3), q->arg);
+		free(q);
+		return;
+	}
+	snprintf(days, sizeof(days), "%d", sc->d->cfg->collection.profile_backfill_days);
+	p[0] = PQgetvalue(r, 0, 0);
+	p[1] = PQgetvalue(r, 0, 1);
+	p[2] = PQgetvalue(r, 0, 2);
+	p[3] = days;
+	pg_query(sc, load_sql, 4, p, lease_load_done, q);
+}
+
+void
+scheduler_lease_serial(struct scheduler *sc, const char *serial, scheduler_lease_fn cb, void *arg)
+{
+	struct lease_req *q;
+	char lease[16], win[16];
+	const char *p[4] = {sc->instance, serial, lease, win};
+
+	if (sc->draining || (q = malloc(sizeof(*q))) == NULL) {
+		cb(sc, NULL, sc->draining ? "stopping" : "no memory", arg);
+		return;
+	}
+	q->cb = cb;
+	q->arg = arg;
+	snprintf(lease, sizeof(lease), "%d", sc->d->cfg->collection.lease_seconds);
+	snprintf(win, sizeof(win), "%d", SCHEDULER_IC_WINDOW);
+	pg_query(sc, lease_serial_sql, 4, p, lease_serial_done, q);
+}
+
+bool
+scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
+                        const struct transport_ops *tr)
+{
+	struct live *l = calloc(1, sizeof(*l));
+	struct session *s = l ? session_new(sc->d->base, sc->d->cfg, sc->store, sc->d->metrics, tr,
+	                                    m, sc->instance, session_done, sc)
+	                      : NULL;
+
+	if (s == NULL) {
+		free(l);
+		due_add(sc, m->id, (int64_t)time(NULL) + sc->d->cfg->collection.retry_base_s);
+		return false;
+	}
+	l->s = s;
+	l->prio = SCHED_PRIO_ONDEMAND;
 	l->next = sc->live;
 	sc->live = l;
 	sc->nlive++;

@@ -99,6 +99,25 @@ extern bool (*scheduler_gateway_hook)(struct scheduler *sc,
 void scheduler_gateway_done(struct scheduler *sc, int32_t meter, bool committed, bool ok,
                             int failures);
 
+/*
+ * GPRS meters that connect in (daemon/gprs_inbound.c).  The listener has
+ * read the meter's claimed identity; scheduler_lease_serial() leases that
+ * meter now when it is enabled, transport gprs, due and not leased, and
+ * loads it as a claim does (invocation counters reserved).  cb gets the
+ * meter (valid during the call) or NULL and why ("unknown", "not due",
+ * "busy", "disabled", ...).  scheduler_start_session() then runs the
+ * session over the meter's own connection as one of the scheduler's (slot,
+ * done, due time, drain); false when it could not be set up.
+ */
+struct session_meter;
+struct transport_ops;
+typedef void (*scheduler_lease_fn)(struct scheduler *sc, const struct session_meter *m,
+                                   const char *why, void *arg);
+void scheduler_lease_serial(struct scheduler *sc, const char *serial, scheduler_lease_fn cb,
+                            void *arg);
+bool scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
+                             const struct transport_ops *tr);
+
 /* ---- pure helpers (unit-tested) ----------------------------------------- */
 
 /* Per-meter jitter in [0, span): the same meter always lands on the same

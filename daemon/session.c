@@ -1435,6 +1435,12 @@ session_new(struct event_base *base, const struct config *cfg, struct store *st,
 	s->to.connect_ms = cfg->tcpip.connect_timeout_ms;
 	s->to.response_ms = cfg->tcpip.response_timeout_ms;
 	s->to.inactivity_s = cfg->tcpip.inactivity_timeout_s;
+	if (strcmp(tr->name, "gprs") == 0) {
+		/* GPRS round trips take seconds: [gprs] timing (issue 6) */
+		s->to.connect_ms = cfg->gprs.connect_timeout_ms;
+		s->to.response_ms = cfg->gprs.response_timeout_ms;
+		s->to.inactivity_s = cfg->gprs.idle_timeout_s;
+	}
 	s->nregs = cfg->collection.nregisters;
 	memcpy(s->reg_obis, cfg->collection.registers, s->nregs * sizeof(s->reg_obis[0]));
 
@@ -1474,8 +1480,7 @@ session_new(struct event_base *base, const struct config *cfg, struct store *st,
 	cc.rx_counter.last = m->rx_counter;
 	cc.rx_counter.seen = m->rx_seen;
 	cc.max_pdu = SESSION_MAX_PDU;
-	cc.timeout_ms =
-	    cfg->tcpip.response_timeout_ms > 0 ? (uint32_t)cfg->tcpip.response_timeout_ms : 0;
+	cc.timeout_ms = s->to.response_ms > 0 ? (uint32_t)s->to.response_ms : 0;
 	cc.buf.rx = s->mem;
 	cc.buf.rx_cap = rx;
 	cc.buf.tx = s->mem + rx;
