@@ -28,6 +28,8 @@
 #include "command.h"
 #include "mbus_collect.h"
 
+extern const struct ammd_module gprs_module; /* gprs_inbound.c */
+
 /* Start order; reload follows it, drain and stop run backwards. */
 static const struct ammd_module *const modules[] = {
 	&http_module,
@@ -36,6 +38,7 @@ static const struct ammd_module *const modules[] = {
 	&scheduler_module,
 	&command_module,
 	&gateway_module, /* mbus_collect.c: M-Bus and Modbus gateway meters */
+	&gprs_module,    /* gprs_inbound.c: GPRS meters that connect in */
 	/* store, publisher, scheduler and drivers are added here */
 };
 
