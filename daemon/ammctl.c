@@ -23,6 +23,7 @@ static const struct ctl_cmd cmds[] = {
 	{"status", ctl_status, "status [--json] [--meter SERIAL] [--days N]   fleet, collection round, completeness"},
 	{"mqtt", ctl_mqtt, "mqtt tail [--host H] [--port P] [--prefix P] [--count N] [--json]   decoded MQTT feed"},
 	{"mbus", ctl_mbus, "mbus scan HOST:PORT [--baud B] [--mask HEX] [--json] | read HOST:PORT ADDR|SECONDARY"},
+	{"report", ctl_report, "report traffic [--month YYYY-MM] [--transport T] [--json]   data volume per meter"},
 };
 
 static void

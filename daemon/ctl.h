@@ -22,6 +22,7 @@ int ctl_cmd(int argc, char **argv);	     /* ctl_cmd.c: KIND|list|show|cancel */
 int ctl_status(int argc, char **argv);	     /* ctl_status.c: fleet, round, completeness */
 int ctl_mqtt(int argc, char **argv);	     /* ctl_mqtt.c: tail */
 int ctl_mbus(int argc, char **argv);	     /* ctl_mbus.c: scan|read at an M-Bus gateway */
+int ctl_report(int argc, char **argv);	     /* ctl_report.c: traffic per meter */
 
 /*
  * Read hex from an argument, or from stdin when arg is "-" (whitespace,

@@ -310,6 +310,11 @@ lease_cb(struct scheduler *sc, const struct session_meter *m, const char *why, v
 		slot_refuse(sl, "unknown", "%s meter %s", why, sl->claim);
 		return;
 	}
+	log_info("gprs: connection from %s claims %s: associating with its security (%s)", sl->peer,
+	         m->serial,
+	         m->mechanism == ACSE_MECH_HLS_GMAC ? "hls-gmac"
+	         : m->mechanism == ACSE_MECH_LLS    ? "lls, not authenticated"
+	                                            : "none, not authenticated");
 	log_identify(sl, m->id);
 	if (command_get() != NULL)
 		command_claim_meter(command_get(), m->id);
