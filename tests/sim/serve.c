@@ -78,6 +78,7 @@ struct dconn {
 	const struct fault_set *fs;
 	struct cosem_ctx ctx;
 	struct dlms_server_policy pol;
+	char password[9]; /* pol.password points here: the connection owns it */
 	struct dlms_server srv;
 	uint32_t alarms; /* last alarm register seen (GPRS pushes on change) */
 	uint8_t *mem;    /* rx, tx, work */
@@ -195,8 +196,10 @@ conn_free(struct dconn *c)
 	free(c);
 }
 
+/* The policy keeps pointers: `pw` (at least sizeof(m->password)) must live
+ * as long as the policy, so the caller passes storage it owns. */
 static void
-policy_of(const struct sim_meter *m, struct dlms_server_policy *p)
+policy_of(const struct sim_meter *m, struct dlms_server_policy *p, char *pw)
 {
 	memset(p, 0, sizeof(*p));
 	p->mechanisms = 1u << ACSE_MECH_NONE;
@@ -204,8 +207,10 @@ policy_of(const struct sim_meter *m, struct dlms_server_policy *p)
 	memcpy(p->system_title, m->system_title, sizeof(p->system_title));
 	if (m->security == SIM_SEC_LLS) {
 		p->mechanisms |= 1u << ACSE_MECH_LLS;
-		p->password = (const uint8_t *)m->password;
-		p->password_len = strlen(m->password);
+		memcpy(pw, m->password, sizeof(m->password));
+		pw[sizeof(m->password) - 1] = '\0';
+		p->password = (const uint8_t *)pw;
+		p->password_len = strlen(pw);
 		p->none_client = 16;
 	} else if (m->security == SIM_SEC_HLS) {
 		p->mechanisms |= 1u << ACSE_MECH_HLS_GMAC;
@@ -410,7 +415,7 @@ conn_new(struct serve *sv, uint32_t index, struct bufferevent *bev, bool gprs)
 	sim_meter_load(sv->fleet, index, &m);
 	uint32_t ic = m.st->invocation_counter;
 	serve_unlock(sv);
-	policy_of(&m, &c->pol);
+	policy_of(&m, &c->pol, c->password);
 	struct dlms_server_config cfg = {0};
 	cfg.framing = sv->cfg.transport == SIM_TR_HDLC ? DLMS_FRAMING_HDLC : DLMS_FRAMING_WRAPPER;
 	cfg.server_wport = 1;
