@@ -84,6 +84,7 @@ struct scheduler {
 	bool q_busy;
 	PGresult *q_res;
 	int64_t pg_retry_at;
+	bool stale_released; /* leases of a previous run given back */
 
 	struct event *ev_tick;
 	struct event *ev_reap;
@@ -381,6 +382,26 @@ pg_connect(struct scheduler *sc)
 	}
 	r = PQexec(sc->pg, "LISTEN ammd_ondemand");
 	PQclear(r);
+	/* Leases in our name before we claimed anything are a previous run's
+	 * that was killed (SIGKILL, OOM, power): nobody else holds our
+	 * instance id, so take them back now rather than leave those meters
+	 * unread for lease_seconds.  Only on the first connection: after a
+	 * reconnect the leases are our own live sessions'. */
+	if (!sc->stale_released) {
+		const char *p[1] = {sc->instance};
+		r = PQexecParams(sc->pg,
+		                 "UPDATE meter SET leased_by = NULL, lease_until = NULL "
+		                 "WHERE leased_by = $1",
+		                 1, NULL, p, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+			sc->stale_released = true;
+			if (atoi(PQcmdTuples(r)) > 0)
+				log_warnx("scheduler: %s leases of a previous run of instance %s "
+				          "taken back (it did not exit cleanly)",
+				          PQcmdTuples(r), sc->instance);
+		}
+		PQclear(r);
+	}
 	PQsetnonblocking(sc->pg, 1);
 	sc->ev_pg = event_new(sc->d->base, PQsocket(sc->pg), EV_READ | EV_PERSIST, pg_readcb, sc);
 	if (sc->ev_pg == NULL || event_add(sc->ev_pg, NULL) != 0) {
