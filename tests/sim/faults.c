@@ -14,7 +14,7 @@
 
 static const char *names[FAULT_N] = {
     "refuse", "drop",      "stall",    "delay", "corrupt",  "truncate",
-    "abort",  "ic_replay", "ic_reset", "busy",  "noanswer", "collision",
+    "abort",  "ic_replay", "ic_reset", "busy",  "noanswer", "collision", "plain",
 };
 
 const char *

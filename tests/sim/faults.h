@@ -36,6 +36,8 @@ enum fault_kind {
 	FAULT_BUSY,       /* per request at a gateway: busy answer */
 	FAULT_NOANSWER,   /* per M-Bus request: the slave stays silent */
 	FAULT_COLLISION,  /* per M-Bus request: a second slave answers too */
+	FAULT_PLAIN,      /* per connection: security off, mechanism none only,
+	                     no ciphering, any client (a downgrade) */
 	FAULT_N
 };
 

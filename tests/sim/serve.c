@@ -36,7 +36,9 @@
  * instead of answering), stall (hold the answer, then close), delay,
  * corrupt (bytes of the answers), truncate (half an answer, then close),
  * abort (connection closed mid-request), ic_reset / ic_replay (the
- * meter's invocation counter restarts at 0 / repeats the last value).
+ * meter's invocation counter restarts at 0 / repeats the last value),
+ * plain (the meter's security is off: mechanism none for any client, no
+ * ciphering).
  */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -416,6 +418,13 @@ conn_new(struct serve *sv, uint32_t index, struct bufferevent *bev, bool gprs)
 	uint32_t ic = m.st->invocation_counter;
 	serve_unlock(sv);
 	policy_of(&m, &c->pol, c->password);
+	/* a meter whose security was switched off: a head-end configured
+	 * for HLS-GMAC must not fall back to reading it in the clear */
+	if (fault_fire(&sv->faults, c->fs, &c->rng, FAULT_PLAIN)) {
+		c->pol.mechanisms = 1u << ACSE_MECH_NONE;
+		c->pol.ciphering_allowed = false;
+		c->pol.none_client = 0;
+	}
 	struct dlms_server_config cfg = {0};
 	cfg.framing = sv->cfg.transport == SIM_TR_HDLC ? DLMS_FRAMING_HDLC : DLMS_FRAMING_WRAPPER;
 	cfg.server_wport = 1;
