@@ -72,6 +72,7 @@ struct command_queue {
 	int64_t woken[CQ_MAX_WOKEN]; /* GPRS commands whose wake-up ran */
 	size_t nwoken;
 	bool draining;
+	bool stale_done; /* a killed previous run's commands taken back */
 	int64_t last_slow; /* second of the last expiry/renew pass */
 
 	struct metric *m_done, *m_latency, *m_claimed;
@@ -258,6 +259,26 @@ cq_connect(struct command_queue *q)
 	}
 	r = PQexec(q->pg, "LISTEN ammd_command");
 	PQclear(r);
+	if (!q->stale_done) {
+		/* Commands running in our name before we claimed anything are a
+		 * previous run's that was killed: nobody else uses our instance
+		 * id, so end their leases now instead of waiting CQ_LEASE_S.
+		 * The claim queues them again (their checkpoint kept), the
+		 * expiry pass fails those with no attempt left. */
+		const char *p[1] = {q->instance};
+		r = PQexecParams(q->pg,
+		                 "UPDATE command SET lease_until = now() - interval '1 second' "
+		                 "WHERE state = 'running' AND claimed_by = $1",
+		                 1, NULL, p, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+			q->stale_done = true;
+			if (atoi(PQcmdTuples(r)) > 0)
+				log_warnx("commands: %s commands of a previous run of instance %s "
+				          "taken back",
+				          PQcmdTuples(r), q->instance);
+		}
+		PQclear(r);
+	}
 	PQsetnonblocking(q->pg, 1);
 	q->ev_pg = event_new(q->d->base, PQsocket(q->pg), EV_READ | EV_PERSIST, cq_pgcb, q);
 	if (q->ev_pg == NULL || event_add(q->ev_pg, NULL) != 0) {
@@ -391,6 +412,35 @@ command_release(struct command_queue *q, struct command_job *job, const char *wh
 	else
 		cq_query(q, release_sql, 3, p, finish_done, NULL);
 	job_free(job);
+}
+
+static const char postpone_sql[] =
+    "UPDATE command SET state = 'queued', claimed_by = NULL, lease_until = NULL, error = $3, "
+    "  attempts = greatest(attempts - 1, 0), "
+    "  not_before = least(now() + make_interval(secs => $4::int), "
+    "    expires_at - interval '1 microsecond') "
+    "WHERE id = $1::bigint AND state = 'running' AND claimed_by = $2";
+
+void
+command_postpone(struct command_queue *q, struct command_job *job, const char *why, int delay_s)
+{
+	char sid[24], delay[16];
+	snprintf(sid, sizeof(sid), "%lld", (long long)job->id);
+	snprintf(delay, sizeof(delay), "%d", delay_s > 0 ? delay_s : 0);
+	log_meter(LOG_INFO, job->serial, "command %lld waits %d s: meter not reached: %s",
+	          (long long)job->id, delay_s, why);
+	const char *p[4] = {sid, q->instance, why, delay};
+	cq_query(q, postpone_sql, 4, p, finish_done, NULL);
+	job_free(job);
+}
+
+bool
+command_pending(const struct command_queue *q, int32_t meter_id)
+{
+	for (const struct command_job *j = q->waiting; j != NULL; j = j->next)
+		if (j->meter_id == meter_id)
+			return true;
+	return false;
 }
 
 static const char ckpt_sql[] =

@@ -106,6 +106,17 @@ void command_finish(struct command_queue *q, struct command_job *job, bool ok,
  * are used up).  Frees the job. */
 void command_release(struct command_queue *q, struct command_job *job, const char *why);
 
+/* Give a job back because its meter could not be reached (no connection,
+ * no association): queued again without counting the attempt, not before
+ * delay_s from now, with why as its error, so that a command for a meter
+ * that stays unreachable ends `expired` with the reason rather than
+ * `failed` after a few quick retries.  Frees the job. */
+void command_postpone(struct command_queue *q, struct command_job *job, const char *why,
+                      int delay_s);
+
+/* Claimed jobs of this meter not yet taken by a session. */
+bool command_pending(const struct command_queue *q, int32_t meter_id);
+
 /* Claim now the commands of one meter (a GPRS meter that connected). */
 void command_claim_meter(struct command_queue *q, int32_t meter_id);
 

@@ -24,6 +24,7 @@
 
 #include "acse.h"
 #include "ammd.h"
+#include "command.h"
 #include "config.h"
 #include "cosem_time.h"
 #include "db.h"
@@ -42,6 +43,7 @@
 #define SCHED_IDLE_CLAIM_MS 2000 /* poll for due meters when none came */
 #define SCHED_MAX_PARAMS    6
 #define SCHED_DUE_FLUSH     256
+#define SCHED_CMD_RETRY     256 /* command meters leased elsewhere, asked again */
 
 bool (*scheduler_command_hook)(struct scheduler *sc) = NULL;
 bool (*scheduler_gateway_hook)(struct scheduler *sc,
@@ -66,6 +68,7 @@ struct live {
 	struct live *next;
 	struct session *s;
 	int prio;
+	bool cmd_only; /* a command-priority session (no collection) */
 };
 
 struct due {
@@ -101,6 +104,14 @@ struct scheduler {
 	struct due *due;
 	size_t ndue, cdue;
 	bool due_busy;
+
+	/* the command executor (command.h) */
+	bool exec_set;
+	int32_t cmd_leasing[SCHED_CMD_RETRY]; /* lease statements under way */
+	size_t ncmd_leasing;
+	int32_t cmd_retry[SCHED_CMD_RETRY]; /* leased by another instance */
+	size_t ncmd_retry;
+	int64_t cmd_retry_at;
 
 	uint64_t started, finished;
 	struct metric *m_queue, *m_active, *m_claimed, *m_backpressure;
@@ -782,6 +793,180 @@ static const char renew_sql[] = "SELECT ammd_renew_leases($1, make_interval(secs
 static const char release_sql[] =
     "UPDATE meter SET leased_by = NULL, lease_until = NULL WHERE leased_by = $1";
 
+/* ---- the command executor ---------------------------------------------------- */
+
+/*
+ * command.c calls sched_command_exec() for each meter it has claimed
+ * commands for.  A session of ours that is connecting or in its tasks
+ * takes them at its next task boundary; a meter of ours waiting for a
+ * slot moves to command priority; any other meter is leased (unless
+ * another instance holds it, then it is asked again every second) and
+ * gets a command-only session at command priority, which on the next free
+ * slot, normally at once, connects and runs the commands first.
+ */
+static const char cmd_lease_sql[] =
+    "WITH c AS (UPDATE meter m SET leased_by = $1, lease_until = now() + make_interval(secs => "
+    "  $3::int) WHERE m.id = $2::int "
+    "  AND (m.lease_until IS NULL OR m.lease_until < now() OR m.leased_by = $1) RETURNING m.id), "
+    "k AS (UPDATE meter_key mk SET tx_counter = mk.tx_counter + $4::bigint FROM c "
+    "  WHERE mk.meter_id = c.id AND mk.ek IS NOT NULL "
+    "  AND mk.tx_counter + $4::bigint <= 4294967295 "
+    "  RETURNING mk.meter_id, mk.tx_counter - $4::bigint AS tx0, mk.tx_counter AS tx1) "
+    "SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(k.tx0), '{}'), "
+    "  coalesce(array_agg(k.tx1), '{}') FROM c LEFT JOIN k ON k.meter_id = c.id";
+
+/* A command-only session leaves the meter's collection due time alone. */
+static const char cmd_unlease_sql[] =
+    "UPDATE meter SET leased_by = NULL, lease_until = NULL WHERE id = $1::int AND leased_by = $2";
+
+static void sched_command_exec(int32_t meter_id, const char *serial, void *arg);
+
+static bool
+id_in(const int32_t *a, size_t n, int32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i] == id)
+			return true;
+	return false;
+}
+
+static void
+id_del(int32_t *a, size_t *n, int32_t id)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (a[i] == id) {
+			a[i] = a[--*n];
+			return;
+		}
+}
+
+/* The meter's waiting jobs cannot run here: postponed (not reached) or
+ * failed (no DLMS session possible). */
+static void
+cmd_drop_jobs(int32_t meter, const char *why, int postpone_s)
+{
+	struct command_queue *q = command_get();
+	struct command_job *j;
+
+	while (q != NULL && command_take(q, meter, &j, 1) == 1) {
+		if (postpone_s >= 0)
+			command_postpone(q, j, why, postpone_s);
+		else
+			command_finish(q, j, false, NULL, why);
+	}
+}
+
+static void
+cmd_unlease(struct scheduler *sc, int32_t meter)
+{
+	char id[16];
+	snprintf(id, sizeof(id), "%d", meter);
+	const char *p[2] = {id, sc->instance};
+	pg_query(sc, cmd_unlease_sql, 2, p, NULL, NULL);
+}
+
+static void
+cmd_load_done(struct scheduler *sc, PGresult *r, void *arg)
+{
+	int32_t meter = (int32_t)(intptr_t)arg;
+	struct job *j;
+	bool ondemand;
+
+	id_del(sc->cmd_leasing, &sc->ncmd_leasing, meter);
+	if (r == NULL || PQntuples(r) != 1 || (j = calloc(1, sizeof(*j))) == NULL) {
+		/* the lease runs out; the commands' own leases too, and they
+		 * are claimed again */
+		cmd_drop_jobs(meter, "cannot load the meter", sc->d->cfg->collection.retry_base_s);
+		return;
+	}
+	if (row_to_meter(r, 0, &j->m, &ondemand) != 0) {
+		char why[96];
+		snprintf(why, sizeof(why), "commands need a DLMS session; the meter's transport is %s",
+		         PQgetvalue(r, 0, 2));
+		cmd_drop_jobs(meter, why, -1);
+		cmd_unlease(sc, meter);
+		free(j);
+		return;
+	}
+	j->tr = &tcpip_transport;
+	if (strcmp(PQgetvalue(r, 0, 2), "gprs") == 0) {
+		if (j->m.host[0] == '\0') {
+			/* it only connects in: its commands wait for that */
+			cmd_drop_jobs(meter, "the GPRS meter is not connected", 0);
+			cmd_unlease(sc, meter);
+			free(j);
+			return;
+		}
+		j->tr = &gprs_transport;
+	}
+	j->m.commands_only = true;
+	job_push(sc, j, SCHED_PRIO_COMMAND);
+}
+
+static void
+cmd_lease_done(struct scheduler *sc, PGresult *r, void *arg)
+{
+	int32_t meter = (int32_t)(intptr_t)arg;
+	char days[16];
+	const char *p[4];
+
+	if (r == NULL || PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "{}") == 0) {
+		/* another instance reads the meter now: ask again shortly */
+		id_del(sc->cmd_leasing, &sc->ncmd_leasing, meter);
+		if (sc->ncmd_retry < SCHED_CMD_RETRY && !id_in(sc->cmd_retry, sc->ncmd_retry, meter))
+			sc->cmd_retry[sc->ncmd_retry++] = meter;
+		return;
+	}
+	snprintf(days, sizeof(days), "%d", sc->d->cfg->collection.profile_backfill_days);
+	p[0] = PQgetvalue(r, 0, 0);
+	p[1] = PQgetvalue(r, 0, 1);
+	p[2] = PQgetvalue(r, 0, 2);
+	p[3] = days;
+	pg_query(sc, load_sql, 4, p, cmd_load_done, (void *)(intptr_t)meter);
+}
+
+static void
+sched_command_exec(int32_t meter_id, const char *serial, void *arg)
+{
+	struct scheduler *sc = arg;
+	char id[16], lease[16], win[16];
+	(void)serial;
+
+	if (sc->draining)
+		return; /* command.c gives the jobs back */
+	for (struct live *l = sc->live; l != NULL; l = l->next)
+		if (session_meter_id(l->s) == meter_id) {
+			/* before its release it takes them; after, its done
+			 * callback sees them waiting and starts another */
+			return;
+		}
+	for (int p = 0; p < SCHED_NPRIO; p++)
+		for (struct job **pp = &sc->jobs[p], *prev = NULL; *pp != NULL;
+		     prev = *pp, pp = &(*pp)->next) {
+			struct job *j = *pp;
+			if (j->m.id != meter_id)
+				continue;
+			if (p != SCHED_PRIO_COMMAND) {
+				*pp = j->next;
+				if (sc->jobs_tail[p] == j)
+					sc->jobs_tail[p] = prev;
+				sc->njobs[p]--;
+				job_push(sc, j, SCHED_PRIO_COMMAND);
+			}
+			return;
+		}
+	if (id_in(sc->cmd_leasing, sc->ncmd_leasing, meter_id) ||
+	    sc->ncmd_leasing == SCHED_CMD_RETRY)
+		return;
+	id_del(sc->cmd_retry, &sc->ncmd_retry, meter_id);
+	sc->cmd_leasing[sc->ncmd_leasing++] = meter_id;
+	snprintf(id, sizeof(id), "%d", meter_id);
+	snprintf(lease, sizeof(lease), "%d", sc->d->cfg->collection.lease_seconds);
+	snprintf(win, sizeof(win), "%d", SCHEDULER_IC_WINDOW);
+	const char *p[4] = {sc->instance, id, lease, win};
+	pg_query(sc, cmd_lease_sql, 4, p, cmd_lease_done, (void *)(intptr_t)meter_id);
+}
+
 /* ---- sessions --------------------------------------------------------------- */
 
 static void
@@ -823,7 +1008,26 @@ session_done(struct session *s, void *arg)
 		                       cfg->collection.unreachable_retry_s) +
 		     scheduler_jitter(session_meter_id(s), cfg->collection.retry_base_s / 4 + 1);
 	}
-	due_add(sc, session_meter_id(s), at);
+	if (l != NULL && l->cmd_only)
+		cmd_unlease(sc, session_meter_id(s));
+	else
+		due_add(sc, session_meter_id(s), at);
+
+	/* Commands claimed for the meter that this session did not take:
+	 * a meter not reached makes them wait (they expire with its error
+	 * if it stays so), otherwise another session runs them. */
+	struct command_queue *cq = command_get();
+	if (cq != NULL && command_pending(cq, session_meter_id(s))) {
+		if (!session_reached(s) && !session_was_shut_down(s)) {
+			char why[300];
+			snprintf(why, sizeof(why), "meter not reached: %s",
+			         session_error(s)[0] ? session_error(s) : session_outcome(s));
+			cmd_drop_jobs(session_meter_id(s), why, cfg->collection.retry_base_s);
+		} else {
+			due_flush(sc); /* give the lease back before taking it again */
+			sched_command_exec(session_meter_id(s), session_serial(s), sc);
+		}
+	}
 
 	uint32_t ic;
 	if (session_rx_counter(s, &ic)) {
@@ -868,7 +1072,7 @@ start_one(struct scheduler *sc)
 
 	if (scheduler_command_hook != NULL && scheduler_command_hook(sc))
 		return true;
-	for (prio = SCHED_PRIO_ONDEMAND; prio < SCHED_NPRIO && j == NULL; prio++)
+	for (prio = SCHED_PRIO_COMMAND; prio < SCHED_NPRIO && j == NULL; prio++)
 		j = job_pop(sc, prio);
 	if (j == NULL)
 		return false;
@@ -882,11 +1086,19 @@ start_one(struct scheduler *sc)
 		 * try again later rather than hold the lease */
 		log_meter(LOG_WARNING, j->m.serial, "cannot set up a session: retrying in %d s",
 		          sc->d->cfg->collection.retry_max_s);
-		due_add(sc, j->m.id, (int64_t)time(NULL) + sc->d->cfg->collection.retry_max_s);
+		if (j->m.commands_only) {
+			cmd_drop_jobs(j->m.id, "cannot set up a session",
+			              sc->d->cfg->collection.retry_base_s);
+			cmd_unlease(sc, j->m.id);
+		} else {
+			due_add(sc, j->m.id,
+			        (int64_t)time(NULL) + sc->d->cfg->collection.retry_max_s);
+		}
 		free(l);
 		free(j);
 		return true;
 	}
+	l->cmd_only = j->m.commands_only;
 	free(j);
 	l->s = s;
 	l->prio = prio;
@@ -1022,6 +1234,24 @@ tickcb(evutil_socket_t fd, short what, void *arg)
 	now = (int64_t)time(NULL);
 	if (sc->pg == NULL && !sc->draining && now >= sc->pg_retry_at)
 		pg_connect(sc);
+
+	/* The command module starts after us: offer it our sessions once it
+	 * runs, and ask again for meters another instance held. */
+	struct command_queue *cq = command_get();
+	if (cq != NULL && !sc->exec_set) {
+		command_set_executor(cq, sched_command_exec, sc);
+		sc->exec_set = true;
+	}
+	if (cq != NULL && sc->ncmd_retry > 0 && now_ms >= sc->cmd_retry_at && !sc->draining) {
+		int32_t retry[SCHED_CMD_RETRY];
+		size_t n = sc->ncmd_retry;
+		memcpy(retry, sc->cmd_retry, n * sizeof(retry[0]));
+		sc->ncmd_retry = 0;
+		sc->cmd_retry_at = now_ms + 1000;
+		for (size_t i = 0; i < n; i++)
+			if (command_pending(cq, retry[i]))
+				sched_command_exec(retry[i], "", sc);
+	}
 
 	bool behind = store_is_behind(sc->store);
 	metric_set(sc->m_backpressure, behind ? 1 : 0);

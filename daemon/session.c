@@ -27,6 +27,8 @@
 
 #include "acse.h"
 #include "axdr.h"
+#include "cmd_kinds.h"
+#include "command.h"
 #include "config.h"
 #include "cosem_time.h"
 #include "discovery.h"
@@ -165,6 +167,15 @@ struct session {
 
 	struct metrics *reg;
 	struct metric *m_sessions, *m_bytes, *m_duration, *m_rows;
+
+	/* the operator command under way (command.h): owned until
+	 * command_finish() / command_release() */
+	struct command_job *job;
+	struct cmdk_run run;
+	bool ckpt_wait;      /* its checkpoint is being committed */
+	bool ckpt_ok;        /* ... and was */
+	struct event *ev_cmd; /* continues the run after the checkpoint */
+	unsigned ncommands;
 };
 
 static void session_enter_state(struct session *s, int state);
@@ -969,9 +980,148 @@ session_release(struct session *s)
 	session_arm_timer(s);
 }
 
+/* ---- operator commands ------------------------------------------------------ */
+
+static int64_t
+wall_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The job cannot go on on this connection: back to the queue, where its
+ * next attempt starts again from the state it reads (credit_add from its
+ * committed baseline). */
+static void
+cmd_give_back(struct session *s, const char *why)
+{
+	struct command_queue *q = command_get();
+
+	if (s->job == NULL)
+		return;
+	cmdk_run_free(&s->run);
+	if (q != NULL)
+		command_release(q, s->job, why);
+	s->job = NULL;
+}
+
+static void
+cmd_ckpt_done(void *arg, bool ok)
+{
+	struct session *s = arg;
+	/* from the command queue's database callback: continue from our
+	 * own event, never nested in someone else's */
+	s->ckpt_ok = ok;
+	event_active(s->ev_cmd, EV_TIMEOUT, 0);
+}
+
+/*
+ * Run commands while there are any for this meter: true when a request is
+ * on the engine or a checkpoint is being committed (the session waits),
+ * false when there is nothing (more) to do.
+ */
+static bool
+cmd_next(struct session *s)
+{
+	struct command_queue *q = command_get();
+	struct mbuf out;
+
+	if (q == NULL || s->ckpt_wait)
+		return s->ckpt_wait;
+	for (;;) {
+		if (s->job == NULL) {
+			if (s->failed || s->stop || s->state != SESSION_TASKS)
+				return false;
+			if (command_take(q, s->m.id, &s->job, 1) == 0)
+				return false;
+			if (cmdk_run_init(&s->run, &s->job->params, s->job->progress) != 0) {
+				command_finish(q, s->job, false, NULL, "out of memory");
+				s->job = NULL;
+				continue;
+			}
+			s->ncommands++;
+			log_meter(LOG_DEBUG, s->m.serial, "command %lld %s: running",
+			          (long long)s->job->id, cmdk_name(s->job->kind));
+		}
+		mbuf_init(&out, s->outp, s->out_cap);
+		int st = cmdk_run_next(&s->run, &s->c, &out, wall_now_ms());
+		if (st == CMDK_SENT) {
+			if (!session_counter_ok(s)) {
+				cmd_give_back(s, "invocation counter window exhausted");
+				return false;
+			}
+			session_flush(s, &out);
+			session_arm_timer(s);
+			return true;
+		}
+		if (st == CMDK_CHECKPOINT) {
+			s->ckpt_wait = true;
+			command_checkpoint(q, s->job, cmdk_run_progress(&s->run), cmd_ckpt_done, s);
+			return true;
+		}
+		/* finished (or an error the run could not even report) */
+		bool ok = st == CMDK_FINISHED && cmdk_run_ok(&s->run);
+		const char *res = st == CMDK_FINISHED ? cmdk_run_result(&s->run) : NULL;
+		const char *err = st == CMDK_FINISHED ? cmdk_run_error(&s->run) : meter_strerror(st);
+		command_finish(q, s->job, ok, res, err);
+		s->job = NULL;
+		cmdk_run_free(&s->run);
+	}
+}
+
+static void session_release(struct session *s);
+
+static void
+session_cmdcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	(void)fd;
+	(void)what;
+
+	s->ckpt_wait = false;
+	if (s->job != NULL && (!s->ckpt_ok || s->state != SESSION_TASKS)) {
+		/* nothing was sent after the read: safe to run again */
+		cmd_give_back(s, s->ckpt_ok ? "connection lost before acting"
+		                            : "checkpoint not stored: not acting");
+	}
+	if (s->state == SESSION_TASKS) {
+		session_next_task(s);
+		session_pump(s);
+	} else if (s->state >= SESSION_CLOSE) {
+		session_defer(s); /* the step waits for us to be done */
+	}
+}
+
+/* A RESULT or DONE of a command's request. */
+static void
+cmd_event(struct session *s, const struct dlms_client_event *ev)
+{
+	if (ev->type == DLMS_CEV_DONE &&
+	    (ev->err == METER_ETIMEOUT || ev->err == METER_EPROTO || ev->err == METER_EAUTH ||
+	     ev->err == METER_EREPLAY || ev->err == METER_EABORTED)) {
+		/* the association can no longer be trusted, and whether the
+		 * meter acted is unknown: the next attempt reads and decides */
+		session_fail(s, "partial", "command %lld: %s", (long long)s->job->id,
+		             meter_strerror(ev->err));
+		s->stop = true;
+		cmd_give_back(s, meter_strerror(ev->err));
+		session_next_task(s);
+		return;
+	}
+	cmdk_run_event(&s->run, ev);
+	if (ev->type == DLMS_CEV_DONE)
+		session_next_task(s);
+}
+
 static void
 session_next_task(struct session *s)
 {
+	/* commands first, and between any two requests of the collection */
+	if (cmd_next(s))
+		return;
+	if (s->m.commands_only)
+		s->task = T_END;
 	while (s->task < T_END) {
 		if (s->failed || s->stop)
 			break;
@@ -1073,10 +1223,16 @@ session_on_event(struct session *s, const struct dlms_client_event *ev)
 		session_next_task(s);
 		break;
 	case DLMS_CEV_RESULT:
-		task_result(s, ev);
+		if (s->job != NULL)
+			cmd_event(s, ev);
+		else
+			task_result(s, ev);
 		break;
 	case DLMS_CEV_DONE:
-		task_done(s, ev);
+		if (s->job != NULL)
+			cmd_event(s, ev);
+		else
+			task_done(s, ev);
 		break;
 	case DLMS_CEV_NOTIFICATION:
 		log_meter(LOG_DEBUG, s->m.serial, "push ignored during a session");
@@ -1245,6 +1401,10 @@ session_close(struct session *s)
 		s->tr->close(s->bev);
 		s->bev = NULL;
 	}
+	/* a command cut off mid-run goes back to the queue (one waiting for
+	 * its checkpoint is given back by session_cmdcb) */
+	if (s->job != NULL && !s->ckpt_wait)
+		cmd_give_back(s, s->error[0] ? s->error : "connection lost");
 	evtimer_del(s->ev_timer);
 	evtimer_del(s->ev_deadline);
 	session_enter_state(s, SESSION_CLOSE);
@@ -1396,7 +1556,7 @@ session_stepcb(evutil_socket_t fd, short what, void *arg)
 		session_submit(s);
 		break;
 	case SESSION_STORE:
-		if (!s->store_back)
+		if (!s->store_back || s->ckpt_wait)
 			break;
 		session_enter_state(s, SESSION_DONE);
 		s->done(s, s->done_arg);
@@ -1497,7 +1657,8 @@ session_new(struct event_base *base, const struct config *cfg, struct store *st,
 	s->timer_gen = dlms_client_timer(&s->c, &(uint32_t){0});
 	if ((s->ev_timer = evtimer_new(base, session_timercb, s)) == NULL ||
 	    (s->ev_deadline = evtimer_new(base, session_deadlinecb, s)) == NULL ||
-	    (s->ev_step = event_new(base, -1, 0, session_stepcb, s)) == NULL)
+	    (s->ev_step = event_new(base, -1, 0, session_stepcb, s)) == NULL ||
+	    (s->ev_cmd = event_new(base, -1, 0, session_cmdcb, s)) == NULL)
 		goto fail;
 	if ((s->batch = store_batch_new(st)) == NULL)
 		goto fail;
@@ -1570,6 +1731,9 @@ session_free(struct session *s)
 		event_free(s->ev_deadline);
 	if (s->ev_step != NULL)
 		event_free(s->ev_step);
+	if (s->ev_cmd != NULL)
+		event_free(s->ev_cmd);
+	cmd_give_back(s, "session ended");
 	if (s->batch != NULL)
 		store_batch_free(s->batch);
 	free(s->mem);

@@ -17,6 +17,13 @@
  * incrementally by range, billing values once a period has ended, and a
  * clock sync when the drift exceeds the threshold.
  *
+ * Operator commands (command.h, cmd_kinds.h) come first and between tasks:
+ * at every task boundary the session takes the jobs the command queue has
+ * claimed for its meter and runs each one's step machine to the end
+ * (checkpoints committed before going on), so a command for a meter whose
+ * session is running waits at most for the request under way.  A session
+ * that loses the meter gives its job back (command_release()).
+ *
  * Everything read goes into one store batch together with the read
  * pointers, the session_log row, the meter state and the MQTT outbox rows;
  * the batch is submitted once the connection is closed, so a session that
@@ -84,6 +91,9 @@ struct session_meter {
 	struct profile_column lp_cols[PROFILE_MAX_COLUMNS];
 	size_t n_lp_cols;
 	bool discover; /* operator asked for discovery again */
+	/* A command-priority session (scheduler's executor): run the meter's
+	 * claimed commands (command.h) and release, without collection. */
+	bool commands_only;
 };
 
 enum session_state {
