@@ -1192,8 +1192,18 @@ task_done(struct session *s, const struct dlms_client_event *ev)
 	if (ev->err != 0) {
 		log_meter(LOG_WARNING, s->m.serial, "%s: %s", task_names[s->task],
 		          meter_strerror(ev->err));
-		if (ev->err == METER_ETIMEOUT || ev->err == METER_EPROTO ||
-		    ev->err == METER_EAUTH || ev->err == METER_EREPLAY) {
+		if (ev->err == METER_EAUTH || ev->err == METER_EREPLAY) {
+			/* a security failure, reported as one (outcome "auth",
+			 * not "partial"): what was read before it is authentic
+			 * and kept, nothing after it is asked */
+			if (ev->err == METER_EREPLAY)
+				log_meter(LOG_WARNING, s->m.serial,
+				          "invocation counter of the meter went back (reset or "
+				          "replayed frame): refused; it needs new keys if it persists");
+			session_fail(s, "auth", "%s: %s", task_names[s->task],
+			             meter_strerror(ev->err));
+			s->stop = true;
+		} else if (ev->err == METER_ETIMEOUT || ev->err == METER_EPROTO) {
 			/* the association can no longer be trusted */
 			session_fail(s, "partial", "%s: %s", task_names[s->task],
 			             meter_strerror(ev->err));
