@@ -681,6 +681,21 @@ config_dsn_has_password(const char *dsn)
 	return false;
 }
 
+static void
+secret_file_check(struct parse *p, struct config_diag *diag, const char *key, const char *name)
+{
+	char path[CONFIG_PATH_MAX + 256];
+	struct stat st;
+
+	if (name[0] == '\0' || config_credential_path(name, path, sizeof(path)) == NULL ||
+	    stat(path, &st) != 0)
+		return;
+	if (st.st_mode & S_IROTH)
+		diag_add(diag, line_of(p, "mqtt", key),
+		    "[mqtt] %s %s is readable by everyone (mode %04o): chmod o-r it", key, path,
+		    (unsigned)(st.st_mode & 07777));
+}
+
 struct config *
 config_load(const char *path, struct config_diag *diag)
 {
@@ -722,10 +737,15 @@ config_load(const char *path, struct config_diag *diag)
 			    "[mqtt] password is set but the file is readable by everyone "
 			    "(mode %04o): chmod o-r it, or use password_file",
 			    (unsigned)(st.st_mode & 07777));
-		if (diag->total > 0) {
-			free(c);
-			return NULL;
-		}
+	}
+	/* The files that hold secrets themselves: a password or a private key
+	 * anyone on the machine can read is no secret.  A file that is missing
+	 * is left to its user, who reports it with its purpose. */
+	secret_file_check(&p, diag, "password_file", c->mqtt.password_file);
+	secret_file_check(&p, diag, "tls_key", c->mqtt.tls_key);
+	if (diag->total > 0) {
+		free(c);
+		return NULL;
 	}
 	return c;
 }
