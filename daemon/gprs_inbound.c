@@ -559,6 +559,7 @@ gin_acceptcb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa
 	}
 	gin_count(g, "accepted");
 	slot_send(sl, &out);
+	slot_pump(sl); /* the wrapper has no link set-up: the AARQ comes from the poll */
 }
 
 /* ---- module ------------------------------------------------------------------ */

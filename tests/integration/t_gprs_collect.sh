@@ -17,6 +17,9 @@
 #   * 500 idle half-open connections on the listener do not slow the
 #     collection of the others: a round with them against one without.
 . "$(dirname "$0")/lib.sh"
+# figures also to $GPRS_FIGURES when set (run.sh shows a test's output only
+# when it fails)
+fig() { echo "  figures: $*"; [ -n "${GPRS_FIGURES:-}" ] && echo "$*" >>"$GPRS_FIGURES"; return 0; }
 
 N=${GPRS_METERS:-1000}
 SEED=23
@@ -84,9 +87,9 @@ expect_eq "identification bytes logged for every meter" "$N" \
 figures=$(q "$dsn" "SELECT round($N / ($t1 - $t0), 1) || ' meters/s; session median ' ||
 	percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) || ' ms; bytes per meter in ' ||
 	round(avg(bytes_in)) || ', out ' || round(avg(bytes_out)) FROM session_log WHERE outcome = 'ok'")
-echo "  figures (round 1, $N GPRS meters, $DAYS day backfilled, concurrency $CONC): $figures"
+fig "round 1, $N GPRS meters, $DAYS day backfilled, concurrency $CONC: $figures"
 ident=$(q "$dsn" "SELECT round(avg(bytes_in)) || ' in, ' || round(avg(bytes_out)) || ' out' FROM session_log WHERE outcome = 'identify'")
-echo "  identification (public association, logical device name, release, push): $ident per connection"
+fig "identification (push, public association, logical device name, release): $ident per connection"
 
 # traffic report: the month of the sessions (real time), per meter
 month=$(date -u +%Y-%m)
@@ -166,7 +169,7 @@ until grep -q '^open 500' "$work/idle.out"; do
 done
 r_with=$(round)
 kill "$ipid"
-echo "  figures: a round of $((N - 1)) meters takes $r_without s without, $r_with s with 500 idle half-open connections"
+fig "a round of $((N - 1)) meters takes $r_without s without, $r_with s with 500 idle half-open connections"
 python3 -c "import sys; sys.exit(0 if $r_with <= 1.5 * $r_without + 2 else 1)" ||
 	fail "500 idle connections slowed the round: $r_with s against $r_without s"
 ok "500 idle half-open connections do not slow the collection ($r_with s against $r_without s)"
