@@ -53,7 +53,7 @@ report_traffic(int argc, char **argv)
 {
 	const char *dsn = NULL, *month = NULL, *transport = NULL;
 	bool json = false;
-	char mbuf[8], from[32], err[DB_ERR_MAX];
+	char mbuf[24], from[48], err[DB_ERR_MAX];
 	int y, mo;
 
 	for (int i = 0; i < argc; i++) {
