@@ -1196,7 +1196,7 @@ scheduler_lease_serial(struct scheduler *sc, const char *serial, scheduler_lease
 
 bool
 scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
-                        const struct transport_ops *tr)
+                        const struct transport_ops *tr, const uint8_t *push, size_t push_len)
 {
 	struct live *l = calloc(1, sizeof(*l));
 	struct session *s = l ? session_new(sc->d->base, sc->d->cfg, sc->store, sc->d->metrics, tr,
@@ -1208,6 +1208,8 @@ scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
 		due_add(sc, m->id, (int64_t)time(NULL) + sc->d->cfg->collection.retry_base_s);
 		return false;
 	}
+	if (push != NULL)
+		(void)session_add_push(s, push, push_len);
 	l->s = s;
 	l->prio = SCHED_PRIO_ONDEMAND;
 	l->next = sc->live;
