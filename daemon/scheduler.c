@@ -44,6 +44,7 @@
 #define SCHED_MAX_PARAMS    6
 #define SCHED_DUE_FLUSH     256
 #define SCHED_CMD_RETRY     256 /* command meters leased elsewhere, asked again */
+#define SCHED_CMD_RESERVE   8   /* slots beyond concurrency for command sessions, at least */
 
 bool (*scheduler_command_hook)(struct scheduler *sc) = NULL;
 bool (*scheduler_gateway_hook)(struct scheduler *sc,
@@ -1265,6 +1266,15 @@ tickcb(evutil_socket_t fd, short what, void *arg)
 			if (session_state(l->s) < SESSION_STORE)
 				busy++;
 		while (busy < (size_t)cfg->collection.concurrency && start_one(sc))
+			busy++;
+		/* Commands do not wait for a collection round to free a slot:
+		 * they have a reserve of their own on top (start_one takes
+		 * command priority first). */
+		size_t reserve = (size_t)cfg->collection.concurrency / 2;
+		if (reserve < SCHED_CMD_RESERVE)
+			reserve = SCHED_CMD_RESERVE;
+		while (sc->njobs[SCHED_PRIO_COMMAND] > 0 &&
+		       busy < (size_t)cfg->collection.concurrency + reserve && start_one(sc))
 			busy++;
 	}
 	for (int p = 0; p < SCHED_NPRIO; p++)

@@ -58,7 +58,7 @@ concurrency = ${CMD_CONC:-20}
 lease_batch = 500
 [tcpip]
 connect_timeout_ms = 2000
-response_timeout_ms = 3000
+response_timeout_ms = 6000
 ${CMD_CONF:-}
 EOF
 	chmod 600 "$work/ammd.conf"
