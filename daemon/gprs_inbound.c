@@ -40,6 +40,12 @@
  * does not redial at once; its commands are claimed at identification
  * (command_claim_meter()).
  *
+ * Pushes: the body of a DataNotification sent before identification is
+ * kept in the slot (up to 256 bytes) and handed to the session, which
+ * stores its values only once its association with the meter's own
+ * security is up (session_add_push()).  Pushes on an idle connection are
+ * read and dropped: they are not authenticated.
+ *
  * Traffic: the identification exchange is on the operator's bill too; it
  * is written to session_log (outcome "identify") for the meter it
  * identified, next to the session's own row.
@@ -97,6 +103,8 @@ struct gin_slot {
 	struct dlms_get_item item;
 	char claim[48];      /* serial the name read claims */
 	char push_claim[48]; /* serial a push claimed ("" none) */
+	uint8_t push[256];   /* its body, for the session to store once authenticated */
+	size_t push_len;
 	uint8_t rx[GIN_RX_CAP], tx[GIN_TX_CAP], data[GIN_DATA_CAP], out[GIN_OUT_CAP];
 };
 
@@ -331,9 +339,10 @@ lease_cb(struct scheduler *sc, const struct session_meter *m, const char *why, v
 	sm.port = 0;
 	log_meter(LOG_DEBUG, sm.serial, "gprs: connected from %s, identified", sl->peer);
 	gin_count(sl->g, "identified");
-	slot_free(sl);
-	if (!scheduler_start_session(sc, &sm, &gprs_inbound_transport))
+	if (!scheduler_start_session(sc, &sm, &gprs_inbound_transport,
+	                             sl->push_len > 0 ? sl->push : NULL, sl->push_len))
 		log_meter(LOG_WARNING, sm.serial, "gprs: cannot set up a session");
+	slot_free(sl);
 }
 
 static void
@@ -436,6 +445,10 @@ gin_readcb(struct bufferevent *bev, void *arg)
 				if (sl->push_claim[0] == '\0')
 					snprintf(sl->push_claim, sizeof(sl->push_claim), "%s",
 					         push.claim);
+				if (sl->push_len == 0 && push.body_len <= sizeof(sl->push)) {
+					memcpy(sl->push, push.body, push.body_len);
+					sl->push_len = push.body_len;
+				}
 				sl->bytes_in += push.used;
 				evbuffer_drain(in, push.used);
 				continue;
@@ -531,6 +544,7 @@ gin_acceptcb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa
 	sl->started_at = (int64_t)time(NULL);
 	sl->bytes_in = sl->bytes_out = 0;
 	sl->claim[0] = sl->push_claim[0] = '\0';
+	sl->push_len = 0;
 	bufferevent_setcb(sl->bev, gin_readcb, NULL, gin_eventcb, sl);
 	/* the input never grows past the slot's receive buffer */
 	bufferevent_setwatermark(sl->bev, EV_READ, 0, GIN_RX_CAP);

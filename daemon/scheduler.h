@@ -107,7 +107,8 @@ void scheduler_gateway_done(struct scheduler *sc, int32_t meter, bool committed,
  * meter (valid during the call) or NULL and why ("unknown", "not due",
  * "busy", "disabled", ...).  scheduler_start_session() then runs the
  * session over the meter's own connection as one of the scheduler's (slot,
- * done, due time, drain); false when it could not be set up.
+ * done, due time, drain), with the body of a push the meter sent first
+ * (NULL: none; session_add_push()); false when it could not be set up.
  */
 struct session_meter;
 struct transport_ops;
@@ -116,7 +117,8 @@ typedef void (*scheduler_lease_fn)(struct scheduler *sc, const struct session_me
 void scheduler_lease_serial(struct scheduler *sc, const char *serial, scheduler_lease_fn cb,
                             void *arg);
 bool scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
-                             const struct transport_ops *tr);
+                             const struct transport_ops *tr, const uint8_t *push,
+                             size_t push_len);
 
 /* ---- pure helpers (unit-tested) ----------------------------------------- */
 

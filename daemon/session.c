@@ -33,6 +33,7 @@
 #include "cosem_time.h"
 #include "discovery.h"
 #include "dlms_client.h"
+#include "gprs/gprs.h"
 #include "log.h"
 #include "message.h"
 #include "meter_error.h"
@@ -154,6 +155,15 @@ struct session {
 	struct profile_column bill_cols[PROFILE_MAX_COLUMNS];
 	size_t n_bill_cols;
 
+	/* A push the meter sent before this session (GPRS inbound): stored
+	 * only from an association with the meter's own security, mapped by
+	 * its push setup's object list read in T_CLOCK_REGS. */
+	uint8_t *push;
+	size_t push_len;
+	uint32_t push_item;
+	struct profile_column push_cols[PROFILE_MAX_COLUMNS];
+	size_t n_push_cols;
+
 	/* columns of the load profile: A+, A-, R+, R-, status (-1: none) */
 	int lp_idx[5];
 
@@ -200,6 +210,7 @@ static const struct obis OBIS_CLOCK = {{0, 0, 1, 0, 0, 255}};
 static const struct obis OBIS_ASSOC = {{0, 0, 40, 0, 0, 255}};
 static const struct obis OBIS_LP = {{1, 0, 99, 1, 0, 255}};
 static const struct obis OBIS_BILLING = {{0, 0, 98, 1, 0, 255}};
+static const struct obis OBIS_PUSH_SETUP = {{0, 0, 25, 9, 0, 255}};
 
 static int64_t
 wall_now(void)
@@ -393,6 +404,13 @@ session_get(struct session *s)
 static void
 regs_result(struct session *s, const struct dlms_client_event *ev)
 {
+	if (s->push != NULL && ev->index == s->push_item && ev->index != 0) {
+		if (ev->err != 0 || ev->dar != 0 || ev->data == NULL ||
+		    profile_columns_decode(ev->data, ev->data_len, s->push_cols, PROFILE_MAX_COLUMNS,
+		                           &s->n_push_cols) < 0)
+			s->n_push_cols = 0;
+		return;
+	}
 	if (ev->index == 0) {
 		int64_t t;
 		if (ev->err == 0 && ev->dar == 0 && ev->data != NULL &&
@@ -435,11 +453,89 @@ regs_result(struct session *s, const struct dlms_client_event *ev)
 	}
 }
 
+/* The pushed values: energy registers with the scaler_unit read in this
+ * session (none read: not stored, a value without its scaler is not a
+ * reading), class 1 values (alarm register) as counts, at the push's own
+ * time.  A push naming another logical device is dropped. */
+static void
+push_store(struct session *s, struct message_register *mr, size_t *nmr, int64_t read_at)
+{
+	struct {
+		const uint8_t *p;
+		size_t len;
+	} el[PROFILE_MAX_COLUMNS];
+	struct axdr_node nodes[64];
+	char name[OBIS_STRLEN];
+	uint32_t count;
+	size_t nn, off;
+	int64_t at = STORE_NULL;
+	ssize_t h;
+
+	if (s->push == NULL || !s->associated || s->n_push_cols == 0)
+		return;
+	h = axdr_decode_header(s->push, s->push_len, AXDR_STRUCTURE, &count);
+	if (h < 0 || count != s->n_push_cols) {
+		log_meter(LOG_NOTICE, s->m.serial, "push does not follow its push setup: not stored");
+		return;
+	}
+	off = (size_t)h;
+	for (uint32_t i = 0; i < count; i++) {
+		ssize_t r = axdr_decode(s->push + off, s->push_len - off, nodes, 64, &nn);
+		if (r < 0)
+			return;
+		el[i].p = s->push + off;
+		el[i].len = (size_t)r;
+		off += (size_t)r;
+		const struct profile_column *c = &s->push_cols[i];
+		if (c->class_id == 8 && at == STORE_NULL)
+			(void)decode_datetime_utc(el[i].p, el[i].len, &at);
+		if (c->class_id == 1 && c->obis.v[2] == 42 && nodes[0].tag == AXDR_OCTET_STRING &&
+		    !gprs_ldn_matches(nodes[0].ptr, nodes[0].len, s->m.serial)) {
+			log_meter(LOG_WARNING, s->m.serial, "push names another logical device: dropped");
+			return;
+		}
+	}
+	if (at == STORE_NULL)
+		at = s->have_meter_now ? s->meter_now : read_at;
+	for (uint32_t i = 0; i < count; i++) {
+		const struct profile_column *c = &s->push_cols[i];
+		int64_t v;
+		int scaler = 0, unit = PROFILE_UNIT_COUNT;
+		bool known = c->class_id == 1;
+		if (c->attribute != 2 || (c->class_id != 1 && c->class_id != 3 && c->class_id != 4) ||
+		    decode_int(el[i].p, el[i].len, &v) != 0)
+			continue;
+		for (size_t k = 0; k < s->nregs && !known; k++)
+			if (obis_eq(&s->reg_obis[k], &c->obis) && s->regs[k].have_su) {
+				scaler = s->regs[k].scaler;
+				unit = s->regs[k].unit;
+				known = true;
+			}
+		if (!known)
+			continue;
+		if (store_add_register(s->batch, s->m.id, obis_format(&c->obis, name), at, v, scaler,
+		                       unit, read_at) == 0)
+			s->rows++;
+		double d = (double)v;
+		for (int e = scaler; e > 0; e--)
+			d *= 10;
+		for (int e = scaler; e < 0; e++)
+			d /= 10;
+		mr[(*nmr)++] = (struct message_register){.obis = c->obis,
+		                                         .captured_at = at * 1000,
+		                                         .value = d,
+		                                         .has_raw = true,
+		                                         .raw = v,
+		                                         .scaler = (int8_t)scaler,
+		                                         .unit = profile_unit_name((uint8_t)unit)};
+	}
+}
+
 static void
 regs_store(struct session *s)
 {
 	char name[OBIS_STRLEN];
-	struct message_register mr[CONFIG_MAX_REGISTERS];
+	struct message_register mr[CONFIG_MAX_REGISTERS + PROFILE_MAX_COLUMNS];
 	size_t nmr = 0;
 	int64_t read_at = wall_now();
 	int64_t at = s->have_meter_now ? s->meter_now : read_at;
@@ -467,6 +563,7 @@ regs_store(struct session *s)
 		                                    .unit = profile_unit_name((uint8_t)unit)};
 		nmr++;
 	}
+	push_store(s, mr, &nmr, read_at);
 	if (nmr > 0 && s->cfg->mqtt.enabled) {
 		struct message msg;
 		memset(&msg, 0, sizeof(msg));
@@ -845,6 +942,10 @@ task_start(struct session *s)
 			item(s, cls, &s->reg_obis[i], 2, NULL);
 			if (cls != 1)
 				item(s, cls, &s->reg_obis[i], 3, NULL);
+		}
+		if (s->push != NULL && s->n_items < SESSION_MAX_ITEMS) {
+			s->push_item = s->n_items;
+			item(s, 40, &OBIS_PUSH_SETUP, 2, NULL);
 		}
 		return session_get(s);
 	case T_DISC_OBJECTS:
@@ -1722,6 +1823,18 @@ session_abort(struct session *s, const char *why)
 	session_close(s);
 }
 
+int
+session_add_push(struct session *s, const uint8_t *body, size_t len)
+{
+	if (len == 0 || len > SESSION_PUSH_MAX || s->push != NULL)
+		return -1;
+	if ((s->push = malloc(len)) == NULL)
+		return -1;
+	memcpy(s->push, body, len);
+	s->push_len = len;
+	return 0;
+}
+
 void
 session_set_config(struct session *s, const struct config *cfg)
 {
@@ -1750,6 +1863,7 @@ session_free(struct session *s)
 	free(s->objs);
 	free(s->disc_objects);
 	free(s->disc_layout);
+	free(s->push);
 	free(s->miv);
 	free(s->mev);
 	free(s);

@@ -139,6 +139,17 @@ void session_shutdown(struct session *s);
 /* Ended by session_shutdown() before finishing its tasks. */
 bool session_was_shut_down(const struct session *s);
 
+/*
+ * A DataNotification body (tagged A-XDR) the meter pushed before the
+ * session (GPRS inbound, daemon/gprs_inbound.c); copied.  It is stored
+ * with the session's registers only when the association with the
+ * meter's own security comes up, its elements mapped through the push
+ * setup's object list (0-0:25.9.0.255 attribute 2).  Before
+ * session_start(); 0, or -1 (too large, one already, no memory).
+ */
+#define SESSION_PUSH_MAX 1024
+int session_add_push(struct session *s, const uint8_t *body, size_t len);
+
 /* After a reload: the config to use from now on. */
 void session_set_config(struct session *s, const struct config *cfg);
 
