@@ -72,6 +72,8 @@ BENCH_BINS    := $(BENCH_SRC:tests/bench/%.c=$(B)/%)
 .PHONY: all deps build test test-run unit asan asan-run valgrind fuzz fuzz-run bench bench-run \
 	demo demo-run install clean format integration
 .DEFAULT_GOAL := all
+# Keep objects make would otherwise treat as intermediate and delete.
+.SECONDARY:
 
 all: $(LIBMETER) $(BINS)
 
@@ -197,7 +199,8 @@ valgrind: $(UNIT_BIN)
 	AMM_VECTORS=$(VECTORS) valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		--error-exitcode=9 --trace-children=yes $(UNIT_BIN) --jobs=1
 
-integration: all
+# The integration tests drive the daemon with the bench programs' --check modes.
+integration: all $(BENCH_BINS)
 	@if [ -x tests/integration/run.sh ]; then \
 		AMM_VECTORS=$(VECTORS) BUILD=$(abspath $(B)) RESULTS=$(abspath $(B))/test-results \
 			tests/integration/run.sh; \

@@ -62,7 +62,7 @@ for _ in $(seq 1 100); do
 done
 expect_eq "a command for an unreachable meter expires" "expired" \
 	"$(q "$dsn" "SELECT state FROM command WHERE id = $id")"
-expect_match "... with a clear result" "expired at .*Z without being executed: meter unreachable \(connect: connection refused\)" \
+expect_match "... with a clear result" "expired at .*Z without being executed: meter unreachable \(connect: [Cc]onnection refused\)" \
 	"$(q "$dsn" "SELECT error FROM command WHERE id = $id")"
 expect_match "a GPRS meter that never connected says so" "the GPRS meter did not connect in time" \
 	"$(q "$dsn" "SELECT error FROM command WHERE id = $gid")"
