@@ -20,6 +20,21 @@ for b in "$BUILD"/bench_*; do
 		status=1
 	fi
 done
+# The fleet-scale round (a shell script, not a build/bench_* program):
+# 20,000 meters by default; the full 100,000 with `make bench SCALE=100000`
+# or BENCH_SCALE=1 (tens of minutes on two cores).
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -x "$here/bench_scale.sh" ] && [ -x "$BUILD/ammd" ] && [ -x "$BUILD/metersim" ]; then
+	found=$((found + 1))
+	echo "== bench_scale (${SCALE:-$([ "${BENCH_SCALE:-0}" = 1 ] && echo 100000 || echo 20000)} meters)"
+	start=$(date +%s)
+	if BUILD=$BUILD "$here/bench_scale.sh"; then
+		echo "   (bench_scale: $(($(date +%s) - start)) s)"
+	else
+		echo "bench: bench_scale failed with exit code $?" >&2
+		status=1
+	fi
+fi
 if [ "$found" -eq 0 ]; then
 	echo "bench: no benchmark programs in $BUILD (make them with make bench)" >&2
 	exit 1
