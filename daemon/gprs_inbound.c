@@ -84,7 +84,7 @@
 #define GIN_TX_CAP     160
 #define GIN_DATA_CAP   128
 #define GIN_OUT_CAP    (GIN_RX_CAP + 64)
-#define GIN_PUBLIC     16  /* public client wPort */
+#define GIN_PUBLIC     16 /* public client wPort */
 #define GIN_MAX_PDU    512
 #define GIN_IDLE_DRAIN 4096 /* bytes an idle meter may send before we hang up */
 
@@ -154,8 +154,8 @@ slot_free(struct gin_slot *sl)
 	sl->gen++;
 }
 
-static void
-slot_refuse(struct gin_slot *sl, const char *what, const char *fmt, ...) LOG_PRINTF(3, 4);
+static void slot_refuse(struct gin_slot *sl, const char *what, const char *fmt, ...)
+    LOG_PRINTF(3, 4);
 
 static void
 slot_refuse(struct gin_slot *sl, const char *what, const char *fmt, ...)
@@ -388,7 +388,8 @@ slot_pump(struct gin_slot *sl)
 			sl->item.desc = (struct xdlms_desc){1, OBIS_LDN, 2};
 			sl->item.access = NULL;
 			if (dlms_client_get(&sl->c, &out, &sl->item, 1) != 0) {
-				slot_refuse(sl, "protocol", "cannot ask for the logical device name");
+				slot_refuse(sl, "protocol",
+				            "cannot ask for the logical device name");
 				return;
 			}
 			break;
@@ -410,7 +411,8 @@ slot_pump(struct gin_slot *sl)
 			slot_identified(sl);
 			return;
 		case DLMS_CEV_FAILED:
-			slot_refuse(sl, "protocol", "public association: %s", meter_strerror(ev.err));
+			slot_refuse(sl, "protocol", "public association: %s",
+			            meter_strerror(ev.err));
 			return;
 		default:
 			break;
@@ -617,7 +619,8 @@ gin_start(struct ammd *d)
 	}
 	for (size_t i = 0; i < g->nslots; i++) {
 		g->slots[i].g = g;
-		if ((g->slots[i].ev_timer = evtimer_new(d->base, gin_timercb, &g->slots[i])) == NULL)
+		if ((g->slots[i].ev_timer = evtimer_new(d->base, gin_timercb, &g->slots[i])) ==
+		    NULL)
 			goto fail;
 	}
 	snprintf(addr, sizeof(addr), strchr(cfg->gprs.listen.host, ':') ? "[%s]:%u" : "%s:%u",

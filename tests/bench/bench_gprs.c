@@ -321,7 +321,9 @@ main(void)
 	double iin = 0, iout = 0;
 	int icnt = 0;
 	for (int i = 0; i < nm; i++) {
-		int k = strcmp(ms[i].sec, "hls-gmac") == 0 ? 2 : strcmp(ms[i].sec, "lls") == 0 ? 1 : 0;
+		int k = strcmp(ms[i].sec, "hls-gmac") == 0 ? 2
+		        : strcmp(ms[i].sec, "lls") == 0    ? 1
+		                                           : 0;
 		if (collect(s, &ms[i], now) != 0) {
 			failed++;
 			if (s->fd >= 0)
@@ -351,11 +353,12 @@ main(void)
 	for (int k = 0; k < 3; k++) {
 		if (cnt[k] == 0)
 			continue;
-		printf("   %-9s %2d meters: wire %6.0f B in + %5.0f B out = %6.0f B; payload %6.0f B; "
-		       "wire/payload %.2f\n",
-		       names[k], cnt[k], win[k] / cnt[k], wout[k] / cnt[k],
-		       (win[k] + wout[k]) / cnt[k], pay[k] / cnt[k],
-		       (win[k] + wout[k]) / (pay[k] > 0 ? pay[k] : 1));
+		printf(
+		    "   %-9s %2d meters: wire %6.0f B in + %5.0f B out = %6.0f B; payload %6.0f B; "
+		    "wire/payload %.2f\n",
+		    names[k], cnt[k], win[k] / cnt[k], wout[k] / cnt[k],
+		    (win[k] + wout[k]) / cnt[k], pay[k] / cnt[k],
+		    (win[k] + wout[k]) / (pay[k] > 0 ? pay[k] : 1));
 		tin += win[k];
 		tout += wout[k];
 		tpay += pay[k];
