@@ -378,7 +378,6 @@ slot_pump(struct gin_slot *sl)
 {
 	struct dlms_client_event ev;
 	struct mbuf out;
-	uint32_t ms;
 
 	mbuf_init(&out, sl->out, sizeof(sl->out));
 	while (sl->phase == GIN_IDENTIFY && dlms_client_poll(&sl->c, &out, &ev) != DLMS_CEV_NONE) {
@@ -418,9 +417,8 @@ slot_pump(struct gin_slot *sl)
 			break;
 		}
 	}
+	/* no per-exchange timer: the handshake timer bounds the whole exchange */
 	slot_send(sl, &out);
-	if (sl->phase == GIN_IDENTIFY)
-		(void)dlms_client_timer(&sl->c, &ms); /* the handshake timer bounds it all */
 }
 
 static void
