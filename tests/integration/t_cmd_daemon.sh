@@ -4,8 +4,8 @@
 # with its MQTT result message in the outbox; a cancelled command stays
 # cancelled and is never claimed; a running command abandoned by a dead
 # instance with no attempts left fails with a result naming it; a command
-# whose parameters were inserted wrong by plain SQL is never claimed by an
-# instance without executor, and commands are audited throughout.
+# for a meter that refuses connections waits queued without counting an
+# attempt, and commands are audited throughout.
 . "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -76,8 +76,8 @@ expect_eq "the audit trail has the daemon's role for the expiry" "t_cd_daemon:qu
 	"$(q "$dsn" "SELECT actor || ':' || old_state || '->' || new_state FROM command_audit WHERE command_id = $id AND new_state = 'expired'")"
 "$AMMCTL" cmd disconnect U1 --expires 1h --dsn "$dsn" >/dev/null || fail "queue 3"
 sleep 1.5
-expect_eq "without an executor wired in, nothing is claimed" "queued" \
-	"$(q "$dsn" "SELECT state FROM command WHERE id = (SELECT max(id) FROM command)")"
+expect_eq "a command for a meter that refuses connections waits queued, no attempt counted" "queued 0" \
+	"$(q "$dsn" "SELECT state || ' ' || attempts FROM command WHERE id = (SELECT max(id) FROM command)")"
 kill -TERM $apid
 wait $apid
 expect_eq "ammd stops cleanly" "0" "$?"
