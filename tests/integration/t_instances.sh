@@ -1,0 +1,209 @@
+#!/bin/bash
+# t_instances.sh: three ammd instances share one fleet on one database
+# (DESIGN §8: leased batches, SKIP LOCKED, lease expiry, no coordinator).
+#
+# 1,500 simulated meters behind one metersim listener (time frozen), three
+# ammd with distinct instance_id, 10-second leases and small lease batches:
+#   * one round: every meter has exactly one session (session_log names the
+#     instance), each instance did a share, and the database equals
+#     `metersim expect`;
+#   * a fresh database, the three start again and one is killed with
+#     SIGKILL mid-round: the meters it held are read by the other two
+#     within the lease time (plus the claim poll), the result equals
+#     `metersim expect` with exactly the row counts of the clean round
+#     (nothing lost, nothing twice);
+#   * commands (read_now) queued before and while that instance dies are
+#     executed by the instances' sessions: none succeeds twice; those the
+#     dead instance was running stay its own until their lease runs out
+#     (the command lease is ammd's fixed 300 s, CQ_LEASE_S, so the test
+#     ends it early as t_lease.sh does), then a live instance runs each of
+#     them once more and every command has succeeded exactly once.
+. "$(dirname "$0")/lib.sh"
+
+N=${INSTANCES_METERS:-1500}
+SEED=23
+ORIGIN=2024-03-01T00:00:00Z
+START=2024-03-01T00:00:00Z
+START_S=$(date -u -d "$START" +%s)
+DAYS=1
+LEASE=10
+METERSIM=$BUILD/metersim
+AMMD=$BUILD/ammd
+[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
+. "$(dirname "$0")/collect.sh"
+
+work=$(mktemp -d)
+lib_cleanup_add rm -rf "$work"
+cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
+METERSIM=$work/metersim
+AMMD=$work/ammd
+fleet=(--count "$N" --seed "$SEED" --origin "$ORIGIN")
+
+PORT=$(free_port)
+"$METERSIM" export "${fleet[@]}" --loopback-port "$PORT" >"$work/m.csv" || fail "metersim export"
+"$METERSIM" serve "${fleet[@]}" --loopback-port "$PORT" --start "$START" --speed 0 >"$work/sim.log" 2>&1 &
+sim_pid=$!
+lib_cleanup_add kill "$sim_pid"
+wait_port "$PORT" 20 || { cat "$work/sim.log" >&2; fail "metersim serve did not come up"; }
+
+# inst_conf I DSN: the configuration of instance iI.
+inst_conf() {
+	cat >"$work/i$1.conf" <<EOF
+[daemon]
+log_level = info
+instance_id = i$1
+http_listen =
+shutdown_timeout = 20
+[database]
+dsn = $2
+[collection]
+# the registers collect.sh compares
+registers = 1-0:1.8.0.255 1-0:1.8.1.255 1-0:1.8.2.255 1-0:1.8.3.255 1-0:1.8.4.255
+	1-0:1.8.5.255 1-0:1.8.6.255 1-0:1.8.7.255 1-0:1.8.8.255
+	1-0:2.8.0.255 1-0:2.8.1.255 1-0:2.8.2.255 1-0:2.8.3.255 1-0:2.8.4.255
+	1-0:2.8.5.255 1-0:2.8.6.255 1-0:2.8.7.255 1-0:2.8.8.255
+	1-0:3.8.0.255 1-0:3.8.1.255 1-0:3.8.2.255 1-0:3.8.3.255 1-0:3.8.4.255
+	1-0:3.8.5.255 1-0:3.8.6.255 1-0:3.8.7.255 1-0:3.8.8.255
+	1-0:4.8.0.255 1-0:4.8.1.255 1-0:4.8.2.255 1-0:4.8.3.255 1-0:4.8.4.255
+	1-0:4.8.5.255 1-0:4.8.6.255 1-0:4.8.7.255 1-0:4.8.8.255
+profile_backfill_days = $DAYS
+concurrency = 20
+lease_batch = 40
+lease_seconds = $LEASE
+[tcpip]
+connect_timeout_ms = 3000
+response_timeout_ms = 5000
+EOF
+}
+declare -A pid
+inst_start() { # I
+	"$AMMD" -d -f "$work/i$1.conf" >>"$work/i$1.log" 2>&1 &
+	pid[$1]=$!
+	lib_cleanup_add kill -9 "${pid[$1]}"
+}
+inst_term() { # I: SIGTERM, exit 0 within 25 s
+	kill -TERM "${pid[$1]}"
+	local i=0
+	while kill -0 "${pid[$1]}" 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+		[ $i -gt 250 ] && fail "i$1 did not exit within 25 s of SIGTERM"
+	done
+	wait "${pid[$1]}" || fail "i$1 exit status $?"
+}
+newdb() { # NAME -> DSN, fleet imported
+	local d
+	d=$(pg_newdb "$1")
+	"$AMMCTL" db migrate --dsn "$d" >/dev/null || fail "migrate"
+	"$AMMCTL" meter import --dsn "$d" "$work/m.csv" >/dev/null || fail "import"
+	echo "$d"
+}
+
+lo=$(iso $((START_S - DAYS * 86400 + 3600)))
+hi=$(iso $((START_S - 3600)))
+
+# ---- one round, three instances ------------------------------------------------
+
+dsn=$(newdb amm_instances)
+for i in 1 2 3; do inst_conf $i "$dsn"; done
+t0=$(date +%s.%N)
+for i in 1 2 3; do inst_start $i; done
+round_wait "$dsn" 240
+t1=$(date +%s.%N)
+expect_eq "every meter has exactly one session, all ok" "$N $N ok" \
+	"$(q "$dsn" "SELECT count(DISTINCT meter_id) || ' ' || count(*) || ' ' || string_agg(DISTINCT outcome, ',') FROM session_log")"
+share=$(q "$dsn" "SELECT string_agg(instance || '=' || n, ' ' ORDER BY instance) FROM
+	(SELECT instance, count(*) n FROM session_log GROUP BY 1) x")
+[[ $share =~ i3= ]] || for f in "$work"/i?.log; do echo "$f:"; tail -n 5 "$f"; done >&2
+expect_match "the three instances shared the fleet ($share)" "^i1=[1-9][0-9]* i2=[1-9][0-9]* i3=[1-9][0-9]*$" "$share"
+expect_load "$dsn" "$(iso $((START_S - DAYS * 86400 - 86400)))" "$(iso $((START_S + 3600)))" "$START"
+compare "$dsn" "$lo" "$hi"
+rows1=$(counts "$dsn")
+echo "  round of $N meters by three instances in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; rows $rows1"
+for i in 1 2 3; do inst_term $i; done
+expect_eq "leases given back on exit" "0" "$(q "$dsn" "SELECT count(*) FROM meter WHERE leased_by IS NOT NULL")"
+
+# ---- SIGKILL one instance mid-round ---------------------------------------------------
+
+dsn2=$(newdb amm_instances_kill)
+for i in 1 2 3; do inst_conf $i "$dsn2"; done
+q "$dsn2" "INSERT INTO command (meter_id, kind, params) SELECT id, 'read_now', '{"registers": ["1-0:1.8.0.255"]}' FROM meter WHERE id % 10 = 0" >/dev/null
+for i in 1 2 3; do inst_start $i; done
+i=0
+until [ "$(q "$dsn2" "SELECT count(*) FROM session_log WHERE instance = 'i3'")" -ge $((N / 12)) ]; do
+	sleep 0.05
+	i=$((i + 1))
+	[ $i -gt 1200 ] && fail "i3 did not get going"
+done
+
+kill -KILL "${pid[3]}"
+tk=$(date +%s.%N)
+wait "${pid[3]}" 2>/dev/null
+held=$(q "$dsn2" "SELECT count(*) FROM meter WHERE leased_by = 'i3'")
+ok "i3 killed with SIGKILL after $(q "$dsn2" "SELECT count(*) FROM session_log WHERE instance = 'i3'") sessions, holding $held leases"
+[ "$held" -gt 0 ] || fail "i3 held no lease when it died"
+q "$dsn2" "CREATE TABLE held AS SELECT id FROM meter WHERE leased_by = 'i3'" >/dev/null
+
+# more commands queued while i3 is gone
+q "$dsn2" "INSERT INTO command (meter_id, kind, params) SELECT id, 'read_now', '{"registers": ["1-0:1.8.0.255"]}' FROM meter WHERE id % 10 = 5" >/dev/null
+ncmd=$(q "$dsn2" "SELECT count(*) FROM command")
+
+# The meters: i1 and i2 take i3's over once its leases run out.
+round_wait "$dsn2" 240
+tr=$(date +%s.%N)
+took=$(q "$dsn2" "SELECT round(extract(epoch FROM max(s.started_at)) - $tk, 1) FROM session_log s
+	WHERE s.meter_id IN (SELECT id FROM held) AND s.instance IN ('i1', 'i2')")
+expect_eq "i3's $held meters were read by i1/i2" "$held" \
+	"$(q "$dsn2" "SELECT count(DISTINCT s.meter_id) FROM session_log s WHERE s.meter_id IN (SELECT id FROM held)
+	   AND s.instance IN ('i1', 'i2') AND s.outcome = 'ok' AND s.started_at > to_timestamp($tk)")"
+awk -v t="$took" -v l="$LEASE" 'BEGIN { exit !(t <= l + 8) }' ||
+	fail "i3's meters were taken over ${took} s after the kill (lease ${LEASE} s)"
+ok "... the last of them started ${took} s after the kill (lease $LEASE s, claim poll 2 s)"
+expect_eq "every meter has an ok session" "$N" "$(q "$dsn2" "SELECT count(DISTINCT meter_id) FROM session_log WHERE outcome = 'ok'")"
+# meters with commands have command sessions too: left out here
+nocmd="meter_id NOT IN (SELECT meter_id FROM command)"
+twice=$(q "$dsn2" "SELECT count(*) FROM (SELECT meter_id FROM session_log WHERE $nocmd GROUP BY 1 HAVING count(*) > 1) x")
+expect_eq "only meters i3 held were read twice" "0" \
+	"$(q "$dsn2" "SELECT count(*) FROM (SELECT meter_id FROM session_log WHERE $nocmd GROUP BY 1 HAVING count(*) > 1) x
+	   WHERE meter_id NOT IN (SELECT id FROM held)")"
+expect_eq "no meter has two sessions by live instances" "0" \
+	"$(q "$dsn2" "SELECT count(*) FROM (SELECT meter_id FROM session_log WHERE instance IN ('i1', 'i2') AND $nocmd
+	   GROUP BY 1 HAVING count(*) > 1) x")"
+expect_load "$dsn2" "$(iso $((START_S - DAYS * 86400 - 86400)))" "$(iso $((START_S + 3600)))" "$START"
+compare "$dsn2" "$lo" "$hi"
+# (read_now commands add register readings; intervals and events are the round's alone)
+expect_eq "the same intervals and events as the clean round: nothing lost, nothing twice" "${rows1#* }" "$(c=$(counts "$dsn2"); echo "${c#* }")"
+echo "  kill: $held leases held by i3, taken over within ${took} s; $twice meters read again after i3 had stored them;" \
+	"round done $(awk -v a="$tk" -v b="$tr" 'BEGIN { printf "%.1f", b - a }') s after the kill"
+# Commands: wait until only i3's stranded ones are left.
+i=0
+until [ "$(q "$dsn2" "SELECT count(*) FROM command WHERE state IN ('queued') OR (state = 'running' AND claimed_by <> 'i3')")" = 0 ]; do
+	sleep 0.2
+	i=$((i + 1))
+	[ $i -gt 600 ] && { q "$dsn2" "SELECT state, claimed_by, error, count(*) FROM command GROUP BY 1, 2, 3" >&2; fail "commands not done"; }
+done
+q "$dsn2" "CREATE TABLE stranded AS SELECT id FROM command WHERE state = 'running' AND claimed_by = 'i3'" >/dev/null
+nstr=$(q "$dsn2" "SELECT count(*) FROM stranded")
+q "$dsn2" "SELECT state, claimed_by, attempts, left(error, 120), count(*) FROM command GROUP BY 1, 2, 3, 4" | sed 's/^/  commands: /'
+expect_eq "all other $((ncmd - nstr)) commands succeeded, each once, none run by two instances" "$((ncmd - nstr)) 0 0" \
+	"$(q "$dsn2" "SELECT count(*) FILTER (WHERE state = 'succeeded') || ' ' ||
+	   count(*) FILTER (WHERE state NOT IN ('succeeded', 'running')) || ' ' ||
+	   count(*) FILTER (WHERE state = 'succeeded' AND attempts <> 1) FROM command WHERE id NOT IN (SELECT id FROM stranded)")"
+expect_eq "... the $nstr i3 was running stay its own while their lease lives" "$nstr" \
+	"$(q "$dsn2" "SELECT count(*) FROM command WHERE id IN (SELECT id FROM stranded) AND state = 'running' AND attempts = 1 AND lease_until > now()")"
+# the command lease (300 s) runs out
+q "$dsn2" "UPDATE command SET lease_until = now() - interval '1 second' WHERE id IN (SELECT id FROM stranded)" >/dev/null
+q "$dsn2" "NOTIFY ammd_command" >/dev/null
+i=0
+until [ "$(q "$dsn2" "SELECT count(*) FROM command WHERE state <> 'succeeded'")" = 0 ]; do
+	sleep 0.2
+	i=$((i + 1))
+	[ $i -gt 600 ] && { q "$dsn2" "SELECT state, claimed_by, error, count(*) FROM command GROUP BY 1, 2, 3" >&2; fail "stranded commands not taken over"; }
+done
+expect_eq "then a live instance ran each of i3's once more" "$nstr" \
+	"$(q "$dsn2" "SELECT count(*) FROM command WHERE id IN (SELECT id FROM stranded) AND attempts = 2 AND claimed_by IN ('i1', 'i2')")"
+expect_eq "every command succeeded exactly once (audit)" "$ncmd" \
+	"$(q "$dsn2" "SELECT count(*) FROM (SELECT command_id FROM command_audit WHERE new_state = 'succeeded'
+	   GROUP BY 1 HAVING count(*) = 1) x")"
+for i in 1 2; do inst_term $i; done
+exit 0
