@@ -127,7 +127,7 @@ expect_eq "leases given back on exit" "0" "$(q "$dsn" "SELECT count(*) FROM mete
 
 dsn2=$(newdb amm_instances_kill)
 for i in 1 2 3; do inst_conf $i "$dsn2"; done
-q "$dsn2" "INSERT INTO command (meter_id, kind, params) SELECT id, 'read_now', '{"registers": ["1-0:1.8.0.255"]}' FROM meter WHERE id % 10 = 0" >/dev/null
+q "$dsn2" "INSERT INTO command (meter_id, kind, params) SELECT id, 'read_now', '{\"registers\": [\"1-0:1.8.0.255\"]}' FROM meter WHERE id % 10 = 0" >/dev/null
 for i in 1 2 3; do inst_start $i; done
 i=0
 until [ "$(q "$dsn2" "SELECT count(*) FROM session_log WHERE instance = 'i3'")" -ge $((N / 12)) ]; do
@@ -145,7 +145,7 @@ ok "i3 killed with SIGKILL after $(q "$dsn2" "SELECT count(*) FROM session_log W
 q "$dsn2" "CREATE TABLE held AS SELECT id FROM meter WHERE leased_by = 'i3'" >/dev/null
 
 # more commands queued while i3 is gone
-q "$dsn2" "INSERT INTO command (meter_id, kind, params) SELECT id, 'read_now', '{"registers": ["1-0:1.8.0.255"]}' FROM meter WHERE id % 10 = 5" >/dev/null
+q "$dsn2" "INSERT INTO command (meter_id, kind, params) SELECT id, 'read_now', '{\"registers\": [\"1-0:1.8.0.255\"]}' FROM meter WHERE id % 10 = 5" >/dev/null
 ncmd=$(q "$dsn2" "SELECT count(*) FROM command")
 
 # The meters: i1 and i2 take i3's over once its leases run out.
