@@ -43,8 +43,9 @@
  * Pushes: the body of a DataNotification sent before identification is
  * kept in the slot (up to 256 bytes) and handed to the session, which
  * stores its values only once its association with the meter's own
- * security is up (session_add_push()).  Pushes on an idle connection are
- * read and dropped: they are not authenticated.
+ * security is up (session_add_push()).  A push on an idle connection is
+ * not authenticated and not stored: it makes the meter due and closes the
+ * connection, so that the redial is read (idle_readcb()).
  *
  * Traffic: the identification exchange is on the operator's bill too; it
  * is written to session_log (outcome "identify") for the meter it
@@ -201,14 +202,31 @@ idle_free(struct gin_idle *id)
 	free(id);
 }
 
+/* An idle meter that pushes has something to say (an alarm): the push is
+ * not authenticated, so it is not stored; the meter is made due and the
+ * connection closed, and its next connection is read with its own
+ * security, the push that comes with it included. */
 static void
 idle_readcb(struct bufferevent *bev, void *arg)
 {
 	struct gin_idle *id = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = evbuffer_get_length(in);
+	size_t k = n < GIN_RX_CAP ? n : GIN_RX_CAP;
+	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)k);
+	struct gprs_push push;
 
-	id->seen += evbuffer_get_length(in);
-	evbuffer_drain(in, evbuffer_get_length(in));
+	if (p != NULL && gprs_push_parse(p, k, &push) == 0 && scheduler_get() != NULL) {
+		log_meter(LOG_INFO, id->serial,
+		          "gprs: pushed while idle: read at its next connection");
+		gin_count(id->g, "idle-push");
+		scheduler_due_now(scheduler_get(), id->serial);
+		idle_free(id);
+		return;
+	}
+	log_meter(LOG_DEBUG, id->serial, "gprs: %zu bytes on an idle connection dropped", n);
+	id->seen += n;
+	evbuffer_drain(in, n);
 	if (id->seen > GIN_IDLE_DRAIN) {
 		log_meter(LOG_INFO, id->serial, "gprs: idle connection talks too much: closed");
 		idle_free(id);
@@ -250,6 +268,7 @@ slot_to_idle(struct gin_slot *sl, const char *serial)
 	sl->bev = NULL;
 	snprintf(id->serial, sizeof(id->serial), "%s", serial);
 	bufferevent_setcb(id->bev, idle_readcb, NULL, idle_eventcb, id);
+	bufferevent_setwatermark(id->bev, EV_READ, 0, GIN_RX_CAP);
 	bufferevent_set_timeouts(id->bev, NULL, NULL);
 	bufferevent_enable(id->bev, EV_READ);
 	evtimer_add(id->ev, &tv);

@@ -1195,6 +1195,21 @@ scheduler_lease_serial(struct scheduler *sc, const char *serial, scheduler_lease
 	pg_query(sc, lease_serial_sql, 4, p, lease_serial_done, q);
 }
 
+/* Only a GPRS meter that is not leased: its next connection reads it. */
+static const char due_now_sql[] =
+    "UPDATE meter SET next_due_at = now() WHERE serial = $1 AND transport = 'gprs' AND enabled "
+    "AND (next_due_at IS NULL OR next_due_at > now()) "
+    "AND (lease_until IS NULL OR lease_until < now())";
+
+void
+scheduler_due_now(struct scheduler *sc, const char *serial)
+{
+	const char *p[1] = {serial};
+
+	if (!sc->draining)
+		pg_query(sc, due_now_sql, 1, p, NULL, NULL);
+}
+
 bool
 scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
                         const struct transport_ops *tr, const uint8_t *push, size_t push_len)

@@ -116,6 +116,9 @@ typedef void (*scheduler_lease_fn)(struct scheduler *sc, const struct session_me
                                    const char *why, void *arg);
 void scheduler_lease_serial(struct scheduler *sc, const char *serial, scheduler_lease_fn cb,
                             void *arg);
+/* A GPRS meter held idle pushed (an alarm): make it due now, so that its
+ * next connection reads it with its own security. */
+void scheduler_due_now(struct scheduler *sc, const char *serial);
 bool scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
                              const struct transport_ops *tr, const uint8_t *push,
                              size_t push_len);

@@ -62,7 +62,7 @@ wait_port "$LPORT" 20 || { cat "$work/ammd.log" >&2; fail "no GPRS listener"; }
 
 gsim_pid=
 gsim_start() { # ARGS: metersim serve as GPRS modules of the fleet
-	"$METERSIM" serve "$@" --transport gprs --gprs-connect "127.0.0.1:$LPORT" --push \
+	"$METERSIM" serve "$@" --transport gprs --gprs-connect "127.0.0.1:$LPORT" --push --control "$work/gsim.sock" \
 		--start "$START" --speed 0 >"$work/gsim.log" 2>&1 &
 	gsim_pid=$!
 	lib_cleanup_add kill "$gsim_pid"
