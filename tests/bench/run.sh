@@ -35,6 +35,15 @@ if [ -x "$here/bench_scale.sh" ] && [ -x "$BUILD/ammd" ] && [ -x "$BUILD/metersi
 		status=1
 	fi
 fi
+# Operator command latency, insert to verified result (bench_cmd.sh).
+if [ -x "$here/bench_cmd.sh" ] && [ -x "$BUILD/ammd" ] && [ -x "$BUILD/metersim" ]; then
+	found=$((found + 1))
+	echo "== bench_cmd"
+	if BUILD=$BUILD "$here/bench_cmd.sh"; then :; else
+		echo "bench: bench_cmd failed with exit code $?" >&2
+		status=1
+	fi
+fi
 if [ "$found" -eq 0 ]; then
 	echo "bench: no benchmark programs in $BUILD (make them with make bench)" >&2
 	exit 1

@@ -35,7 +35,24 @@ cmd_sim_start() {
 
 cmd_setup() { # NAME
 	fleet=(--count "$N" --seed "$SEED")
-	BASE=$(python3 -c 'import random; print(random.randrange(12000, 30000, 50))')
+	# N consecutive free ports below the ephemeral range
+	BASE=$(python3 - "$N" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(50):
+    base = random.randrange(10000, 32000 - n)
+    socks = []
+    try:
+        for p in range(base, base + n):
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", p)); socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks: s.close()
+    print(base); break
+PY
+)
 	"$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/m.csv" || fail "metersim export"
 	dsn=$(pg_newdb "$1")
 	"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
