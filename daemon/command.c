@@ -495,6 +495,11 @@ claim_done(struct command_queue *q, PGresult *res, void *arg)
 		return;
 	int n = PQntuples(res);
 	metric_add(q->m_claimed, (double)n);
+	if (n == CQ_CLAIM_BATCH) {
+		/* there may be more: claim again now, not at the next tick */
+		q->claim_wanted = true;
+		event_active(q->ev_tick, EV_TIMEOUT, 0);
+	}
 	for (int i = 0; i < n; i++) {
 		struct command_job *j = calloc(1, sizeof(*j));
 		char err[256];

@@ -71,6 +71,7 @@ hundred=$(q "$dsn" "SELECT count(*) FILTER (WHERE state = 'succeeded') || ' ok; 
 	round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) * 1000)::numeric, 1) || ' ms'
 	FROM command WHERE id > $first")
 echo "   100 concurrent ($ROUNDS rounds of $N): $hundred"
+[ -n "${BENCH_CMD_DEBUG:-}" ] && { grep -a "waits\|given back\|claimed (attempt [2-9])" "$work/ammd.log" | head -20; }
 bad=$(q "$dsn" "SELECT count(*) FROM command WHERE state <> 'succeeded'")
 cmd_ammd_term
 [ "$bad" = 0 ] || { echo "bench_cmd: $bad commands did not succeed" >&2; exit 1; }
