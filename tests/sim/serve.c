@@ -81,6 +81,7 @@ struct dconn {
 	struct cosem_ctx ctx;
 	struct dlms_server_policy pol;
 	char password[9]; /* pol.password points here: the connection owns it */
+	bool ic_was_reset; /* an ic_reset fault fired: the counter may go down */
 	struct dlms_server srv;
 	uint32_t alarms; /* last alarm register seen (GPRS pushes on change) */
 	uint8_t *mem;    /* rx, tx, work */
@@ -164,6 +165,8 @@ dlms_open_connections(const struct serve *sv)
 
 static void gprs_schedule(struct gprs_slot *g, bool soon);
 
+static void persist_ic(struct dconn *c);
+
 static void
 conn_free(struct dconn *c)
 {
@@ -177,9 +180,7 @@ conn_free(struct dconn *c)
 		c->next->prev = c->prev;
 	ds->nopen--;
 	/* the meter keeps its invocation counter across connections */
-	serve_lock(sv);
-	sv->fleet->st[c->index].invocation_counter = c->srv.tx_counter;
-	serve_unlock(sv);
+	persist_ic(c);
 	if (c->timer)
 		event_free(c->timer);
 	if (c->bev)
@@ -196,6 +197,23 @@ conn_free(struct dconn *c)
 	free(c->mem);
 	free(c->data);
 	free(c);
+}
+
+/*
+ * Store the meter's invocation counter.  An ic_replay fault steps the
+ * engine's counter back by one for a single answer; that is a replay on
+ * the wire, not a meter whose counter went back, so the stored counter
+ * never moves down unless an ic_reset fault really reset it.
+ */
+static void
+persist_ic(struct dconn *c)
+{
+	struct serve *sv = c->sv;
+	serve_lock(sv);
+	uint32_t *ic = &sv->fleet->st[c->index].invocation_counter;
+	if (c->ic_was_reset || c->srv.tx_counter > *ic)
+		*ic = c->srv.tx_counter;
+	serve_unlock(sv);
 }
 
 /* The policy keeps pointers: `pw` (at least sizeof(m->password)) must live
@@ -313,8 +331,10 @@ on_read(struct bufferevent *bev, void *arg)
 			case DLMS_SEV_ASSOCIATED:
 				CNT_ADD(sv, associations, 1);
 				/* invocation-counter faults act per association */
-				if (fault_fire(&sv->faults, c->fs, &c->rng, FAULT_IC_RESET))
+				if (fault_fire(&sv->faults, c->fs, &c->rng, FAULT_IC_RESET)) {
 					c->srv.tx_counter = 0;
+					c->ic_was_reset = true;
+				}
 				break;
 			case DLMS_SEV_REJECTED:
 				CNT_ADD(sv, rejected, 1);
@@ -334,9 +354,7 @@ on_read(struct bufferevent *bev, void *arg)
 			break;
 	}
 	/* persist the counter after every call (the engine advanced it) */
-	serve_lock(sv);
-	sv->fleet->st[c->index].invocation_counter = c->srv.tx_counter;
-	serve_unlock(sv);
+	persist_ic(c);
 	if (had_request && fault_fire(&sv->faults, c->fs, &c->rng, FAULT_IC_REPLAY) && out.len)
 		c->srv.tx_counter--; /* the next answer repeats this counter */
 	if (out.len && had_request &&
