@@ -20,7 +20,7 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_LIST   10
 /* glo tag, length (up to 3), SC, IC and the 12-byte tag around a plaintext */
-#define CIPHER_OVERHEAD 21
+#define CIPHER_OVERHEAD DLMS_CIPHER_OVERHEAD
 #define DEFAULT_CONFORMANCE                                                                        \
 	(ACSE_CONF_BLOCK_TRANSFER_WITH_GET | ACSE_CONF_BLOCK_TRANSFER_WITH_SET |                   \
 	 ACSE_CONF_BLOCK_TRANSFER_WITH_ACTION | ACSE_CONF_MULTIPLE_REFERENCES |                    \
@@ -104,31 +104,42 @@ cur_iip(const struct dlms_client *c)
 }
 
 /* Largest plaintext request the server takes (and our buffers hold). */
-static size_t
-plain_max(const struct dlms_client *c)
+size_t
+dlms_plain_max(const struct dlms_buffers *b, uint32_t peer_max_pdu, bool ciphered)
 {
-	size_t m = c->server_max_pdu ? c->server_max_pdu : 65535;
+	size_t m = peer_max_pdu ? peer_max_pdu : 65535;
 
-	if (c->ciphering) {
-		m = m > CIPHER_OVERHEAD ? m - CIPHER_OVERHEAD : 0;
-		if (m > c->buf.work_cap)
-			m = c->buf.work_cap;
-		if (m + CIPHER_OVERHEAD > c->buf.tx_cap)
-			m = c->buf.tx_cap > CIPHER_OVERHEAD ? c->buf.tx_cap - CIPHER_OVERHEAD : 0;
-	} else if (m > c->buf.tx_cap) {
-		m = c->buf.tx_cap;
+	if (ciphered) {
+		m = m > DLMS_CIPHER_OVERHEAD ? m - DLMS_CIPHER_OVERHEAD : 0;
+		if (m > b->work_cap)
+			m = b->work_cap;
+		if (m + DLMS_CIPHER_OVERHEAD > b->tx_cap)
+			m = b->tx_cap > DLMS_CIPHER_OVERHEAD ? b->tx_cap - DLMS_CIPHER_OVERHEAD : 0;
+	} else if (m > b->tx_cap) {
+		m = b->tx_cap;
 	}
 	return m;
 }
 
-/* Start a plaintext xDLMS APDU where plain_send() expects it. */
+void
+dlms_plain_begin(const struct dlms_buffers *b, bool ciphered, struct mbuf *m)
+{
+	if (ciphered)
+		mbuf_init(m, b->work, b->work_cap);
+	else
+		mbuf_init(m, b->tx, b->tx_cap);
+}
+
+static size_t
+plain_max(const struct dlms_client *c)
+{
+	return dlms_plain_max(&c->buf, c->server_max_pdu, c->ciphering);
+}
+
 static void
 plain_begin(struct dlms_client *c, struct mbuf *m)
 {
-	if (c->ciphering)
-		mbuf_init(m, c->buf.work, c->buf.work_cap);
-	else
-		mbuf_init(m, c->buf.tx, c->buf.tx_cap);
+	dlms_plain_begin(&c->buf, c->ciphering, m);
 }
 
 /* Cipher (when the context says so) and hand to the link; arms the timer. */

@@ -89,6 +89,19 @@ struct dlms_buffers {
 	size_t data_cap;
 };
 
+/* Bytes glo-ciphering adds to an APDU: tag, length, SC, counter, GCM tag. */
+#define DLMS_CIPHER_OVERHEAD 21
+
+/*
+ * The largest plaintext APDU an engine may build: the peer's max PDU size
+ * (0: none announced), less the ciphering overhead when ciphered, bounded
+ * by the buffers the plaintext and the ciphered form are built in.
+ */
+size_t dlms_plain_max(const struct dlms_buffers *b, uint32_t peer_max_pdu, bool ciphered);
+/* Start a plaintext APDU where the engine's send expects it: the work
+ * buffer when it will be ciphered, else the transmit buffer. */
+void dlms_plain_begin(const struct dlms_buffers *b, bool ciphered, struct mbuf *m);
+
 enum dlms_client_state {
 	DLMS_CLIENT_IDLE = 0,       /* initialised, nothing sent */
 	DLMS_CLIENT_CONNECTING,     /* HDLC: SNRM sent */

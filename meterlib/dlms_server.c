@@ -18,7 +18,7 @@
 #include "dlms_server.h"
 #include "meter_error.h"
 
-#define CIPHER_OVERHEAD 21
+#define CIPHER_OVERHEAD DLMS_CIPHER_OVERHEAD
 #define DEFAULT_MAX_PDU 1024
 #define ACCESS_NODES    96
 #define DEFAULT_CONFORMANCE                                                                        \
@@ -101,27 +101,13 @@ our_max_pdu(const struct dlms_server *s)
 static size_t
 plain_max(const struct dlms_server *s)
 {
-	size_t m = s->client_max_pdu ? s->client_max_pdu : 65535;
-
-	if (s->ciphered) {
-		m = m > CIPHER_OVERHEAD ? m - CIPHER_OVERHEAD : 0;
-		if (m > s->buf.work_cap)
-			m = s->buf.work_cap;
-		if (m + CIPHER_OVERHEAD > s->buf.tx_cap)
-			m = s->buf.tx_cap > CIPHER_OVERHEAD ? s->buf.tx_cap - CIPHER_OVERHEAD : 0;
-	} else if (m > s->buf.tx_cap) {
-		m = s->buf.tx_cap;
-	}
-	return m;
+	return dlms_plain_max(&s->buf, s->client_max_pdu, s->ciphered);
 }
 
 static void
 plain_begin(struct dlms_server *s, struct mbuf *m)
 {
-	if (s->ciphered)
-		mbuf_init(m, s->buf.work, s->buf.work_cap);
-	else
-		mbuf_init(m, s->buf.tx, s->buf.tx_cap);
+	dlms_plain_begin(&s->buf, s->ciphered, m);
 }
 
 /* Let the fault hook see it, cipher when associated so, send. */
