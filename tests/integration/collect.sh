@@ -90,9 +90,12 @@ ammd_term() { # -> exit status; fails when it takes longer than 25 s
 }
 
 # Wait until every meter had a session since the mark (no meter due, none leased).
+# A lease that has run out is nobody's: a killed instance leaves its last
+# leases behind on meters that are no longer due (a command-only session
+# does not make a meter due), and nothing need ever clear them.
 round_wait() { # DSN SECS
 	local i=0
-	while [ "$(q "$1" "SELECT count(*) FROM meter WHERE next_due_at IS NULL OR next_due_at <= now() OR leased_by IS NOT NULL")" != 0 ]; do
+	while [ "$(q "$1" "SELECT count(*) FROM meter WHERE next_due_at IS NULL OR next_due_at <= now() OR lease_until > now()")" != 0 ]; do
 		sleep 0.2
 		i=$((i + 1))
 		[ $i -gt $(($2 * 5)) ] && { tail -30 "$work/ammd.log" >&2; fail "round not finished after $2 s"; }
