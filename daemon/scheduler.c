@@ -465,7 +465,7 @@ static const char load_sql[] =
     "   WHERE g.ts - g.prev > make_interval(secs => m.profile_period)), "
     /* 23..: gateway meters (scheduler_gateway_hook) */
     "  m.type, m.gateway_id, gw.kind, gw.host, gw.port, coalesce(gw.baud_rate, 0), "
-    "  gw.concurrency, coalesce(m.primary_addr, -1), m.secondary_addr "
+    "  gw.concurrency, coalesce(m.primary_addr, -1), m.secondary_addr, gw.name "
     "FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(id, tx0, tx1) "
     "JOIN meter m ON m.id = u.id LEFT JOIN meter_key mk ON mk.meter_id = m.id "
     "LEFT JOIN gateway gw ON gw.id = m.gateway_id "
@@ -592,7 +592,7 @@ take_gateway_meter(struct scheduler *sc, PGresult *r, int i)
 
 	if (strcmp(tr, "mbus") != 0 && strcmp(tr, "modbus") != 0)
 		return false;
-	if (PQnfields(r) < 32 || PQgetisnull(r, i, 24))
+	if (PQnfields(r) < 33 || PQgetisnull(r, i, 24))
 		return false;
 	memset(&gm, 0, sizeof(gm));
 	gm.id = atoi(PQgetvalue(r, i, 0));
@@ -609,6 +609,7 @@ take_gateway_meter(struct scheduler *sc, PGresult *r, int i)
 	gm.gw_concurrency = atoi(PQgetvalue(r, i, 29));
 	gm.primary_addr = atoi(PQgetvalue(r, i, 30));
 	gm.secondary_addr = val(r, i, 31);
+	gm.gw_name = PQgetvalue(r, i, 32);
 	return scheduler_gateway_hook(sc, &gm);
 }
 

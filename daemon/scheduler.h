@@ -84,10 +84,10 @@ struct scheduler_gateway_meter {
 	int failures;
 	bool ondemand;
 	int32_t gateway_id;
-	const char *gw_kind, *gw_host;
+	const char *gw_kind, *gw_host, *gw_name;
 	uint16_t gw_port;
 	int gw_baud; /* 0: not set */
-	int gw_concurrency;
+	int gw_concurrency;         /* gateway.concurrency, 1..64 */
 	int primary_addr;           /* -1: not set */
 	const char *secondary_addr; /* NULL: not set */
 };
