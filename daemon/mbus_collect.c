@@ -6,7 +6,20 @@
  * the readout is queued on it; its answer becomes one store batch; the
  * commit (or refusal) gives the meter back to the scheduler for its next
  * due time.  Nothing here blocks: the M-Bus driver is on the event loop,
- * the Modbus driver does its blocking work on its own thread.
+ * the Modbus driver does its blocking work on its own threads.
+ *
+ * gateway.concurrency is the number of readouts a gateway works on at
+ * once, each on a connection of its own: the Modbus driver gets that many
+ * workers.  An M-Bus gateway row is one bus, and a bus has one master and
+ * one request on the wire, so it is read one meter at a time whatever the
+ * row says (a larger value is logged once and not used); buses of one
+ * multi-port gateway are rows of their own and are read in parallel.
+ * A gateway whose row changed (address, baud rate, concurrency) gets a
+ * new driver the next time a meter of it arrives while it is idle.
+ *
+ * Metrics per gateway (label gateway = gateway.name, kind): the drivers'
+ * counters are copied into the registry just before /metrics is rendered,
+ * as differences, so a rebuilt driver never makes a counter go back.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +37,7 @@
 #include "mbus/modbus_gw.h"
 #include "mbus_collect.h"
 #include "message.h"
+#include "metrics.h"
 #include "modbus_map.h"
 #include "profile.h"
 #include "scheduler.h"
@@ -176,11 +190,27 @@ struct gw {
 	struct collector *c;
 	int32_t id;
 	bool modbus;
-	char name[300];
+	char name[300];  /* host:port, for log lines and errors */
+	char label[300]; /* gateway.name, for metrics */
+	char host[256];
+	uint16_t port;
 	struct mbus_bus *bus;
 	struct modbus_gw *mgw;
 	int baud;
-	size_t queued;
+	int want;        /* gateway.concurrency as last read */
+	int concurrency; /* in force: readouts at once */
+	bool warned;     /* an M-Bus concurrency above 1 was logged */
+	size_t queued;   /* readouts handed to the driver, not called back */
+	int64_t busy_since_ms; /* queued > 0 since (counted up to here) */
+	/* driver counters already added to the metrics */
+	struct mbus_bus_stats seen_mb;
+	struct modbus_gw_stats seen_mo;
+};
+
+/* The gateway families (NULL when there is no registry: no metrics). */
+struct gw_metrics {
+	struct metric *requests, *retries, *timeouts, *garbled, *exceptions, *connects;
+	struct metric *bytes, *readouts, *busy, *queue, *concurrency;
 };
 
 struct job {
@@ -204,6 +234,7 @@ struct collector {
 	struct modbus_map_entry map_e[MAP_MAX];
 	bool have_map;
 	uint64_t done, failed;
+	struct gw_metrics m;
 };
 
 static struct collector *collector;
@@ -212,6 +243,86 @@ static int64_t
 wall_now(void)
 {
 	return (int64_t)time(NULL);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *
+gw_kind(const struct gw *g)
+{
+	return g->modbus ? "modbus" : "mbus";
+}
+
+/* Busy time: from the first readout handed to the driver until the
+ * driver has nothing left, counted up to now while it lasts. */
+static void
+gw_busy_account(struct gw *g)
+{
+	if (g->busy_since_ms == 0)
+		return;
+	int64_t now = mono_ms();
+	metric_add(g->c->m.busy, (double)(now - g->busy_since_ms) / 1000.0, g->label, gw_kind(g));
+	g->busy_since_ms = g->queued > 0 ? now : 0;
+}
+
+static void
+gw_queued_add(struct gw *g)
+{
+	if (g->queued++ == 0)
+		g->busy_since_ms = mono_ms();
+}
+
+static void
+gw_queued_sub(struct gw *g)
+{
+	g->queued--;
+	if (g->queued == 0)
+		gw_busy_account(g);
+}
+
+#define DELTA(cur, seen, f) ((double)((cur)->f - (seen)->f))
+
+/* The driver's counters since the last call into the registry. */
+static void
+gw_stats_flush(struct gw *g)
+{
+	const struct gw_metrics *m = &g->c->m;
+	const char *l = g->label, *k = gw_kind(g);
+
+	if (g->bus != NULL) {
+		const struct mbus_bus_stats *st = mbus_bus_stats(g->bus), *o = &g->seen_mb;
+		metric_add(m->requests, DELTA(st, o, requests), l, k);
+		metric_add(m->retries, DELTA(st, o, retries), l, k);
+		metric_add(m->timeouts, DELTA(st, o, timeouts), l, k);
+		metric_add(m->garbled, DELTA(st, o, garbled), l, k);
+		metric_add(m->connects, DELTA(st, o, connects), l, k);
+		metric_add(m->bytes, DELTA(st, o, bytes_in), l, k, "in");
+		metric_add(m->bytes, DELTA(st, o, bytes_out), l, k, "out");
+		g->seen_mb = *st;
+	}
+	if (g->mgw != NULL) {
+		struct modbus_gw_stats cur;
+		const struct modbus_gw_stats *st = &cur, *o = &g->seen_mo;
+		modbus_gw_stats(g->mgw, &cur);
+		metric_add(m->requests, DELTA(st, o, requests), l, k);
+		metric_add(m->retries, DELTA(st, o, reconnects), l, k);
+		metric_add(m->timeouts, DELTA(st, o, timeouts), l, k);
+		metric_add(m->garbled, DELTA(st, o, garbled), l, k);
+		metric_add(m->exceptions, DELTA(st, o, exceptions), l, k);
+		metric_add(m->connects, DELTA(st, o, connects), l, k);
+		metric_add(m->bytes, DELTA(st, o, bytes_in), l, k, "in");
+		metric_add(m->bytes, DELTA(st, o, bytes_out), l, k, "out");
+		g->seen_mo = cur;
+	}
+	metric_set(m->queue, (double)g->queued, l, k);
+	metric_set(m->concurrency, g->concurrency, l, k);
+	gw_busy_account(g);
 }
 
 static const char *
@@ -256,6 +367,7 @@ job_submit(struct job *j, const char *outcome, const char *error,
 	struct store_batch *b = store_batch_new(c->d->store);
 
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	metric_inc(c->m.readouts, j->g->label, gw_kind(j->g), outcome);
 	j->failures = ok ? 0 : j->failures + 1;
 	if (ok)
 		c->done++;
@@ -338,7 +450,7 @@ mbus_read_done(int status, const uint8_t *frames, size_t len, size_t nt, void *a
 	char err[400] = "";
 	(void)nt;
 
-	j->g->queued--;
+	gw_queued_sub(j->g);
 	if (status != 0 && status != METER_EAPPERR) {
 		snprintf(err, sizeof(err), "%s at %s", meter_strerror(status), j->g->name);
 		job_submit(j, outcome_of(status), err, NULL, 0, (int64_t)len, 10);
@@ -385,7 +497,7 @@ modbus_read_done(int status, const struct modbus_reading *rd, size_t nr, void *a
 	size_t n = 0;
 	char err[400] = "";
 
-	j->g->queued--;
+	gw_queued_sub(j->g);
 	if (status != 0) {
 		snprintf(err, sizeof(err), "%s at %s", meter_strerror(status), j->g->name);
 		job_submit(j, outcome_of(status), err, NULL, 0, 0, 12);
@@ -399,62 +511,116 @@ modbus_read_done(int status, const struct modbus_reading *rd, size_t nr, void *a
 	           9 + 2 * (int64_t)nr, 12);
 }
 
-static struct gw *
-gw_get(struct collector *c, const struct scheduler_gateway_meter *m)
+/* The driver for g as row m describes it; 0 or -1. */
+static int
+gw_open(struct collector *c, struct gw *g, const struct scheduler_gateway_meter *m)
 {
 	const struct config *cfg = c->d->cfg;
-	struct gw *g;
 
-	for (g = c->gws; g != NULL; g = g->next)
-		if (g->id == m->gateway_id)
-			return g;
-	g = calloc(1, sizeof(*g));
-	if (g == NULL)
-		return NULL;
-	g->c = c;
-	g->id = m->gateway_id;
 	g->modbus = strcmp(m->gw_kind, "modbus") == 0;
 	g->baud = m->gw_baud;
+	g->want = m->gw_concurrency;
+	snprintf(g->host, sizeof(g->host), "%s", m->gw_host);
+	g->port = m->gw_port;
 	snprintf(g->name, sizeof(g->name), "%s:%u", m->gw_host, m->gw_port);
+	snprintf(g->label, sizeof(g->label), "%s",
+	         m->gw_name != NULL && m->gw_name[0] != '\0' ? m->gw_name : g->name);
+	memset(&g->seen_mb, 0, sizeof(g->seen_mb));
+	memset(&g->seen_mo, 0, sizeof(g->seen_mo));
 	if (g->modbus) {
 		if (!c->have_map) {
 			log_warnx("gateway %s: no Modbus register map loaded", g->name);
-			free(g);
-			return NULL;
+			return -1;
 		}
+		g->concurrency = m->gw_concurrency < 1 ? 1 : m->gw_concurrency;
 		struct modbus_gw_params p = {
 		    .host = m->gw_host,
 		    .port = m->gw_port,
 		    .connect_timeout_ms = cfg->modbus.connect_timeout_ms,
 		    .response_timeout_ms = cfg->modbus.response_timeout_ms,
 		    .retries = cfg->modbus.retries,
+		    .concurrency = g->concurrency,
 		    .map = &c->map,
 		};
 		g->mgw = modbus_gw_new(c->d->base, &p);
-	} else {
-		/* the bus's own timeouts follow its baud rate; the configured
-		 * response timeout is the gateway's latency on top */
-		struct mbus_bus_params p = {
-		    .host = m->gw_host,
-		    .port = m->gw_port,
-		    .baud = m->gw_baud > 0 ? m->gw_baud : 2400,
-		    .latency_ms = cfg->mbus.response_timeout_ms,
-		    .connect_timeout_ms = cfg->mbus.connect_timeout_ms,
-		    .retries = cfg->mbus.retries,
-		};
-		g->bus = mbus_bus_new(c->d->base, &p);
+		if (g->mgw == NULL)
+			return -1;
+		log_info("gateway %s (modbus, %d connections at most) opened", g->label,
+		         g->concurrency);
+		return 0;
 	}
-	if (g->bus == NULL && g->mgw == NULL) {
+	/* one bus, one master, one request on the wire */
+	g->concurrency = 1;
+	if (m->gw_concurrency > 1 && !g->warned) {
+		log_warnx("gateway %s: concurrency %d not used: an M-Bus bus reads one meter "
+		          "at a time",
+		          g->label, m->gw_concurrency);
+		g->warned = true;
+	}
+	/* the bus's own timeouts follow its baud rate; the configured
+	 * response timeout is the gateway's latency on top */
+	struct mbus_bus_params p = {
+	    .host = m->gw_host,
+	    .port = m->gw_port,
+	    .baud = m->gw_baud > 0 ? m->gw_baud : 2400,
+	    .latency_ms = cfg->mbus.response_timeout_ms,
+	    .connect_timeout_ms = cfg->mbus.connect_timeout_ms,
+	    .retries = cfg->mbus.retries,
+	};
+	g->bus = mbus_bus_new(c->d->base, &p);
+	if (g->bus == NULL)
+		return -1;
+	log_info("gateway %s (mbus, %d Bd) opened", g->label, p.baud);
+	return 0;
+}
+
+static void
+gw_close(struct gw *g)
+{
+	gw_stats_flush(g);
+	mbus_bus_free(g->bus);
+	modbus_gw_free(g->mgw);
+	g->bus = NULL;
+	g->mgw = NULL;
+}
+
+static bool
+gw_changed(const struct gw *g, const struct scheduler_gateway_meter *m)
+{
+	return g->modbus != (strcmp(m->gw_kind, "modbus") == 0) || g->baud != m->gw_baud ||
+	       g->want != m->gw_concurrency || g->port != m->gw_port ||
+	       strcmp(g->host, m->gw_host) != 0;
+}
+
+static struct gw *
+gw_get(struct collector *c, const struct scheduler_gateway_meter *m)
+{
+	struct gw *g;
+
+	for (g = c->gws; g != NULL; g = g->next)
+		if (g->id == m->gateway_id)
+			break;
+	if (g != NULL) {
+		/* a changed row takes effect once the old driver is idle */
+		bool open = g->bus != NULL || g->mgw != NULL;
+		if (g->queued > 0 || (open && !gw_changed(g, m)))
+			return g;
+		if (open)
+			log_info("gateway %s changed: opened again", g->label);
+		gw_close(g);
+		return gw_open(c, g, m) == 0 ? g : NULL;
+	}
+	g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return NULL;
+	g->c = c;
+	g->id = m->gateway_id;
+	if (gw_open(c, g, m) != 0) {
 		free(g);
 		return NULL;
 	}
 	g->next = c->gws;
 	c->gws = g;
-	if (g->modbus)
-		log_info("gateway %s (modbus) opened", g->name);
-	else
-		log_info("gateway %s (mbus, %d Bd) opened", g->name,
-		         m->gw_baud > 0 ? m->gw_baud : 2400);
 	return g;
 }
 
@@ -468,7 +634,7 @@ take(struct scheduler *sc, const struct scheduler_gateway_meter *m)
 
 	if (c == NULL || c->draining)
 		return false;
-	if ((g = gw_get(c, m)) == NULL)
+	if ((g = gw_get(c, m)) == NULL || (g->bus == NULL && g->mgw == NULL))
 		return false;
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return false;
@@ -514,7 +680,7 @@ take(struct scheduler *sc, const struct scheduler_gateway_meter *m)
 		free(j);
 		return false;
 	}
-	g->queued++;
+	gw_queued_add(g);
 	c->active++;
 	return true;
 }
@@ -550,6 +716,63 @@ load_map(struct collector *c)
 	return 0;
 }
 
+static void
+gw_collect(struct metrics *reg, void *arg)
+{
+	(void)reg;
+	(void)arg;
+	/* the registry outlives the module: the module may be gone */
+	if (collector == NULL)
+		return;
+	for (struct gw *g = collector->gws; g != NULL; g = g->next)
+		gw_stats_flush(g);
+}
+
+static void
+gw_metrics_register(struct collector *c, struct metrics *reg)
+{
+	static bool collecting;
+	const char *gk = "gateway,kind";
+
+	if (reg == NULL)
+		return;
+	c->m = (struct gw_metrics){
+	    .requests = metrics_counter(reg, "ammd_gateway_requests_total",
+	                                "Requests sent to a gateway: M-Bus frames, Modbus "
+	                                "register reads; retries included.",
+	                                gk),
+	    .retries = metrics_counter(reg, "ammd_gateway_retries_total",
+	                               "M-Bus requests sent again; Modbus reconnections.", gk),
+	    .timeouts = metrics_counter(reg, "ammd_gateway_timeouts_total",
+	                                "Requests without an answer (Modbus: also exceptions "
+	                                "10 and 11, the target did not answer).",
+	                                gk),
+	    .garbled = metrics_counter(reg, "ammd_gateway_garbled_total",
+	                               "Answers that did not parse: M-Bus collisions, checksum "
+	                               "errors and noise; malformed Modbus answers.",
+	                               gk),
+	    .exceptions = metrics_counter(reg, "ammd_gateway_exceptions_total",
+	                                  "Modbus exception answers other than 10 and 11.", gk),
+	    .connects = metrics_counter(reg, "ammd_gateway_connects_total",
+	                                "TCP connections established to a gateway.", gk),
+	    .bytes = metrics_counter(reg, "ammd_gateway_bytes_total",
+	                             "Bytes exchanged with a gateway (Modbus: as framed).",
+	                             "gateway,kind,direction"),
+	    .readouts = metrics_counter(reg, "ammd_gateway_readouts_total",
+	                                "Meters read through a gateway, by outcome.",
+	                                "gateway,kind,outcome"),
+	    .busy = metrics_counter(reg, "ammd_gateway_busy_seconds_total",
+	                            "Time a gateway had readouts queued or under way.", gk),
+	    .queue = metrics_gauge(reg, "ammd_gateway_queue",
+	                           "Readouts queued or under way at a gateway.", gk),
+	    .concurrency = metrics_gauge(reg, "ammd_gateway_concurrency",
+	                                 "Readouts a gateway works on at once.", gk),
+	};
+	if (!collecting)
+		metrics_collector_add(reg, gw_collect, NULL);
+	collecting = true;
+}
+
 static int
 gw_start(struct ammd *d)
 {
@@ -561,6 +784,7 @@ gw_start(struct ammd *d)
 		free(c);
 		return -1;
 	}
+	gw_metrics_register(c, d->metrics);
 	collector = c;
 	scheduler_gateway_hook = take;
 	return 0;
@@ -593,8 +817,7 @@ gw_stop(struct ammd *d)
 	while (c->gws != NULL) {
 		struct gw *g = c->gws;
 		c->gws = g->next;
-		mbus_bus_free(g->bus);
-		modbus_gw_free(g->mgw);
+		gw_close(g);
 		free(g);
 	}
 	log_info("gateways: %" PRIu64 " readouts stored, %" PRIu64 " failed", c->done, c->failed);

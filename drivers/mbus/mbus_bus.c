@@ -191,6 +191,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		bufferevent_set_timeouts(b->bev, NULL, NULL);
 		b->connecting = false;
 		b->connected = true;
+		b->st.connects++;
 		if (b->head != NULL)
 			step_send(b);
 		return;

@@ -62,6 +62,7 @@ struct mbus_bus_stats {
 	uint64_t selections; /* secondary-address selections sent */
 	uint64_t readouts, failed;
 	uint64_t bytes_in, bytes_out;
+	uint64_t connects; /* TCP connections established */
 };
 
 /*

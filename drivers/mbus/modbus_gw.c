@@ -19,9 +19,13 @@
  * built with libevent's locking (evthread), and a pipe wakes the loop
  * safely without it.
  *
- * One worker per gateway keeps one master per gateway, as gateways expect
- * (many serve a single TCP client), and gives per-gateway fairness for
- * free: a slow gateway delays only its own queue.
+ * A gateway has `concurrency` workers (1 unless its row says more), each
+ * one master with its own connection, all taking from the gateway's one
+ * queue: one worker keeps one master per gateway, as most gateways expect
+ * (many serve a single TCP client); more workers let a gateway that
+ * serves several masters work on several meters at once.  Queues per
+ * gateway give fairness between gateways for free: a slow gateway delays
+ * only its own queue.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +44,9 @@
 
 #define MAX_READINGS 64
 #define MAX_REGS     125 /* per Read Holding Registers request */
+#define MAX_WORKERS  64  /* gateway.concurrency's upper bound */
+#define REQ_BYTES    12  /* MBAP header 7 + function, address, quantity */
+#define RSP_BYTES    9   /* MBAP header 7 + function, byte count (or code) */
 
 struct mreq {
 	struct mreq *next;
@@ -51,6 +58,17 @@ struct mreq {
 	size_t n;
 };
 
+struct modbus_gw;
+
+/* One master: a thread and the libmodbus context only it touches. */
+struct worker {
+	struct modbus_gw *g;
+	pthread_t th;
+	bool started;
+	modbus_t *ctx;
+	bool connected;
+};
+
 struct modbus_gw {
 	struct event_base *base;
 	char host[256];
@@ -59,8 +77,9 @@ struct modbus_gw {
 	const struct modbus_map *map;
 	uint16_t reg_first, reg_end; /* registers the map spans */
 
-	pthread_t th;
-	bool started;
+	struct worker w[MAX_WORKERS];
+	int nworkers;
+	bool locks; /* mu and cv initialised */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
@@ -71,10 +90,6 @@ struct modbus_gw {
 
 	int pipefd[2];
 	struct event *ev;
-
-	/* worker-only */
-	modbus_t *ctx;
-	bool connected;
 };
 
 /* ---- worker ----------------------------------------------------------------- */
@@ -116,49 +131,83 @@ errno_to_meter(int e)
 }
 
 static void
-worker_disconnect(struct modbus_gw *g)
+worker_disconnect(struct worker *w)
 {
-	if (g->ctx != NULL) {
-		modbus_close(g->ctx);
-		modbus_free(g->ctx);
+	struct modbus_gw *g = w->g;
+
+	if (w->ctx != NULL) {
+		modbus_close(w->ctx);
+		modbus_free(w->ctx);
 	}
-	g->ctx = NULL;
-	g->connected = false;
+	w->ctx = NULL;
+	if (w->connected) {
+		pthread_mutex_lock(&g->mu);
+		g->st.open--;
+		pthread_mutex_unlock(&g->mu);
+	}
+	w->connected = false;
 }
 
 static int
-worker_connect(struct modbus_gw *g)
+worker_connect(struct worker *w)
 {
+	struct modbus_gw *g = w->g;
 	char port[8];
 
-	if (g->connected)
+	if (w->connected)
 		return 0;
 	snprintf(port, sizeof(port), "%u", g->port);
-	g->ctx = modbus_new_tcp_pi(g->host, port);
-	if (g->ctx == NULL)
+	w->ctx = modbus_new_tcp_pi(g->host, port);
+	if (w->ctx == NULL)
 		return METER_EABORTED;
 	/* the connect itself is bounded by the response timeout in libmodbus */
-	set_timeout(g->ctx, g->connect_ms);
-	if (modbus_connect(g->ctx) != 0) {
-		worker_disconnect(g);
+	set_timeout(w->ctx, g->connect_ms);
+	if (modbus_connect(w->ctx) != 0) {
+		worker_disconnect(w);
 		return METER_EABORTED;
 	}
-	set_timeout(g->ctx, g->response_ms);
-	g->connected = true;
+	set_timeout(w->ctx, g->response_ms);
+	w->connected = true;
+	pthread_mutex_lock(&g->mu);
+	g->st.connects++;
+	if (++g->st.open > g->st.peak_open)
+		g->st.peak_open = g->st.open;
+	pthread_mutex_unlock(&g->mu);
 	return 0;
+}
+
+/* A failed request in the counters: what kind, and the bytes it moved. */
+static void
+count_failure(struct modbus_gw *g, int e, int rc)
+{
+	pthread_mutex_lock(&g->mu);
+	g->st.failures++;
+	g->st.bytes_out += REQ_BYTES;
+	if (rc == METER_ETIMEOUT) {
+		g->st.timeouts++;
+		if (e != ETIMEDOUT) /* exception 10/11: the gateway answered */
+			g->st.bytes_in += RSP_BYTES;
+	} else if (rc == METER_EPROTO) {
+		g->st.garbled++;
+	} else if (rc == METER_EEXCEPTION || rc == METER_EBUSY) {
+		g->st.exceptions++;
+		g->st.bytes_in += RSP_BYTES;
+	}
+	pthread_mutex_unlock(&g->mu);
 }
 
 /* One readout: the map's span in requests of at most MAX_REGS. */
 static int
-worker_read(struct modbus_gw *g, struct mreq *r)
+worker_read(struct worker *w, struct mreq *r)
 {
+	struct modbus_gw *g = w->g;
 	uint16_t regs[MAX_REGS];
 	size_t n;
 	int rc;
 
-	if ((rc = worker_connect(g)) != 0)
+	if ((rc = worker_connect(w)) != 0)
 		return rc;
-	modbus_set_slave(g->ctx, r->unit);
+	modbus_set_slave(w->ctx, r->unit);
 	r->n = 0;
 	for (uint32_t at = g->reg_first; at < g->reg_end;) {
 		uint32_t cnt = g->reg_end - at;
@@ -173,18 +222,20 @@ worker_read(struct modbus_gw *g, struct mreq *r)
 		pthread_mutex_lock(&g->mu);
 		g->st.requests++;
 		pthread_mutex_unlock(&g->mu);
-		int got = modbus_read_registers(g->ctx, (int)at, (int)cnt, regs);
+		int got = modbus_read_registers(w->ctx, (int)at, (int)cnt, regs);
 		if (got != (int)cnt) {
 			int e = got < 0 ? errno : EMBBADDATA;
-			pthread_mutex_lock(&g->mu);
-			g->st.failures++;
-			pthread_mutex_unlock(&g->mu);
 			rc = errno_to_meter(e);
+			count_failure(g, e, rc);
 			/* a broken or desynchronised link: start over */
 			if (rc == METER_EABORTED || rc == METER_EPROTO || e == ETIMEDOUT)
-				worker_disconnect(g);
+				worker_disconnect(w);
 			return rc;
 		}
+		pthread_mutex_lock(&g->mu);
+		g->st.bytes_out += REQ_BYTES;
+		g->st.bytes_in += RSP_BYTES + 2 * cnt;
+		pthread_mutex_unlock(&g->mu);
 		if (modbus_map_decode(g->map, (uint16_t)at, regs, cnt, r->r + r->n,
 		                      MAX_READINGS - r->n, &n) != 0)
 			return METER_ENOSPC;
@@ -197,7 +248,8 @@ worker_read(struct modbus_gw *g, struct mreq *r)
 static void *
 worker(void *arg)
 {
-	struct modbus_gw *g = arg;
+	struct worker *w = arg;
+	struct modbus_gw *g = w->g;
 
 	pthread_mutex_lock(&g->mu);
 	for (;;) {
@@ -211,14 +263,14 @@ worker(void *arg)
 			g->qtail = NULL;
 		pthread_mutex_unlock(&g->mu);
 
-		int rc = worker_read(g, r);
+		int rc = worker_read(w, r);
 		for (int t = 0; rc != 0 && rc != METER_ENOSPC && t < g->retries; t++) {
 			if (rc == METER_EABORTED) {
 				pthread_mutex_lock(&g->mu);
 				g->st.reconnects++;
 				pthread_mutex_unlock(&g->mu);
 			}
-			rc = worker_read(g, r);
+			rc = worker_read(w, r);
 		}
 		r->status = rc;
 
@@ -228,12 +280,12 @@ worker(void *arg)
 		pthread_mutex_unlock(&g->mu);
 		/* wake the loop; a full pipe already holds a wake-up */
 		char c = 1;
-		ssize_t w = write(g->pipefd[1], &c, 1);
-		(void)w;
+		ssize_t wr = write(g->pipefd[1], &c, 1);
+		(void)wr;
 		pthread_mutex_lock(&g->mu);
 	}
 	pthread_mutex_unlock(&g->mu);
-	worker_disconnect(g);
+	worker_disconnect(w);
 	return NULL;
 }
 
@@ -286,6 +338,9 @@ modbus_gw_new(struct event_base *base, const struct modbus_gw_params *p)
 	g->connect_ms = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : 3000;
 	g->response_ms = p->response_timeout_ms > 0 ? p->response_timeout_ms : 1000;
 	g->retries = p->retries >= 0 ? p->retries : 1;
+	g->nworkers = p->concurrency <= 0            ? 1
+	              : p->concurrency > MAX_WORKERS ? MAX_WORKERS
+	                                             : p->concurrency;
 	g->map = p->map;
 	if (g->map == NULL || g->map->n == 0)
 		goto fail;
@@ -299,6 +354,7 @@ modbus_gw_new(struct event_base *base, const struct modbus_gw_params *p)
 	}
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->cv, NULL);
+	g->locks = true;
 	if (pipe2(g->pipefd, O_NONBLOCK | O_CLOEXEC) != 0)
 		goto fail;
 	g->ev = event_new(base, g->pipefd[0], EV_READ | EV_PERSIST, wake_cb, g);
@@ -308,11 +364,15 @@ modbus_gw_new(struct event_base *base, const struct modbus_gw_params *p)
 	pthread_attr_t at;
 	pthread_attr_init(&at);
 	pthread_attr_setstacksize(&at, 256 * 1024);
-	int rc = pthread_create(&g->th, &at, worker, g);
+	for (int i = 0; i < g->nworkers; i++) {
+		g->w[i].g = g;
+		if (pthread_create(&g->w[i].th, &at, worker, &g->w[i]) != 0) {
+			pthread_attr_destroy(&at);
+			goto fail;
+		}
+		g->w[i].started = true;
+	}
 	pthread_attr_destroy(&at);
-	if (rc != 0)
-		goto fail;
-	g->started = true;
 	return g;
 fail:
 	modbus_gw_free(g);
@@ -324,13 +384,15 @@ modbus_gw_free(struct modbus_gw *g)
 {
 	if (g == NULL)
 		return;
-	if (g->started) {
+	if (g->locks) {
 		pthread_mutex_lock(&g->mu);
 		g->stop = true;
-		pthread_cond_signal(&g->cv);
+		pthread_cond_broadcast(&g->cv);
 		pthread_mutex_unlock(&g->mu);
-		pthread_join(g->th, NULL);
 	}
+	for (int i = 0; i < g->nworkers; i++)
+		if (g->w[i].started)
+			pthread_join(g->w[i].th, NULL);
 	struct mreq *lists[2] = {g->q, g->done};
 	for (int i = 0; i < 2; i++)
 		while (lists[i] != NULL) {
@@ -344,7 +406,7 @@ modbus_gw_free(struct modbus_gw *g)
 		close(g->pipefd[0]);
 	if (g->pipefd[1] >= 0)
 		close(g->pipefd[1]);
-	if (g->map != NULL && g->map->n != 0) {
+	if (g->locks) {
 		pthread_mutex_destroy(&g->mu);
 		pthread_cond_destroy(&g->cv);
 	}

@@ -5,10 +5,18 @@
  * readout is one or a few modbus_read_registers() calls covering the map,
  * decoded into readings that already carry their OBIS code.
  *
- * libmodbus blocks, so each gateway runs its calls on a worker thread of
+ * libmodbus blocks, so each gateway runs its calls on worker threads of
  * its own (see modbus_gw.c for why and how results come back); for the
  * caller everything happens on the event loop: modbus_gw_read() queues,
  * the callback runs later from the loop.
+ *
+ * Concurrency: a gateway has `concurrency` workers (gateway.concurrency),
+ * each with its own libmodbus context and so its own TCP connection, all
+ * taking readouts from the gateway's one queue in the order they came.
+ * A worker connects on its first readout, so at most min(concurrency,
+ * readouts waiting) connections are ever open.  One (the default) suits
+ * gateways that serve a single master; a gateway that fronts several
+ * serial lines, or queues masters itself, may take more.
  */
 #ifndef AMM_MODBUS_GW_H
 #define AMM_MODBUS_GW_H
@@ -27,6 +35,7 @@ struct modbus_gw_params {
 	int connect_timeout_ms;  /* 0: 3000 */
 	int response_timeout_ms; /* per request; 0: 1000 */
 	int retries;             /* per meter after the first try; < 0: 1 */
+	int concurrency;         /* connections (workers) at once, 1..64; 0: 1 */
 	/* The register map of this gateway's meters; read-only, shared with
 	 * the worker thread: it must outlive the gateway and not change. */
 	const struct modbus_map *map;
@@ -34,9 +43,18 @@ struct modbus_gw_params {
 
 struct modbus_gw_stats {
 	uint64_t requests; /* modbus_read_registers() calls */
-	uint64_t failures; /* of those that failed */
+	uint64_t failures; /* of those that failed: the next four and lost links */
+	uint64_t timeouts; /* no answer, or exception 10/11 (target did not answer) */
+	uint64_t garbled;  /* answers that did not make sense (bad data, wrong unit) */
+	uint64_t exceptions; /* other exception responses, server busy included */
 	uint64_t reconnects;
+	uint64_t connects; /* TCP connections established */
+	/* Bytes as Modbus-TCP frames them (libmodbus does not report what it
+	 * sent): 12 per request, 9 + 2 per register per answer, 9 per
+	 * exception; nothing counted for an answer that never came. */
+	uint64_t bytes_in, bytes_out;
 	uint64_t readouts, failed;
+	unsigned open, peak_open; /* connections open now, at most so far */
 };
 
 /*
