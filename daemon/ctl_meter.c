@@ -85,9 +85,14 @@ meter_usage(FILE *f)
 	fprintf(f, "\nDSN defaults to $" DB_ENV ", then to libpq's defaults.\n");
 }
 
-/* Splits options from positional arguments; returns 0 or 2. */
+/*
+ * Splits options from positional arguments and checks that there are
+ * min_pos to max_pos of the latter; returns 0, 1 (out of memory) or 2 (a
+ * usage error, reported).  o->pos is the caller's to free in every case.
+ */
 static int
-meter_parse_opts(int argc, char **argv, struct meter_opts *o, bool allow_json)
+meter_parse_opts(int argc, char **argv, struct meter_opts *o, bool allow_json, int min_pos,
+                 int max_pos)
 {
 	memset(o, 0, sizeof(*o));
 	o->pos = calloc((size_t)argc + 1, sizeof(*o->pos));
@@ -113,7 +118,44 @@ meter_parse_opts(int argc, char **argv, struct meter_opts *o, bool allow_json)
 			o->pos[o->npos++] = argv[i];
 		}
 	}
+	if (o->npos < min_pos || o->npos > max_pos) {
+		meter_usage(stderr);
+		return 2;
+	}
 	return 0;
+}
+
+/* Connects for subcommand cmd; NULL after saying why. */
+static PGconn *
+meter_connect(const struct meter_opts *o, const char *cmd)
+{
+	char err[DB_ERR_MAX];
+	PGconn *c = db_connect(o->dsn, "ammctl", err, sizeof(err));
+
+	if (c == NULL)
+		fprintf(stderr, "ammctl meter %s: cannot connect: %s\n", cmd, err);
+	return c;
+}
+
+/* Frees what meter_parse_opts() took and ends the connection, if any. */
+static void
+meter_close(struct meter_opts *o, PGconn *c)
+{
+	free(o->pos);
+	if (c != NULL)
+		PQfinish(c);
+}
+
+/* Runs one statement for subcommand cmd; NULL after saying why. */
+static PGresult *
+meter_query(PGconn *c, const char *cmd, const char *sql, int nparams, const char *const *params)
+{
+	char err[DB_ERR_MAX];
+	PGresult *res = db_query(c, sql, nparams, params, err, sizeof(err));
+
+	if (res == NULL)
+		fprintf(stderr, "ammctl meter %s: %s\n", cmd, err);
+	return res;
 }
 
 static void
@@ -363,13 +405,8 @@ meter_cmd_import(int argc, char **argv)
 	long lineno = 0;
 	int rc = 1, r = 0;
 
-	if ((rc = meter_parse_opts(argc, argv, &o, false)) != 0)
+	if ((rc = meter_parse_opts(argc, argv, &o, false, 1, 1)) != 0)
 		goto out;
-	rc = 2;
-	if (o.npos != 1) {
-		meter_usage(stderr);
-		goto out;
-	}
 	rc = 1;
 	if (strcmp(o.pos[0], "-") == 0)
 		in = stdin;
@@ -394,10 +431,8 @@ meter_cmd_import(int argc, char **argv)
 	}
 	l.keys = h.keys;
 
-	if ((l.c = db_connect(o.dsn, "ammctl", l.err, sizeof(l.err))) == NULL) {
-		fprintf(stderr, "ammctl meter import: cannot connect: %s\n", l.err);
+	if ((l.c = meter_connect(&o, "import")) == NULL)
 		goto out;
-	}
 	if (meter_load_begin(&l) < 0) {
 		rc = meter_load_exit(&l, "import", -1);
 		goto out;
@@ -429,10 +464,8 @@ out:
 	if (in != NULL && in != stdin)
 		fclose(in);
 	free(line);
-	free(o.pos);
 	db_copybuf_free(&l.buf);
-	if (l.c != NULL)
-		PQfinish(l.c);
+	meter_close(&o, l.c);
 	return rc;
 }
 
@@ -444,13 +477,9 @@ meter_cmd_add(int argc, char **argv)
 	struct meter_fields f = {0};
 	int rc, r, nkeys = 0;
 
-	if ((rc = meter_parse_opts(argc, argv, &o, false)) != 0)
+	if ((rc = meter_parse_opts(argc, argv, &o, false, 1, argc)) != 0)
 		goto out;
 	rc = 2;
-	if (o.npos < 1) {
-		meter_usage(stderr);
-		goto out;
-	}
 	f.v[MC_SERIAL] = o.pos[0];
 	f.n[MC_SERIAL] = strlen(o.pos[0]);
 	for (int i = 1; i < o.npos; i++) {
@@ -469,10 +498,8 @@ meter_cmd_add(int argc, char **argv)
 	l.add_only = true;
 	l.keys = nkeys > 0; /* a new meter: absent keys are simply none */
 	rc = 1;
-	if ((l.c = db_connect(o.dsn, "ammctl", l.err, sizeof(l.err))) == NULL) {
-		fprintf(stderr, "ammctl meter add: cannot connect: %s\n", l.err);
+	if ((l.c = meter_connect(&o, "add")) == NULL)
 		goto out;
-	}
 	r = meter_load_begin(&l);
 	if (r == 0)
 		r = meter_load_row(&l, &f, 0);
@@ -487,10 +514,8 @@ meter_cmd_add(int argc, char **argv)
 	if ((rc = meter_load_exit(&l, "add", r)) == 0)
 		printf("meter %s added\n", o.pos[0]);
 out:
-	free(o.pos);
 	db_copybuf_free(&l.buf);
-	if (l.c != NULL)
-		PQfinish(l.c);
+	meter_close(&o, l.c);
 	return rc;
 }
 
@@ -526,6 +551,49 @@ meter_json_field(struct json *j, const PGresult *res, int row, int col,
 	}
 }
 
+/* One row's columns as members of the object being written. */
+static void
+meter_json_fields(struct json *j, const PGresult *res, int row, const struct meter_outcol *oc,
+                  int ncol)
+{
+	for (int k = 0; k < ncol; k++)
+		meter_json_field(j, res, row, k, &oc[k]);
+}
+
+/* Every row as an object in an array (named, or NULL at the top). */
+static void
+meter_json_rows(struct json *j, const char *name, const PGresult *res,
+                const struct meter_outcol *oc, int ncol)
+{
+	json_arr_begin(j, name);
+	for (int r = 0; r < PQntuples(res); r++) {
+		json_obj_begin(j, NULL);
+		meter_json_fields(j, res, r, oc, ncol);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
+/*
+ * The start of list, show, enable and disable: options with exactly npos
+ * positional arguments, then the database.  Returns 0 with *c connected,
+ * or the exit code (1, 2) after saying why; meter_close() in every case.
+ */
+static int
+meter_open(int argc, char **argv, const char *cmd, bool allow_json, int npos, struct meter_opts *o,
+           PGconn **c)
+{
+	int rc = meter_parse_opts(argc, argv, o, allow_json, npos, npos);
+
+	if (rc != 0)
+		return rc;
+	*c = meter_connect(o, cmd);
+	return *c != NULL ? 0 : 1;
+}
+
+#define METER_NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* clang-format mangles strings joined around METER_TS(), so the SQL below is laid out by hand. */
 #define METER_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 static const struct meter_outcol meter_list_cols[] = {
@@ -534,52 +602,35 @@ static const struct meter_outcol meter_list_cols[] = {
     {"enabled", 'b'}, {"reachability", 's'}, {"last_contact", 's'},
 };
 
+/* clang-format off */
 static const char meter_list_sql[] =
     "SELECT m.serial, m.type, m.transport,"
     " CASE WHEN g.id IS NOT NULL THEN g.name || '/' ||"
     "   coalesce(m.secondary_addr, m.primary_addr::text, '')"
     "  WHEN m.host IS NOT NULL THEN m.host || coalesce(':' || m.port, '')"
     "  ELSE '' END,"
-    " m.security, m.profile_period, m.enabled, m.reachability::text, " METER_TS(
-        "m.last_contact_at") " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id ORDER BY "
-                             "m.serial";
+    " m.security, m.profile_period, m.enabled, m.reachability::text, "
+    METER_TS("m.last_contact_at")
+    " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id ORDER BY m.serial";
+/* clang-format on */
 
 static int
 meter_cmd_list(int argc, char **argv)
 {
 	struct meter_opts o;
-	char err[DB_ERR_MAX];
 	PGconn *c = NULL;
 	PGresult *res = NULL;
-	int rc, ncol = (int)(sizeof(meter_list_cols) / sizeof(meter_list_cols[0]));
+	int rc;
 
-	if ((rc = meter_parse_opts(argc, argv, &o, true)) != 0)
+	if ((rc = meter_open(argc, argv, "list", true, 0, &o, &c)) != 0)
 		goto out;
-	rc = 2;
-	if (o.npos != 0) {
-		meter_usage(stderr);
-		goto out;
-	}
 	rc = 1;
-	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl meter list: cannot connect: %s\n", err);
+	if ((res = meter_query(c, "list", meter_list_sql, 0, NULL)) == NULL)
 		goto out;
-	}
-	if ((res = db_query(c, meter_list_sql, 0, NULL, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl meter list: %s\n", err);
-		goto out;
-	}
 	if (o.json) {
 		struct json j;
 		json_init(&j, stdout, false);
-		json_arr_begin(&j, NULL);
-		for (int r = 0; r < PQntuples(res); r++) {
-			json_obj_begin(&j, NULL);
-			for (int k = 0; k < ncol; k++)
-				meter_json_field(&j, res, r, k, &meter_list_cols[k]);
-			json_obj_end(&j);
-		}
-		json_arr_end(&j);
+		meter_json_rows(&j, NULL, res, meter_list_cols, METER_NCOLS(meter_list_cols));
 		json_end(&j);
 	} else {
 		printf("%-16s %-5s %-9s %-28s %-8s %6s %-7s %-11s %s\n", "SERIAL", "TYPE",
@@ -597,9 +648,7 @@ meter_cmd_list(int argc, char **argv)
 	rc = 0;
 out:
 	PQclear(res);
-	free(o.pos);
-	if (c != NULL)
-		PQfinish(c);
+	meter_close(&o, c);
 	return rc;
 }
 
@@ -614,80 +663,54 @@ static const struct meter_outcol meter_show_cols[] = {
     {"created", 's'},     {"updated", 's'},
 };
 
+/* clang-format off */
 static const char meter_show_sql[] =
     "SELECT m.serial, m.id, m.type, m.transport, m.host, m.port, m.hdlc, m.client_addr,"
     " m.server_addr, m.logical_addr, m.security, m.profile_period, g.name, g.kind,"
-    " m.primary_addr, m.secondary_addr, m.enabled, m.reachability::text, " METER_TS("m.last_"
-                                                                                    "contact_at") ", m.last_error, m.failures, " METER_TS(
-        "m.next_due_at") ", m.firmware, m.leased_by, " METER_TS("m.lease_until") ", "
-                                                                                 "coalesce(k.key_"
-                                                                                 "set, false), "
-                                                                                 "encode(k.system_"
-                                                                                 "title, 'hex'), "
-                                                                                 "m.collect::text,"
-                                                                                 " " METER_TS("m."
-                                                                                              "crea"
-                                                                                              "ted_"
-                                                                                              "at") ", " METER_TS("m.updated_at") " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id"
-                                                                                                                                  " LEFT JOIN meter_key k ON k.meter_id = m.id WHERE m.serial = $1";
+    " m.primary_addr, m.secondary_addr, m.enabled, m.reachability::text, "
+    METER_TS("m.last_contact_at") ", m.last_error, m.failures, "
+    METER_TS("m.next_due_at") ", m.firmware, m.leased_by, "
+    METER_TS("m.lease_until") ", coalesce(k.key_set, false), encode(k.system_title, 'hex'),"
+    " m.collect::text, " METER_TS("m.created_at") ", " METER_TS("m.updated_at")
+    " FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id"
+    " LEFT JOIN meter_key k ON k.meter_id = m.id WHERE m.serial = $1";
+
+static const char meter_rp_sql[] =
+    "SELECT p.what, " METER_TS("p.last_ts") ", p.last_entry FROM read_pointer p"
+    " JOIN meter m ON m.id = p.meter_id WHERE m.serial = $1 ORDER BY p.what";
+/* clang-format on */
+
+static const struct meter_outcol meter_rp_cols[] = {
+    {"what", 's'}, {"last_ts", 's'}, {"last_entry", 'i'}};
 
 static int
 meter_cmd_show(int argc, char **argv)
 {
 	struct meter_opts o;
-	char err[DB_ERR_MAX];
 	PGconn *c = NULL;
 	PGresult *res = NULL, *rp = NULL;
 	const char *params[1];
-	int rc, ncol = (int)(sizeof(meter_show_cols) / sizeof(meter_show_cols[0]));
+	int rc, ncol = METER_NCOLS(meter_show_cols);
 
-	if ((rc = meter_parse_opts(argc, argv, &o, true)) != 0)
+	if ((rc = meter_open(argc, argv, "show", true, 1, &o, &c)) != 0)
 		goto out;
-	rc = 2;
-	if (o.npos != 1) {
-		meter_usage(stderr);
-		goto out;
-	}
 	rc = 1;
 	params[0] = o.pos[0];
-	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl meter show: cannot connect: %s\n", err);
+	if ((res = meter_query(c, "show", meter_show_sql, 1, params)) == NULL)
 		goto out;
-	}
-	if ((res = db_query(c, meter_show_sql, 1, params, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl meter show: %s\n", err);
-		goto out;
-	}
 	if (PQntuples(res) != 1) {
 		fprintf(stderr, "ammctl meter show: no meter %s\n", o.pos[0]);
 		goto out;
 	}
-	if ((rp = db_query(
-	         c,
-	         "SELECT p.what, " METER_TS("p.last_ts") ", p.last_entry FROM read_pointer p"
-	                                                 " JOIN meter m ON m.id = p.meter_id WHERE "
-	                                                 "m.serial = $1 ORDER BY p.what",
-	         1, params, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl meter show: %s\n", err);
+	if ((rp = meter_query(c, "show", meter_rp_sql, 1, params)) == NULL)
 		goto out;
-	}
 	if (o.json) {
-		static const struct meter_outcol rpc[] = {
-		    {"what", 's'}, {"last_ts", 's'}, {"last_entry", 'i'}};
 		struct json j;
 		json_init(&j, stdout, true);
 		json_obj_begin(&j, NULL);
 		/* collect is jsonb, printed as its JSON text in a string. */
-		for (int k = 0; k < ncol; k++)
-			meter_json_field(&j, res, 0, k, &meter_show_cols[k]);
-		json_arr_begin(&j, "read_pointers");
-		for (int r = 0; r < PQntuples(rp); r++) {
-			json_obj_begin(&j, NULL);
-			for (int k = 0; k < 3; k++)
-				meter_json_field(&j, rp, r, k, &rpc[k]);
-			json_obj_end(&j);
-		}
-		json_arr_end(&j);
+		meter_json_fields(&j, res, 0, meter_show_cols, ncol);
+		meter_json_rows(&j, "read_pointers", rp, meter_rp_cols, METER_NCOLS(meter_rp_cols));
 		json_obj_end(&j);
 		json_end(&j);
 	} else {
@@ -706,9 +729,7 @@ meter_cmd_show(int argc, char **argv)
 out:
 	PQclear(res);
 	PQclear(rp);
-	free(o.pos);
-	if (c != NULL)
-		PQfinish(c);
+	meter_close(&o, c);
 	return rc;
 }
 
@@ -716,37 +737,25 @@ static int
 meter_cmd_enable(int argc, char **argv, bool enable)
 {
 	struct meter_opts o;
-	char err[DB_ERR_MAX];
 	PGconn *c = NULL;
 	PGresult *res = NULL;
 	const char *params[2];
 	const char *cmd = enable ? "enable" : "disable";
 	int rc;
 
-	if ((rc = meter_parse_opts(argc, argv, &o, false)) != 0)
+	if ((rc = meter_open(argc, argv, cmd, false, 1, &o, &c)) != 0)
 		goto out;
-	rc = 2;
-	if (o.npos != 1) {
-		meter_usage(stderr);
-		goto out;
-	}
 	rc = 1;
 	params[0] = o.pos[0];
 	params[1] = enable ? "t" : "f";
-	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl meter %s: cannot connect: %s\n", cmd, err);
-		goto out;
-	}
 	/* A disabled meter also gives up its lease, so no instance keeps it. */
-	if ((res = db_query(c,
-	                    "UPDATE meter SET enabled = $2, updated_at = now(),"
-	                    " leased_by = CASE WHEN $2 THEN leased_by END,"
-	                    " lease_until = CASE WHEN $2 THEN lease_until END"
-	                    " WHERE serial = $1",
-	                    2, params, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl meter %s: %s\n", cmd, err);
+	if ((res = meter_query(c, cmd,
+	                       "UPDATE meter SET enabled = $2, updated_at = now(),"
+	                       " leased_by = CASE WHEN $2 THEN leased_by END,"
+	                       " lease_until = CASE WHEN $2 THEN lease_until END"
+	                       " WHERE serial = $1",
+	                       2, params)) == NULL)
 		goto out;
-	}
 	if (strcmp(PQcmdTuples(res), "1") != 0) {
 		fprintf(stderr, "ammctl meter %s: no meter %s\n", cmd, o.pos[0]);
 		goto out;
@@ -755,9 +764,7 @@ meter_cmd_enable(int argc, char **argv, bool enable)
 	rc = 0;
 out:
 	PQclear(res);
-	free(o.pos);
-	if (c != NULL)
-		PQfinish(c);
+	meter_close(&o, c);
 	return rc;
 }
 
