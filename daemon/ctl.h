@@ -6,6 +6,7 @@
 #ifndef AMM_CTL_H
 #define AMM_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,5 +32,37 @@ int ctl_report(int argc, char **argv);	     /* ctl_report.c: traffic per meter *
  * message in err.
  */
 uint8_t *ctl_read_hex(const char *arg, size_t *len, char *err, size_t errlen);
+
+/*
+ * One readout of a meter behind a gateway for `ammctl read --mbus|--modbus`
+ * (ctl_mbus.c): the daemon's driver on a private event loop, the answer
+ * mapped to OBIS readings as ammd stores them (mbus_collect.h).
+ */
+struct mbus_collect_value;
+
+struct ctl_gw_req {
+	const char *host;
+	uint16_t port;
+	bool modbus;
+	const char *addr;     /* M-Bus: primary 0..250 or secondary; Modbus: unit id 1..247 */
+	int baud;	      /* M-Bus; 0: 2400 */
+	const char *map;      /* Modbus register map file; NULL: found as ammd finds it */
+	uint32_t timeout_ms;  /* to connect */
+};
+
+struct ctl_gw_meter {	      /* M-Bus: from the slave's first telegram */
+	bool have;
+	char id[9];	      /* identification number, 8 digits */
+	char secondary[17];   /* id, manufacturer, version, medium */
+	char manufacturer[4];
+	const char *medium;
+};
+
+/* "HOST:PORT" or "[V6]:PORT" (ctl_mbus.c); 0 or -1. */
+int ctl_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/* Up to cap readings into vals, *n of them; 0, or 1 with a message on stderr. */
+int ctl_gw_read(const struct ctl_gw_req *q, struct mbus_collect_value *vals, size_t cap,
+		size_t *n, struct ctl_gw_meter *m);
 
 #endif

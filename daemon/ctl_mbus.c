@@ -15,10 +15,18 @@
  *	all its telegrams decoded to JSON as `ammctl decode mbus` does
  *
  * Exit codes: 0 done, 1 the gateway or the slave failed, 2 usage.
+ *
+ * The same readout serves `ammctl read --mbus|--modbus` (ctl_read.c):
+ * ctl_gw_read() runs one M-Bus readout (the one `mbus read` runs) or one
+ * Modbus readout through drivers/mbus/modbus_gw.c and maps what comes back
+ * to OBIS readings with the daemon's own mapping (mbus_collect.h), so the
+ * engineer sees what ammd would store.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -26,6 +34,14 @@
 #include "json.h"
 #include "mbus.h"
 #include "mbus/mbus_bus.h"
+#include "mbus/modbus_gw.h"
+#include "mbus_collect.h"
+#include "modbus_map.h"
+
+#ifndef AMMD_MAPDIR
+#define AMMD_MAPDIR "/usr/local/share/ammd/maps"
+#endif
+#define MAP_MAX 64
 
 struct found {
 	struct mbus_header h;
@@ -41,8 +57,8 @@ struct scan_ctx {
 	bool over;
 };
 
-static int
-parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+int
+ctl_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
 	const char *c = strrchr(s, ':');
 	char *end;
@@ -185,62 +201,306 @@ mbus_scan_cmd(struct mbus_bus *bus, struct event_base *base, const struct mbus_s
 	return c.status == 0 ? 0 : 1;
 }
 
-struct read_ctx {
+/* ---- one readout of one slave ------------------------------------------- */
+
+struct readout {
 	struct event_base *base;
 	bool over;
 	int status;
-	char *hex;
+	uint8_t *frames; /* malloc'd copy */
+	size_t len, nt;
 };
 
 static void
-read_done(int status, const uint8_t *frames, size_t len, size_t nt, void *arg)
+readout_done(int status, const uint8_t *frames, size_t len, size_t nt, void *arg)
 {
-	struct read_ctx *c = arg;
-	(void)nt;
+	struct readout *r = arg;
 
-	c->status = status;
-	c->over = true;
-	if (len > 0 && (c->hex = malloc(2 * len + 1)) != NULL)
-		for (size_t i = 0; i < len; i++)
-			snprintf(c->hex + 2 * i, 3, "%02x", frames[i]);
-	event_base_loopbreak(c->base);
+	r->status = status;
+	r->over = true;
+	r->nt = nt;
+	if (len > 0 && (r->frames = malloc(len)) != NULL) {
+		memcpy(r->frames, frames, len);
+		r->len = len;
+	}
+	event_base_loopbreak(r->base);
 }
 
+/* "N" (0..250) or a secondary address; 0 or -1. */
 static int
-mbus_read_cmd(struct mbus_bus *bus, struct event_base *base, const char *target)
+parse_addr(const char *target, struct mbus_addr *a)
 {
-	struct read_ctx c = {.base = base};
-	struct mbus_addr a;
 	char *end;
 	long prim = strtol(target, &end, 10);
 
-	memset(&a, 0, sizeof(a));
-	if (*end == '\0' && end != target && prim >= 0 && prim <= 250 && strlen(target) < 4) {
-		a.primary = (uint8_t)prim;
-	} else if (mbus_secondary_parse(target, &a.sec) == 0) {
-		a.secondary = true;
-	} else {
+	memset(a, 0, sizeof(*a));
+	if (*end == '\0' && end != target && prim >= 0 && prim <= MBUS_ADDR_LAST &&
+	    strlen(target) < 4) {
+		a->primary = (uint8_t)prim;
+		return 0;
+	}
+	if (mbus_secondary_parse(target, &a->sec) == 0) {
+		a->secondary = true;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * One readout (SND_NKE or selection, REQ_UD2 until the last telegram) on a
+ * bus of its own, run to its end.  r->status is the readout's (0 or a
+ * METER_* as mbus_read_fn has it); r->frames the caller frees.  -1 when
+ * out of memory.
+ */
+static int
+mbus_readout(const struct mbus_bus_params *p, const struct mbus_addr *a, struct readout *r)
+{
+	struct mbus_bus *bus = NULL;
+	int rc = -1;
+
+	memset(r, 0, sizeof(*r));
+	if ((r->base = event_base_new()) == NULL || (bus = mbus_bus_new(r->base, p)) == NULL ||
+	    mbus_bus_read(bus, a, readout_done, r) != 0)
+		goto out;
+	while (!r->over)
+		if (event_base_loop(r->base, EVLOOP_ONCE) < 0)
+			goto out;
+	rc = 0;
+out:
+	if (bus)
+		mbus_bus_free(bus);
+	if (r->base)
+		event_base_free(r->base);
+	r->base = NULL;
+	return rc;
+}
+
+static int
+mbus_read_cmd(const struct mbus_bus_params *p, const char *target)
+{
+	struct readout r;
+	struct mbus_addr a;
+	int rc = 1;
+
+	if (parse_addr(target, &a) != 0) {
 		fprintf(stderr,
 		        "ammctl mbus read: '%s' is neither a primary address (0..250) nor a "
 		        "secondary one (8 or 16 hex digits)\n",
 		        target);
 		return 2;
 	}
-	if (mbus_bus_read(bus, &a, read_done, &c) != 0)
+	if (mbus_readout(p, &a, &r) != 0) {
+		fprintf(stderr, "ammctl mbus read: out of memory\n");
 		return 1;
-	while (!c.over)
-		if (event_base_loop(base, EVLOOP_ONCE) < 0)
-			break;
-	int rc = 1;
-	if (c.hex != NULL) {
-		char *argv[1] = {c.hex};
+	}
+	char *hex = r.len ? malloc(2 * r.len + 1) : NULL;
+	if (hex != NULL) {
+		for (size_t i = 0; i < r.len; i++)
+			snprintf(hex + 2 * i, 3, "%02x", r.frames[i]);
+		char *argv[1] = {hex};
 		rc = ctl_decode_mbus(1, argv);
 	}
-	if (c.status != 0) {
-		fprintf(stderr, "ammctl mbus read %s: %s\n", target, meter_strerror(c.status));
+	if (r.status != 0) {
+		fprintf(stderr, "ammctl mbus read %s: %s\n", target, meter_strerror(r.status));
 		rc = 1;
 	}
-	free(c.hex);
+	free(hex);
+	free(r.frames);
+	return rc;
+}
+
+/* ---- `ammctl read --mbus|--modbus` --------------------------------------- */
+
+/*
+ * The records of a readout's telegrams that ammd stores, as it maps them.
+ * The slave's header (of its first telegram) goes to *m.  Returns 0, or
+ * -1 with a message when no record could be mapped.
+ */
+static int
+mbus_values(const struct readout *r, struct mbus_collect_value *vals, size_t cap, size_t *n,
+            struct ctl_gw_meter *m)
+{
+	size_t off = 0;
+	char err[160] = "";
+
+	*n = 0;
+	while (off < r->len) {
+		struct mbus_frame f;
+		struct mbus_telegram tg;
+		struct mbus_iter it;
+		struct mbus_record rec;
+		int rc = mbus_frame_parse(r->frames + off, r->len - off, &f);
+		if (rc <= 0)
+			break;
+		off += (size_t)rc;
+		if (mbus_telegram_decode(&f, &tg) != 0)
+			continue;
+		if (tg.kind == MBUS_TG_APP_ERROR) {
+			snprintf(err, sizeof(err), "application error: %s",
+			         mbus_app_error_text(tg.app_error));
+			continue;
+		}
+		if (!m->have && tg.hdr.has_id) {
+			struct mbus_secondary sec;
+			m->have = true;
+			snprintf(m->id, sizeof(m->id), "%08u", tg.hdr.id % 100000000u);
+			mbus_secondary_from_header(&tg.hdr, &sec);
+			mbus_secondary_format(&sec, m->secondary);
+			mbus_manufacturer(tg.hdr.manufacturer, m->manufacturer);
+			m->medium = mbus_medium_name(tg.hdr.medium);
+		}
+		mbus_iter_init(&it, &tg);
+		while ((rc = mbus_records_next(&it, &rec)) == 1 && *n < cap)
+			if (mbus_collect_map_record("other", &rec, &vals[*n]) == 0)
+				(*n)++;
+		if (rc < 0)
+			snprintf(err, sizeof(err), "record: %s", meter_strerror(rc));
+	}
+	if (*n > 0)
+		return 0;
+	fprintf(stderr, "ammctl read: %s\n", err[0] ? err : "no records ammd knows");
+	return -1;
+}
+
+/* The map file as ammd finds it (mbus_collect.h), unless one is named. */
+static int
+modbus_map_load(const char *path, struct modbus_map *map, struct modbus_map_entry *e)
+{
+	const char *paths[3] = {getenv("AMMD_MODBUS_MAP"), AMMD_MAPDIR "/kamstrup382.map",
+	                        "meterlib/maps/kamstrup382.map"};
+	char buf[16384], err[256] = "";
+
+	modbus_map_init(map, e, MAP_MAX);
+	if (path == NULL)
+		for (int i = 0; i < 3 && path == NULL; i++)
+			if (paths[i] != NULL && access(paths[i], R_OK) == 0)
+				path = paths[i];
+	if (path == NULL) {
+		fprintf(stderr, "ammctl read: no Modbus register map found: give --map FILE\n");
+		return -1;
+	}
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		fprintf(stderr, "ammctl read: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	bool whole = feof(f) && !ferror(f);
+	fclose(f);
+	if (!whole) {
+		fprintf(stderr, "ammctl read: %s: not read whole (at most %zu bytes)\n", path,
+		        sizeof(buf) - 1);
+		return -1;
+	}
+	if (modbus_map_parse(map, buf, n, err, sizeof(err)) != 0 || map->n == 0) {
+		fprintf(stderr, "ammctl read: %s: %s\n", path, err[0] ? err : "no entries");
+		return -1;
+	}
+	return 0;
+}
+
+struct modbus_readout {
+	struct event_base *base;
+	bool over;
+	int status;
+	struct mbus_collect_value *vals;
+	size_t cap, n;
+};
+
+static void
+modbus_done(int status, const struct modbus_reading *rd, size_t nr, void *arg)
+{
+	struct modbus_readout *r = arg;
+
+	r->status = status;
+	r->over = true;
+	/* the readings live only during this call */
+	for (size_t i = 0; status == 0 && i < nr && r->n < r->cap; i++)
+		if (mbus_collect_map_modbus(&rd[i].entry->obis, rd[i].value, rd[i].entry->unit,
+		                            &r->vals[r->n]) == 0)
+			r->n++;
+	event_base_loopbreak(r->base);
+}
+
+int
+ctl_gw_read(const struct ctl_gw_req *q, struct mbus_collect_value *vals, size_t cap, size_t *n,
+            struct ctl_gw_meter *m)
+{
+	char where[300];
+
+	memset(m, 0, sizeof(*m));
+	*n = 0;
+	snprintf(where, sizeof(where), "%s:%u", q->host, q->port);
+	if (!q->modbus) {
+		/* a field engineer waits rather than miss a meter: more
+		 * retries than the daemon's default, as `mbus read` */
+		struct mbus_bus_params p = {.host = q->host,
+		                            .port = q->port,
+		                            .baud = q->baud > 0 ? q->baud : 2400,
+		                            .latency_ms = -1,
+		                            .connect_timeout_ms = (int)q->timeout_ms,
+		                            .retries = 5};
+		struct mbus_addr a;
+		struct readout r;
+		if (parse_addr(q->addr, &a) != 0) {
+			fprintf(stderr, "ammctl read: '%s' is not an M-Bus address\n", q->addr);
+			return 1;
+		}
+		if (mbus_readout(&p, &a, &r) != 0) {
+			fprintf(stderr, "ammctl read: out of memory\n");
+			return 1;
+		}
+		int rc = 0;
+		if (r.status != 0 && r.status != METER_EAPPERR) {
+			fprintf(stderr, "ammctl read: M-Bus %s at %s: %s\n", q->addr, where,
+			        meter_strerror(r.status));
+			rc = 1;
+		} else if (mbus_values(&r, vals, cap, n, m) != 0)
+			rc = 1;
+		free(r.frames);
+		return rc;
+	}
+
+	struct modbus_map map;
+	struct modbus_map_entry e[MAP_MAX];
+	char *end;
+	long unit = strtol(q->addr, &end, 10);
+	if (*end != '\0' || end == q->addr || unit < 1 || unit > 247) {
+		fprintf(stderr, "ammctl read: Modbus unit id 1..247, not '%s'\n", q->addr);
+		return 1;
+	}
+	if (modbus_map_load(q->map, &map, e) != 0)
+		return 1;
+	struct modbus_gw_params p = {.host = q->host,
+	                             .port = q->port,
+	                             .connect_timeout_ms = (int)q->timeout_ms,
+	                             .response_timeout_ms = 0,
+	                             .retries = 2,
+	                             .map = &map};
+	struct modbus_readout r = {.vals = vals, .cap = cap};
+	struct modbus_gw *g = NULL;
+	int rc = 1;
+	if ((r.base = event_base_new()) == NULL || (g = modbus_gw_new(r.base, &p)) == NULL ||
+	    modbus_gw_read(g, (uint8_t)unit, modbus_done, &r) != 0) {
+		fprintf(stderr, "ammctl read: out of memory\n");
+		goto out;
+	}
+	while (!r.over)
+		if (event_base_loop(r.base, EVLOOP_ONCE) < 0)
+			goto out;
+	if (r.status != 0)
+		fprintf(stderr, "ammctl read: Modbus unit %ld at %s: %s\n", unit, where,
+		        meter_strerror(r.status));
+	else if (r.n == 0)
+		fprintf(stderr, "ammctl read: Modbus unit %ld at %s: no readings\n", unit, where);
+	else
+		rc = 0;
+	*n = r.n;
+out:
+	if (g)
+		modbus_gw_free(g);
+	if (r.base)
+		event_base_free(r.base);
 	return rc;
 }
 
@@ -295,11 +555,13 @@ ctl_mbus(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	if (parse_hostport(pos[1], host, sizeof(host), &p.port) != 0) {
+	if (ctl_parse_hostport(pos[1], host, sizeof(host), &p.port) != 0) {
 		fprintf(stderr, "ammctl mbus: '%s' is not HOST:PORT\n", pos[1]);
 		return 2;
 	}
 	p.host = host;
+	if (strcmp(pos[0], "read") == 0)
+		return mbus_read_cmd(&p, pos[2]);
 	struct event_base *base = event_base_new();
 	struct mbus_bus *bus = base ? mbus_bus_new(base, &p) : NULL;
 	if (bus == NULL) {
@@ -308,10 +570,7 @@ ctl_mbus(int argc, char **argv)
 			event_base_free(base);
 		return 1;
 	}
-	if (strcmp(pos[0], "scan") == 0)
-		rc = mbus_scan_cmd(bus, base, have_mask ? &mask : NULL, json_out);
-	else
-		rc = mbus_read_cmd(bus, base, pos[2]);
+	rc = mbus_scan_cmd(bus, base, have_mask ? &mask : NULL, json_out);
 	mbus_bus_free(bus);
 	event_base_free(base);
 	return rc;

@@ -9,6 +9,16 @@
  * ACTION, release.  The daemon's drivers do the same on libevent; here
  * poll() on one socket with the engine's timer is all it takes.
  *
+ * The DLMS connection is dialled (--host), or accepted (--listen): a GPRS
+ * module dials its head-end, so the engineer's tool waits for one meter
+ * to connect in and then runs the same association and request over it.
+ *
+ * Meters behind M-Bus and Modbus-TCP gateways (--mbus, --modbus) are read
+ * through ctl_gw_read() (ctl_mbus.c), which runs the daemon's own drivers
+ * and OBIS mapping; their readings are printed in the shape of a DLMS
+ * register read (obis, name, class, attribute, value, scaler, unit,
+ * scaled), one object for one OBIS asked, else a list.
+ *
  * Failures (connection refused, timeout, association refused, access
  * errors) give one line on stderr and exit code 1; usage errors exit 2.
  */
@@ -29,6 +39,9 @@
 #include "ctl.h"
 #include "dlms_client.h"
 #include "json.h"
+#include "mbus.h"
+#include "mbus/mbus_bus.h"
+#include "mbus_collect.h"
 #include "obis.h"
 #include "profile.h"
 #include "xdlms.h"
@@ -36,10 +49,23 @@
 #define BUF_PDU	 2048	    /* our max receive PDU */
 #define BUF_DATA (1 << 20) /* a block-transferred result, e.g. a long profile */
 #define MAX_NODES 65536
+#define MAX_TARGETS 32	   /* OBIS codes asked of a gateway meter */
+#define MAX_GW_VALUES 64
 
 struct opts {
 	const char *host;
 	const char *port;
+	const char *listen;   /* [ADDR:]PORT: wait for a meter to connect in */
+	char listen_host[256]; /* "" for every address */
+	char listen_port[8];
+	uint32_t wait_ms;     /* for the meter to connect in */
+	const char *mbus, *modbus; /* gateway HOST:PORT */
+	const char *primary, *secondary, *unit, *map;
+	int baud;
+	const char *dlms_only; /* first option given that only DLMS reads take */
+	const char *gw_only;   /* first option given that only gateway reads take */
+	const char *targets[MAX_TARGETS];
+	size_t ntargets;
 	bool hdlc;
 	unsigned client, server_upper, server_lower;
 	bool server_lower_set;
@@ -53,8 +79,8 @@ struct opts {
 	int class_id;
 	const char *from, *to;
 	struct cosem_tz tz;
-	const char *target; /* OBIS[:ATTR] or OBIS:METHOD */
-	const char *data;   /* action parameters */
+	const char *target; /* OBIS[:ATTR] or OBIS:METHOD: targets[0] */
+	const char *data;   /* action parameters: targets[1] */
 };
 
 struct session {
@@ -73,12 +99,18 @@ static void
 usage(const char *cmd)
 {
 	fprintf(stderr,
-		"usage: ammctl %s --host H [--port P] [--hdlc] [--client N] [--server N[:L]]\n"
+		"usage: ammctl %s --host H [--port P] | --listen [ADDR:]PORT [--wait MS]\n"
+		"         [--hdlc] [--client N] [--server N[:L]]\n"
 		"         [--auth none|lls|hls-gmac] [--password PW] [--ek HEX] [--ak HEX]\n"
 		"         [--system-title HEX] [--cipher] [--timeout MS] [--tz cet|utc]\n",
 		cmd);
 	if (strcmp(cmd, "read") == 0)
-		fprintf(stderr, "         OBIS[:ATTR] [--class C] [--from T --to T]\n");
+		fprintf(stderr,
+			"         OBIS[:ATTR] [--class C] [--from T --to T]\n"
+			"       ammctl read --mbus HOST:PORT --primary N|--secondary ID [--baud B]\n"
+			"         [--timeout MS] [OBIS...]\n"
+			"       ammctl read --modbus HOST:PORT --unit N [--map FILE] [--timeout MS]\n"
+			"         [OBIS...]\n");
 	else
 		fprintf(stderr, "         OBIS:METHOD [--class C] [DATA: hex A-XDR or "
 				"type:value, e.g. integer:0]\n");
@@ -108,11 +140,108 @@ hex_bytes(const char *s, uint8_t *out, size_t n)
 	return 0;
 }
 
+/* "[ADDR:]PORT" (ADDR may be [v6]) into o->listen_host / listen_port. */
+static int
+parse_listen(const char *s, struct opts *o)
+{
+	const char *c = strrchr(s, ':'), *port = c ? c + 1 : s;
+	char *end;
+	long p = strtol(port, &end, 10);
+	size_t hl = c ? (size_t)(c - s) : 0;
+
+	if (*port == '\0' || *end != '\0' || p < 1 || p > 65535)
+		return -1;
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+		s++;
+		hl -= 2;
+	}
+	if (hl >= sizeof o->listen_host)
+		return -1;
+	memcpy(o->listen_host, s, hl);
+	o->listen_host[hl] = '\0';
+	snprintf(o->listen_port, sizeof o->listen_port, "%ld", p);
+	return 0;
+}
+
+/* Which way the meter is reached: exactly one of the four. */
+static int
+check_reach(const char *cmd, struct opts *o)
+{
+	int ways = (o->host != NULL) + (o->listen != NULL) + (o->mbus != NULL) + (o->modbus != NULL);
+
+	if (ways == 0) {
+		usage(cmd);
+		return -1;
+	}
+	if (ways > 1) {
+		fprintf(stderr, "ammctl %s: give one of --host, --listen, --mbus and --modbus\n", cmd);
+		return -1;
+	}
+	if (o->mbus || o->modbus) {
+		const char *gw = o->mbus ? "--mbus" : "--modbus";
+		if (strcmp(cmd, "read") != 0) {
+			fprintf(stderr, "ammctl %s: %s meters are only read\n", cmd, gw);
+			return -1;
+		}
+		if (o->dlms_only) {
+			fprintf(stderr, "ammctl read: %s is for DLMS meters, not with %s\n",
+				o->dlms_only, gw);
+			return -1;
+		}
+		if (o->mbus && (o->unit || o->map)) {
+			fprintf(stderr, "ammctl read: %s goes with --modbus\n",
+				o->unit ? "--unit" : "--map");
+			return -1;
+		}
+		if (o->mbus && (o->primary == NULL) == (o->secondary == NULL)) {
+			fprintf(stderr, "ammctl read: --mbus needs one of --primary N and "
+					"--secondary ID\n");
+			return -1;
+		}
+		if (o->modbus && (o->primary || o->secondary || o->baud)) {
+			fprintf(stderr, "ammctl read: --modbus meters have a --unit, not %s\n",
+				o->baud ? "--baud" : o->primary ? "--primary" : "--secondary");
+			return -1;
+		}
+		if (o->modbus && o->unit == NULL) {
+			fprintf(stderr, "ammctl read: --modbus needs --unit N\n");
+			return -1;
+		}
+		return 0;
+	}
+	if (o->gw_only) {
+		fprintf(stderr, "ammctl %s: %s goes with --mbus or --modbus\n", cmd, o->gw_only);
+		return -1;
+	}
+	if (o->listen && parse_listen(o->listen, o) < 0) {
+		fprintf(stderr, "ammctl %s: --listen takes [ADDR:]PORT, not '%s'\n", cmd,
+			o->listen);
+		return -1;
+	}
+	if (o->listen && o->port) {
+		fprintf(stderr, "ammctl %s: --port is for --host; --listen has its own\n", cmd);
+		return -1;
+	}
+	if (o->wait_ms && o->listen == NULL) {
+		fprintf(stderr, "ammctl %s: --wait goes with --listen\n", cmd);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 {
+	/* options only a DLMS session takes, and only a gateway readout */
+	static const char *const dlms_only[] = {
+		"--port",   "--hdlc",	      "--client", "--server", "--auth", "--password", "--ek",
+		"--ak",	    "--system-title", "--cipher", "--class",  "--from", "--to",	      "--tz",
+		"--listen", "--wait",
+	};
+	static const char *const gw_only[] = {"--primary", "--secondary", "--unit", "--map",
+					      "--baud"};
+
 	memset(o, 0, sizeof *o);
-	o->port = "4059";
 	o->client = 16;
 	o->server_upper = 1;
 	o->auth = ACSE_MECH_NONE;
@@ -124,12 +253,20 @@ parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		bool takes = true;
 
+		for (size_t k = 0; k < sizeof dlms_only / sizeof dlms_only[0]; k++)
+			if (o->dlms_only == NULL && strcmp(a, dlms_only[k]) == 0)
+				o->dlms_only = dlms_only[k];
+		for (size_t k = 0; k < sizeof gw_only / sizeof gw_only[0]; k++)
+			if (o->gw_only == NULL && strcmp(a, gw_only[k]) == 0)
+				o->gw_only = gw_only[k];
 		if (strcmp(a, "--hdlc") == 0) {
 			o->hdlc = true;
 			takes = false;
 		} else if (strcmp(a, "--cipher") == 0) {
 			o->cipher = true;
 			takes = false;
+		} else if (strcmp(a, "--json") == 0) {
+			takes = false; /* JSON is what read prints */
 		} else if (a[0] == '-' && a[1] == '-' && v == NULL) {
 			fprintf(stderr, "ammctl %s: %s needs a value\n", cmd, a);
 			return -1;
@@ -137,6 +274,28 @@ parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 			o->host = v;
 		} else if (strcmp(a, "--port") == 0) {
 			o->port = v;
+		} else if (strcmp(a, "--listen") == 0) {
+			o->listen = v;
+		} else if (strcmp(a, "--wait") == 0) {
+			o->wait_ms = (uint32_t)strtoul(v, NULL, 0);
+		} else if (strcmp(a, "--mbus") == 0) {
+			o->mbus = v;
+		} else if (strcmp(a, "--modbus") == 0) {
+			o->modbus = v;
+		} else if (strcmp(a, "--primary") == 0) {
+			o->primary = v;
+		} else if (strcmp(a, "--secondary") == 0) {
+			o->secondary = v;
+		} else if (strcmp(a, "--unit") == 0) {
+			o->unit = v;
+		} else if (strcmp(a, "--map") == 0) {
+			o->map = v;
+		} else if (strcmp(a, "--baud") == 0) {
+			o->baud = atoi(v);
+			if (o->baud < 300 || o->baud > 38400) {
+				fprintf(stderr, "ammctl %s: --baud 300..38400\n", cmd);
+				return -1;
+			}
 		} else if (strcmp(a, "--client") == 0) {
 			o->client = (unsigned)strtoul(v, NULL, 0);
 		} else if (strcmp(a, "--server") == 0) {
@@ -194,19 +353,33 @@ parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 			return -1;
 		} else {
 			takes = false;
-			if (o->target == NULL)
-				o->target = a;
-			else if (o->data == NULL && strcmp(cmd, "action") == 0)
-				o->data = a;
-			else {
-				fprintf(stderr, "ammctl %s: unexpected argument '%s'\n", cmd, a);
+			if (o->ntargets == MAX_TARGETS) {
+				fprintf(stderr, "ammctl %s: at most %d OBIS codes\n", cmd,
+					MAX_TARGETS);
 				return -1;
 			}
+			o->targets[o->ntargets++] = a;
 		}
 		if (takes)
 			i++;
 	}
-	if (o->host == NULL || o->target == NULL) {
+	if (check_reach(cmd, o) < 0)
+		return -1;
+	if (o->mbus || o->modbus)
+		return 0; /* no OBIS: every reading */
+	o->target = o->ntargets > 0 ? o->targets[0] : NULL;
+	if (o->ntargets > 1 && strcmp(cmd, "action") == 0)
+		o->data = o->targets[1];
+	if (o->ntargets > (strcmp(cmd, "action") == 0 ? 2u : 1u)) {
+		fprintf(stderr, "ammctl %s: unexpected argument '%s'\n", cmd,
+			o->targets[strcmp(cmd, "action") == 0 ? 2 : 1]);
+		return -1;
+	}
+	if (o->port == NULL)
+		o->port = "4059";
+	if (o->wait_ms == 0)
+		o->wait_ms = 60000;
+	if (o->target == NULL) {
 		usage(cmd);
 		return -1;
 	}
@@ -290,6 +463,70 @@ connect_to(const char *cmd, const struct opts *o)
 	if (fd < 0)
 		fprintf(stderr, "ammctl %s: connecting to %s:%s: %s\n", cmd, o->host, o->port,
 			err == ETIMEDOUT ? "timed out" : strerror(err));
+	return fd;
+}
+
+/*
+ * --listen: bind [ADDR:]PORT, wait up to --wait for one meter to connect in
+ * (a GPRS module dialling its head-end), take that one connection and stop
+ * listening.  The accepted socket is non-blocking like a dialled one.
+ */
+static int
+accept_one(const char *cmd, const struct opts *o)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res, *ai;
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof peer;
+	const char *host = o->listen_host[0] ? o->listen_host : NULL;
+	char ph[NI_MAXHOST], ps[NI_MAXSERV];
+	int lfd = -1, fd = -1, rc, err = 0, one = 1;
+
+	if ((rc = getaddrinfo(host, o->listen_port, &hints, &res)) != 0) {
+		fprintf(stderr, "ammctl %s: --listen %s: %s\n", cmd, o->listen, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		lfd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (lfd < 0) {
+			err = errno;
+			continue;
+		}
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(lfd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(lfd, 1) == 0)
+			break;
+		err = errno;
+		close(lfd);
+		lfd = -1;
+	}
+	freeaddrinfo(res);
+	if (lfd < 0) {
+		fprintf(stderr, "ammctl %s: --listen %s: %s\n", cmd, o->listen, strerror(err));
+		return -1;
+	}
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	int64_t until = now_ms() + o->wait_ms;
+	for (;;) {
+		int64_t left = until - now_ms();
+		rc = poll(&p, 1, left < 0 ? 0 : (int)left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0) {
+			fprintf(stderr, "ammctl %s: no meter connected to %s within %u ms\n", cmd,
+				o->listen, o->wait_ms);
+			break;
+		}
+		fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0)
+			break;
+		if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN) {
+			fprintf(stderr, "ammctl %s: accept: %s\n", cmd, strerror(errno));
+			break;
+		}
+	}
+	close(lfd);
+	if (fd >= 0 && getnameinfo((struct sockaddr *)&peer, pl, ph, sizeof ph, ps, sizeof ps,
+				   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		fprintf(stderr, "ammctl %s: a meter connected from %s port %s\n", cmd, ph, ps);
 	return fd;
 }
 
@@ -484,7 +721,7 @@ session_open(struct session *s, const char *cmd, const struct opts *o)
 	if (s->out == NULL)
 		return -1;
 	mbuf_init(&s->o, s->out, s->out_cap);
-	if ((s->fd = connect_to(cmd, o)) < 0)
+	if ((s->fd = o->listen ? accept_one(cmd, o) : connect_to(cmd, o)) < 0)
 		return -1;
 	if (dlms_client_open(&s->c, &s->o) < 0 || after_call(s) < 0) {
 		fprintf(stderr, "ammctl %s: cannot start the association\n", cmd);
@@ -870,6 +1107,126 @@ out:
 	return rc;
 }
 
+/* ---- read at a gateway -------------------------------------------------------- */
+
+/* One reading in the shape of a register read. */
+static void
+write_reading(struct json *j, const struct mbus_collect_value *v)
+{
+	int class_id = obis_class(&v->obis);
+
+	json_obj_begin(j, NULL);
+	write_target(j, &v->obis, class_id ? class_id : 3, "attribute", 2);
+	json_int(j, "value", v->value);
+	json_int(j, "scaler", v->scaler);
+	json_str(j, "unit", profile_unit_name((uint8_t)v->unit));
+	json_double(j, "scaled", v->scaler < 0 ? (double)v->value / pow10_int(-v->scaler)
+					       : (double)v->value * pow10_int(v->scaler));
+	json_obj_end(j);
+}
+
+/*
+ * --mbus / --modbus: one readout, the readings asked for (every one when
+ * no OBIS is given) in the order asked.  An OBIS the readout lacks is an
+ * error: the meter or its gateway does not give it.
+ */
+static int
+read_gateway(const struct opts *o)
+{
+	struct ctl_gw_req q = {.modbus = o->modbus != NULL,
+			       .baud = o->baud,
+			       .map = o->map,
+			       .timeout_ms = o->timeout_ms};
+	struct mbus_collect_value vals[MAX_GW_VALUES];
+	const struct mbus_collect_value *pick[MAX_TARGETS];
+	struct obis want[MAX_TARGETS];
+	struct ctl_gw_meter m;
+	const char *gw = o->mbus ? o->mbus : o->modbus;
+	char host[256], *end;
+	size_t n;
+	int attr;
+
+	for (size_t k = 0; k < o->ntargets; k++)
+		if (parse_target(o->targets[k], &want[k], &attr, false) < 0 ||
+		    (attr >= 0 && attr != 2)) {
+			fprintf(stderr, "ammctl read: '%s' is not the OBIS code of a reading\n",
+				o->targets[k]);
+			return 2;
+		}
+	if (ctl_parse_hostport(gw, host, sizeof host, &q.port) < 0) {
+		fprintf(stderr, "ammctl read: '%s' is not HOST:PORT\n", gw);
+		return 2;
+	}
+	q.host = host;
+	if (o->modbus) {
+		long u = strtol(o->unit, &end, 10);
+		if (*end != '\0' || end == o->unit || u < 1 || u > 247) {
+			fprintf(stderr, "ammctl read: --unit takes a Modbus unit id 1..247\n");
+			return 2;
+		}
+		q.addr = o->unit;
+	} else if (o->primary) {
+		long a = strtol(o->primary, &end, 10);
+		if (*end != '\0' || end == o->primary || a < 0 || a > MBUS_ADDR_LAST) {
+			fprintf(stderr, "ammctl read: --primary takes an M-Bus address 0..250\n");
+			return 2;
+		}
+		q.addr = o->primary;
+	} else {
+		struct mbus_secondary sec;
+		if (mbus_secondary_parse(o->secondary, &sec) != 0) {
+			fprintf(stderr, "ammctl read: --secondary takes 8 or 16 hex digits "
+					"(F a wildcard)\n");
+			return 2;
+		}
+		q.addr = o->secondary;
+	}
+	if (ctl_gw_read(&q, vals, MAX_GW_VALUES, &n, &m) != 0)
+		return 1;
+	for (size_t k = 0; k < o->ntargets; k++) {
+		pick[k] = NULL;
+		for (size_t i = 0; i < n && pick[k] == NULL; i++)
+			if (obis_eq(&vals[i].obis, &want[k]))
+				pick[k] = &vals[i];
+		if (pick[k] == NULL) {
+			char txt[OBIS_STRLEN];
+			fprintf(stderr, "ammctl read: the meter's readout has no %s\n",
+				obis_format(&want[k], txt));
+			return 1;
+		}
+	}
+
+	struct json j;
+	json_init(&j, stdout, true);
+	if (o->ntargets == 1) {
+		write_reading(&j, pick[0]);
+		json_end(&j);
+		return 0;
+	}
+	json_obj_begin(&j, NULL);
+	json_str(&j, "gateway", gw);
+	json_str(&j, "transport", o->modbus ? "modbus" : "mbus");
+	if (o->modbus)
+		json_int(&j, "unit", atoi(o->unit));
+	else if (o->primary)
+		json_int(&j, "primary", atoi(o->primary));
+	else
+		json_str(&j, "secondary", o->secondary);
+	if (m.have) {
+		json_str(&j, "id", m.id);
+		json_str(&j, "secondary_address", m.secondary);
+		json_str(&j, "manufacturer", m.manufacturer);
+		json_str(&j, "medium", m.medium);
+	}
+	json_arr_begin(&j, "readings");
+	for (size_t k = 0; k < (o->ntargets ? o->ntargets : n); k++)
+		write_reading(&j, o->ntargets ? pick[k] : &vals[k]);
+	json_arr_end(&j);
+	json_obj_end(&j);
+	json_end(&j);
+	return 0;
+}
+
 int
 ctl_read(int argc, char **argv)
 {
@@ -880,6 +1237,8 @@ ctl_read(int argc, char **argv)
 
 	if (parse_opts("read", argc, argv, &o) < 0)
 		return 2;
+	if (o.mbus || o.modbus)
+		return read_gateway(&o);
 	if (parse_target(o.target, &obis, &attr, false) < 0) {
 		fprintf(stderr, "ammctl read: '%s' is not OBIS[:ATTR]\n", o.target);
 		return 2;
