@@ -18,6 +18,11 @@
  *   faults                  the sets in force
  *   counters                connections, APDUs, bytes, faults fired
  *   time                    the simulated clock
+ *   expect --meter SERIAL --from T1 --to T2 [--format json|csv] [--what LIST]
+ *                           the ground truth of a meter as this process
+ *                           holds it, commands included (expect.h); time-
+ *                           driven changes (limiter, credit, calendar
+ *                           activation) are known up to the simulated now
  *   quit                    stop serving
  *
  * Commands run in the event loop, under the model lock.
@@ -33,6 +38,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "expect.h"
 #include "meter_error.h"
 #include "serve.h"
 
@@ -42,7 +48,7 @@ struct ctl {
 	char path[108];
 };
 
-#define MAXARGS 8
+#define MAXARGS 16
 
 static int
 meter_arg(struct serve *sv, const char *s, struct sim_meter *m, struct evbuffer *o)
@@ -140,6 +146,61 @@ set_cmd(struct sim_meter *m, int64_t t, char **av, int ac, struct evbuffer *o)
 	return 0;
 }
 
+/* `expect` with metersim expect's options; the answer is its output. */
+static int
+expect_cmd(struct serve *sv, int64_t now, char **av, int ac, struct evbuffer *o)
+{
+	struct expect_req rq = {.what = EXPECT_DEFAULT};
+	const char *serial = NULL;
+	bool have_from = false, have_to = false;
+	for (int i = 0; i < ac; i += 2) {
+		const char *k = av[i], *v = i + 1 < ac ? av[i + 1] : NULL;
+		int bad = !v;
+		if (bad)
+			;
+		else if (!strcmp(k, "--meter"))
+			serial = v;
+		else if (!strcmp(k, "--from"))
+			bad = expect_parse_time(v, &rq.from), have_from = true;
+		else if (!strcmp(k, "--to"))
+			bad = expect_parse_time(v, &rq.to), have_to = true;
+		else if (!strcmp(k, "--what"))
+			bad = expect_parse_what(v, &rq.what);
+		else if (!strcmp(k, "--format") && (!strcmp(v, "csv") || !strcmp(v, "json")))
+			rq.csv = !strcmp(v, "csv");
+		else
+			bad = 1;
+		if (bad) {
+			evbuffer_add_printf(o, "err bad expect option %s\n", k);
+			return -1;
+		}
+	}
+	if (!serial || !have_from || !have_to || rq.to < rq.from) {
+		evbuffer_add_printf(o, "err expect needs --meter, --from and --to (from <= to)\n");
+		return -1;
+	}
+	struct sim_meter m;
+	if (meter_arg(sv, serial, &m, o))
+		return -1;
+	dev_advance(&m, now < m.installed ? m.installed : now);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f) {
+		evbuffer_add_printf(o, "err %s\n", meter_strerror(METER_ENOSPC));
+		return -1;
+	}
+	int rc = expect_write(f, &m, &rq);
+	if (fclose(f) || rc) {
+		free(buf);
+		evbuffer_add_printf(o, "err %s\n", meter_strerror(METER_ENOSPC));
+		return -1;
+	}
+	evbuffer_add(o, buf, len);
+	free(buf);
+	return 0;
+}
+
 static void
 counters(struct serve *sv, struct evbuffer *o)
 {
@@ -191,6 +252,9 @@ run(struct serve *sv, char *line, struct evbuffer *o)
 	}
 	if (!strcmp(cmd, "time")) {
 		evbuffer_add_printf(o, "%lld\nok\n", (long long)t);
+	} else if (!strcmp(cmd, "expect")) {
+		if (expect_cmd(sv, t, av + 1, ac - 1, o) == 0)
+			evbuffer_add_printf(o, "ok\n");
 	} else if (!strcmp(cmd, "counters")) {
 		counters(sv, o);
 		evbuffer_add_printf(o, "ok\n");

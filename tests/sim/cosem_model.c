@@ -26,8 +26,18 @@
  * start times, script references) is kept with the calendar it built,
  * also once that calendar is active; the parsed form drives the tariffs.
  *
- * Not modelled: clock methods 4/5 (preset time), special day
- * insert/delete methods (write attribute 2 instead), the analysis logger.
+ * The clock also takes a preset time (method 5 preset_adjusting_time:
+ * preset, validity interval start and end) and applies it with method 4
+ * adjust_to_preset_time while its own time is inside the interval.  The
+ * special days table is written whole (attribute 2, entries keep the
+ * indices written) or per entry (methods 1 insert, 2 delete by index);
+ * tariffs and prepayment's working-day test follow it from then on.
+ *
+ * The analysis logger 1-0:99.2.0.255 captures, every 10 minutes, the
+ * clock, voltage, current and active power of each measured phase and
+ * total import and export power (model.h sim_analysis): 6 columns on a
+ * 162, 9 on a 282 (L1, L3), 12 on a 382M; the last 40 days, range and
+ * entry selective access as the load profile.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +68,7 @@ enum kind {
 	K_PEXP,
 	K_PEAK,
 	K_LP,
+	K_ANALYSIS,
 	K_BILLING,
 	K_LOG,
 	K_STATUS,
@@ -120,6 +131,7 @@ build_table(void)
 	for (uint8_t t = 0; t <= 2; t++)
 		add(OBIS(1, 0, 1, 6, t, 255), 4, 0, K_PEAK, t, 0, 5, 1);
 	add(OBIS(1, 0, 99, 1, 0, 255), 7, 1, K_LP, 0, 0, 8, 2);
+	add(OBIS(1, 0, 99, 2, 0, 255), 7, 1, K_ANALYSIS, 0, 0, 8, 2);
 	add(OBIS(0, 0, 98, 1, 0, 255), 7, 1, K_BILLING, 0, 0, 8, 2);
 	for (uint8_t l = 0; l < SIM_NLOG; l++) {
 		add(events_log_obis(l), 7, 1, K_LOG, l, 0, 8, 2);
@@ -210,7 +222,7 @@ struct cell {
 	int64_t v;
 };
 
-#define MAXCOL 12
+#define MAXCOL 16
 
 struct rows {
 	struct mbuf *out;
@@ -338,6 +350,79 @@ static const struct capdef bill_cap[10] = {
     {4, OBIS(1, 0, 1, 6, 0, 255), 2}, {4, OBIS(1, 0, 1, 6, 0, 255), 5},
 };
 
+/* Analysis logger columns: the clock, then voltage, current and active
+ * power of each measured phase (L1; L1 and L3 on the 3-wire 282; L1..L3
+ * on the 382M), then total import and export power: 6, 9 or 12 of the 16
+ * channels a Kamstrup analysis logger may have. */
+enum { A_CLOCK = 0, A_U, A_I, A_P, A_PIMP, A_PEXP };
+
+struct anacol {
+	struct capdef cap;
+	uint8_t what, phase;
+};
+
+static unsigned
+ana_cols(const struct sim_meter *m, struct anacol c[MAXCOL])
+{
+	static const uint8_t uc[3] = {32, 52, 72}, ic[3] = {31, 51, 71}, pc[3] = {21, 41, 61};
+	unsigned n = 0;
+	c[n++] = (struct anacol){{8, OBIS(0, 0, 1, 0, 0, 255), 2}, A_CLOCK, 0};
+	for (uint8_t what = A_U; what <= A_P; what++)
+		for (uint8_t ph = 0; ph < 3; ph++) {
+			if (!(m->phases == 3 || ph == 0 || (m->phases == 2 && ph == 2)))
+				continue;
+			const uint8_t *code = what == A_U ? uc : what == A_I ? ic : pc;
+			c[n++] = (struct anacol){{3, OBIS(1, 0, code[ph], 7, 0, 255), 2}, what, ph};
+		}
+	c[n++] = (struct anacol){{3, OBIS(1, 0, 1, 7, 0, 255), 2}, A_PIMP, 0};
+	c[n++] = (struct anacol){{3, OBIS(1, 0, 2, 7, 0, 255), 2}, A_PEXP, 0};
+	return n;
+}
+
+struct ana_ctx {
+	struct rows *r;
+	const struct anacol *c;
+	unsigned n;
+};
+
+static void
+ana_row(void *arg, const struct sim_analysis *a)
+{
+	const struct ana_ctx *x = arg;
+	struct cell c[MAXCOL];
+	for (unsigned k = 0; k < x->n; k++) {
+		uint8_t ph = x->c[k].phase;
+		switch (x->c[k].what) {
+		case A_CLOCK:
+			c[k] = (struct cell){C_DT, a->t};
+			break;
+		case A_U:
+			c[k] = (struct cell){C_U16, a->in.u[ph]};
+			break;
+		case A_I:
+			c[k] = (struct cell){C_U32, a->in.i[ph]};
+			break;
+		case A_P:
+			c[k] = (struct cell){C_S32, a->in.p[ph]};
+			break;
+		case A_PIMP:
+			c[k] = (struct cell){C_S32, a->in.p_import};
+			break;
+		default:
+			c[k] = (struct cell){C_S32, a->in.p_export};
+			break;
+		}
+	}
+	row(x->r, a->t, c, x->n);
+}
+
+static int64_t
+ana_start(const struct sim_meter *m, int64_t t)
+{
+	int64_t from = t - SIM_ANALYSIS_DAYS * 86400;
+	return from < m->installed ? m->installed : from;
+}
+
 static void
 lp_row(void *arg, const struct sim_interval *iv)
 {
@@ -408,6 +493,15 @@ profile_buffer(const struct obj *ob, struct sim_meter *m, int64_t t,
 	                           : ob->kind == K_BILLING ? bill_cap
 	                                                   : log_cap;
 	unsigned ncols = ob->kind == K_LP ? 6 : ob->kind == K_BILLING ? 10 : 2;
+	struct anacol ac[MAXCOL];
+	struct capdef acap[MAXCOL];
+	struct ana_ctx ax = {&r, ac, 0};
+	if (ob->kind == K_ANALYSIS) {
+		ax.n = ncols = ana_cols(m, ac);
+		for (unsigned k = 0; k < ncols; k++)
+			acap[k] = ac[k].cap;
+		cap = acap;
+	}
 	int dar = select_rows(&r, sel, cap, ncols);
 	if (dar)
 		return dar;
@@ -426,6 +520,13 @@ profile_buffer(const struct obj *ob, struct sim_meter *m, int64_t t,
 				from = lp_start(m, t);
 			if (to > from && sim_intervals(m, from, to, lp_row, &r) < 0)
 				return XDLMS_DAR_OTHER_REASON;
+		} else if (ob->kind == K_ANALYSIS) {
+			int64_t from = ana_start(m, t);
+			if (r.range && !r.e_from && r.from - 1 > from)
+				from = r.from - 1;
+			int64_t to = r.range && r.to < t ? r.to : t;
+			if (to > from)
+				sim_analysis(m, from, to, ana_row, &ax);
 		} else if (ob->kind == K_BILLING) {
 			billing_rows(m, t, &r);
 		} else if (log_rows(m, t, ob->a, &r)) {
@@ -436,9 +537,15 @@ profile_buffer(const struct obj *ob, struct sim_meter *m, int64_t t,
 }
 
 static void
-profile_capture(const struct obj *ob, struct mbuf *out)
+profile_capture(const struct obj *ob, const struct sim_meter *m, struct mbuf *out)
 {
-	if (ob->kind == K_LP) {
+	if (ob->kind == K_ANALYSIS) {
+		struct anacol ac[MAXCOL];
+		unsigned n = ana_cols(m, ac);
+		axdr_put_array(out, n);
+		for (unsigned k = 0; k < n; k++)
+			put_capture(out, ac[k].cap.cls, ac[k].cap.o, ac[k].cap.attr);
+	} else if (ob->kind == K_LP) {
 		axdr_put_array(out, 6);
 		for (unsigned k = 0; k < 6; k++)
 			put_capture(out, lp_cap[k].cls, lp_cap[k].o, lp_cap[k].attr);
@@ -468,6 +575,12 @@ profile_entries(const struct obj *ob, struct sim_meter *m, int64_t t, bool in_us
 		if (!in_use)
 			return PROFILE_DAYS * 86400u / m->st->period;
 		long n = sim_intervals(m, lp_start(m, t), t, count_row, NULL);
+		return n < 0 ? 0 : (uint32_t)n;
+	}
+	if (ob->kind == K_ANALYSIS) {
+		if (!in_use)
+			return SIM_ANALYSIS_DAYS * 86400u / SIM_ANALYSIS_PERIOD;
+		long n = sim_analysis(m, ana_start(m, t), t, NULL, NULL);
 		return n < 0 ? 0 : (uint32_t)n;
 	}
 	if (ob->kind == K_BILLING) {
@@ -967,16 +1080,19 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 		}
 	}
 	case K_LP:
+	case K_ANALYSIS:
 	case K_BILLING:
 	case K_LOG:
 		switch (attr) {
 		case 2:
 			return profile_buffer(ob, m, t, rq->sel, out);
 		case 3:
-			profile_capture(ob, out);
+			profile_capture(ob, m, out);
 			return 0;
 		case 4:
-			axdr_put_double_long_unsigned(out, ob->kind == K_LP ? m->st->period : 0);
+			axdr_put_double_long_unsigned(out, ob->kind == K_LP         ? m->st->period
+			                                   : ob->kind == K_ANALYSIS ? SIM_ANALYSIS_PERIOD
+			                                                            : 0);
 			return 0;
 		case 5:
 			axdr_put_enum(out, 1); /* fifo */
@@ -1127,7 +1243,7 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 		axdr_put_array(out, n);
 		for (uint32_t i = 0; i < n; i++) {
 			axdr_put_structure(out, 3);
-			axdr_put_long_unsigned(out, (uint16_t)i);
+			axdr_put_long_unsigned(out, sp->d[i].index);
 			struct cosem_date dd = {sp->d[i].year, sp->d[i].month, sp->d[i].day, 0xff};
 			uint8_t raw[5];
 			cosem_date_encode(&dd, raw);
@@ -1256,6 +1372,23 @@ dev_to_dar(int rc)
 	return XDLMS_DAR_OTHER_REASON;
 }
 
+/* A spec_day_entry: structure {index long-unsigned, specialday_date
+ * octet-string (date), day_id unsigned}. */
+static int
+spec_day(const struct axdr_node *e, struct tariff_special_day *out)
+{
+	const struct axdr_node *ix = axdr_child(e, 0), *dt = axdr_child(e, 1),
+	                       *id = axdr_child(e, 2);
+	struct cosem_date dd;
+	if (!e || e->tag != AXDR_STRUCTURE || !ix || !dt || !id || ix->tag != AXDR_LONG_UNSIGNED ||
+	    id->tag != AXDR_UNSIGNED || dt->tag != AXDR_OCTET_STRING || dt->len != 5 ||
+	    cosem_date_decode(dt->ptr, &dd))
+		return METER_EMALFORMED;
+	*out = (struct tariff_special_day){dd.year, dd.month, dd.day, (uint8_t)id->v.u,
+	                                   (uint16_t)ix->v.u};
+	return 0;
+}
+
 static int
 set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const struct axdr_node *n,
          const uint8_t *data, size_t len)
@@ -1328,16 +1461,9 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const s
 		if (attr != 2 || n->tag != AXDR_ARRAY || n->len > TARIFF_MAX_SPECIAL)
 			return XDLMS_DAR_TYPE_UNMATCHED;
 		struct tariff_special sp = {0};
-		for (uint32_t i = 0; i < n->len; i++) {
-			const struct axdr_node *e = axdr_child(n, i);
-			const struct axdr_node *dt = axdr_child(e, 1), *id = axdr_child(e, 2);
-			struct cosem_date dd;
-			if (!e || !dt || !id || dt->tag != AXDR_OCTET_STRING || dt->len != 5 ||
-			    cosem_date_decode(dt->ptr, &dd))
+		for (uint32_t i = 0; i < n->len; i++)
+			if (spec_day(axdr_child(n, i), &sp.d[i]))
 				return XDLMS_DAR_TYPE_UNMATCHED;
-			sp.d[i] = (struct tariff_special_day){dd.year, dd.month, dd.day,
-			                                      (uint8_t)id->v.u};
-		}
 		sp.n = (uint8_t)n->len;
 		return dev_to_dar(dev_special_days(m, t, &sp));
 	}
@@ -1464,7 +1590,28 @@ cm_action(void *arg, const struct dlms_server_req *rq, const uint8_t *params, si
 			rc = dev_clock_set(&m, t, now + v * 1000);
 		} else if (id == 6) {
 			rc = METER_ERANGE;
+		} else if (id == 4) {
+			rc = dev_clock_adjust_preset(&m, t);
+		} else if (id == 5) {
+			/* {preset_time, validity_interval_start, validity_interval_end} */
+			const struct cosem_tz *tz = &m.fleet->cfg.tz;
+			int64_t x[3];
+			rc = nn && nodes[0].tag == AXDR_STRUCTURE && nodes[0].len == 3 ? 0 : METER_ERANGE;
+			for (unsigned k = 0; k < 3 && !rc; k++)
+				rc = node_utc(axdr_child(&nodes[0], k), tz, &x[k]) ? METER_ERANGE : 0;
+			if (!rc)
+				rc = dev_clock_preset(&m, t, x[0] * 1000, x[1] * 1000, x[2] * 1000);
 		}
+		break;
+	}
+	case K_SPECIAL: {
+		struct tariff_special_day e;
+		if (id == 1)
+			rc = nn && !spec_day(&nodes[0], &e) ? dev_special_insert(&m, t, &e) : METER_ERANGE;
+		else if (id == 2)
+			rc = num && nodes[0].tag == AXDR_LONG_UNSIGNED
+			         ? dev_special_delete(&m, t, (uint16_t)v)
+			         : METER_ERANGE;
 		break;
 	}
 	case K_SCRIPTS:

@@ -534,6 +534,76 @@ dev_special_days(struct sim_meter *m, int64_t t, const struct tariff_special *sp
 }
 
 int
+dev_special_insert(struct sim_meter *m, int64_t t, const struct tariff_special_day *e)
+{
+	dev_advance(m, t);
+	const struct tariff_special *cur = dev_calendar_at(m->st->dev.j, t).sp;
+	struct tariff_special sp = {0};
+	/* drop what e overwrites, then put e in index order */
+	for (unsigned i = 0; cur && i < cur->n; i++) {
+		const struct tariff_special_day *d = &cur->d[i];
+		if (d->index == e->index ||
+		    (d->year == e->year && d->month == e->month && d->day == e->day))
+			continue;
+		sp.d[sp.n++] = *d;
+	}
+	if (sp.n == TARIFF_MAX_SPECIAL)
+		return METER_ERANGE;
+	unsigned k = sp.n;
+	while (k > 0 && sp.d[k - 1].index > e->index) {
+		sp.d[k] = sp.d[k - 1];
+		k--;
+	}
+	sp.d[k] = *e;
+	sp.n++;
+	return dev_special_days(m, t, &sp);
+}
+
+int
+dev_special_delete(struct sim_meter *m, int64_t t, uint16_t index)
+{
+	dev_advance(m, t);
+	const struct tariff_special *cur = dev_calendar_at(m->st->dev.j, t).sp;
+	struct tariff_special sp = {0};
+	for (unsigned i = 0; cur && i < cur->n; i++)
+		if (cur->d[i].index != index)
+			sp.d[sp.n++] = cur->d[i];
+	if (!cur || sp.n == cur->n)
+		return METER_ENOTFOUND;
+	return dev_special_days(m, t, &sp);
+}
+
+int
+dev_clock_preset(struct sim_meter *m, int64_t t, int64_t preset_ms, int64_t from_ms, int64_t to_ms)
+{
+	if (from_ms > to_ms)
+		return METER_ERANGE;
+	dev_advance(m, t);
+	struct dev_journal *j = journal(m);
+	if (!j)
+		return METER_ENOSPC;
+	j->preset_ms = preset_ms;
+	j->preset_from_ms = from_ms;
+	j->preset_to_ms = to_ms;
+	j->have_preset = 1;
+	return 0;
+}
+
+int
+dev_clock_adjust_preset(struct sim_meter *m, int64_t t)
+{
+	dev_advance(m, t);
+	struct dev_journal *j = m->st->dev.j;
+	if (!j || !j->have_preset)
+		return METER_ESTATE;
+	int64_t now = sim_clock_ms(m, t);
+	if (now < j->preset_from_ms || now > j->preset_to_ms)
+		return METER_ESTATE;
+	j->have_preset = 0;
+	return dev_clock_set(m, t, j->preset_ms);
+}
+
+int
 dev_clock_set(struct sim_meter *m, int64_t t, int64_t clock_ms)
 {
 	dev_advance(m, t);

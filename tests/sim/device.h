@@ -66,6 +66,10 @@ struct dev_journal {
 	const struct tariff_calendar *passive; /* written, not yet active */
 	int64_t passive_at;		       /* activation time, 0: on command */
 	const struct tariff_calendar *tou;     /* the TOU calendar (outside prepayment) */
+	/* clock preset_adjusting_time: the time adjust_to_preset_time sets
+	 * while the meter's clock is in [from, to] (UTC ms, meter's view) */
+	int64_t preset_ms, preset_from_ms, preset_to_ms;
+	uint8_t have_preset;
 };
 
 /* The per-meter mutable device state (in struct sim_state). */
@@ -121,10 +125,27 @@ int dev_calendar_passive(struct sim_meter *m, int64_t t, const struct tariff_cal
 			 int64_t activation_at);
 int dev_calendar_activate(struct sim_meter *m, int64_t t);
 int dev_special_days(struct sim_meter *m, int64_t t, const struct tariff_special *sp);
+/* Special days table methods (class 11): insert writes entry e over the
+ * entry with the same index or the same date, or adds it (METER_ERANGE
+ * for a full table or a bad date or day id); delete removes the entry
+ * with that index (METER_ENOTFOUND if there is none).  Like a write of
+ * the whole table, both act on tariffs and the working-day test from t
+ * on and log special_days_changed (22). */
+int dev_special_insert(struct sim_meter *m, int64_t t, const struct tariff_special_day *e);
+int dev_special_delete(struct sim_meter *m, int64_t t, uint16_t index);
 /* A client sets the meter's clock at true time t to clock_ms (UTC ms, the
  * meter's view): the offset is journalled and "clock adjusted" (old time,
  * new time) go to the RTC log.  Returns 0 or METER_ENOSPC. */
 int dev_clock_set(struct sim_meter *m, int64_t t, int64_t clock_ms);
+/* Clock methods 5 preset_adjusting_time and 4 adjust_to_preset_time
+ * (IEC 62056-6-2 class 8): the preset is kept (METER_ERANGE if from_ms >
+ * to_ms); adjusting sets the clock to it (as dev_clock_set, so the RTC
+ * log gets old/new time) if the meter's clock is inside the validity
+ * interval, and uses the preset up.  METER_ESTATE: no preset, or the
+ * clock outside the interval (nothing changes). */
+int dev_clock_preset(struct sim_meter *m, int64_t t, int64_t preset_ms, int64_t from_ms,
+		     int64_t to_ms);
+int dev_clock_adjust_preset(struct sim_meter *m, int64_t t);
 
 /* Read-outs (advance to t first). */
 int64_t dev_credit(struct sim_meter *m, int64_t t);

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "expect.h"
 #include "json.h"
 #include "meter_error.h"
 #include "model.h"
@@ -33,14 +34,12 @@ struct opts {
 	uint32_t serial;
 	int64_t from, to, at;
 	bool have_from, have_to, have_at, csv;
-	unsigned what; /* W_* */
+	unsigned what; /* EXPECT_* */
 	uint8_t transport;
 	uint16_t base_port;
 	struct serve_cfg serve; /* serve: transport and base_port from above */
 	const char *faults;
 };
-
-enum { W_REGISTERS = 1, W_INTERVALS = 2, W_EVENTS = 4, W_BILLING = 8, W_DAILY = 16 };
 
 static void list_commands(FILE *f);
 
@@ -50,7 +49,7 @@ usage(FILE *f)
 	list_commands(f);
 	fputs("usage: metersim COMMAND [options]\n"
 	      "  expect --meter SERIAL --from T1 --to T2 [--format json|csv]\n"
-	      "         [--what registers,intervals,events,billing,daily]\n"
+	      "         [--what registers,intervals,events,billing,daily,analysis]\n"
 	      "  export --count N [--transport tcpip|hdlc|gprs|mbus|modbus]\n"
 	      "         [--base-port P | --loopback | --loopback-port P]\n"
 	      "  info   --meter SERIAL [--at T]\n"
@@ -60,90 +59,12 @@ usage(FILE *f)
 	      "         [--gprs-connect HOST:PORT [--gprs-max N] [--push]] [--first INDEX]\n"
 	      "         [--max-listeners N] [--modbus-map FILE]\n"
 	      "  ctl    PATH COMMAND...  (list, show, set, button, push, fault, clear, faults,\n"
-	      "         counters, time, quit; see README)\n"
+	      "         counters, time, expect, quit; see README)\n"
 	      "fleet options (the same for every command on one fleet):\n"
 	      "  --seed S (1)  --count N (100000)  --period 300|900|1800|3600 (900)\n"
 	      "  --origin T (2024-01-01T00:00:00Z; meters are installed in the 90 days before)\n"
 	      "times: ISO 8601 with Z or an offset (2024-03-31T02:00:00+02:00), a date, or epoch seconds\n",
 	      f);
-}
-
-/* ISO 8601 (date, or date-time with Z / +hh:mm / none = UTC) or epoch. */
-static int
-parse_time(const char *s, int64_t *out)
-{
-	char *end;
-	if (*s && strspn(s, "0123456789-") == strlen(s) && strchr(s + 1, '-') == NULL) {
-		errno = 0;
-		long long v = strtoll(s, &end, 10);
-		if (errno || *end)
-			return METER_EMALFORMED;
-		*out = v;
-		return 0;
-	}
-	int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
-	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3)
-		return METER_EMALFORMED;
-	s += n;
-	if (*s == 'T' || *s == ' ') {
-		n = 0;
-		if (sscanf(s + 1, "%2d:%2d%n", &h, &mi, &n) != 2)
-			return METER_EMALFORMED;
-		s += 1 + n;
-		if (*s == ':') {
-			n = 0;
-			if (sscanf(s + 1, "%2d%n", &sec, &n) != 1)
-				return METER_EMALFORMED;
-			s += 1 + n;
-			if (*s == '.')
-				for (s++; isdigit((unsigned char)*s); s++)
-					;
-		}
-	}
-	int off = 0;
-	if (*s == 'Z') {
-		s++;
-	} else if (*s == '+' || *s == '-') {
-		int oh, om = 0;
-		int sign = *s == '-' ? -1 : 1;
-		n = 0;
-		if (sscanf(s + 1, "%2d%n", &oh, &n) != 1)
-			return METER_EMALFORMED;
-		s += 1 + n;
-		if (*s == ':')
-			s++;
-		n = 0;
-		if (isdigit((unsigned char)*s) && sscanf(s, "%2d%n", &om, &n) == 1)
-			s += n;
-		off = sign * (oh * 60 + om);
-	}
-	if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return METER_EMALFORMED;
-	*out = cosem_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec -
-	       off * 60;
-	return 0;
-}
-
-static char *
-iso_utc(int64_t t, char buf[32])
-{
-	int y;
-	unsigned mo, d;
-	int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
-	int64_t s = t - days * 86400;
-	cosem_civil_from_days(days, &y, &mo, &d);
-	snprintf(buf, 32, "%04d-%02u-%02uT%02d:%02d:%02dZ", y, mo, d, (int)(s / 3600),
-		 (int)(s / 60 % 60), (int)(s % 60));
-	return buf;
-}
-
-static char *
-iso_local(const struct sim_meter *m, int64_t t, char buf[40])
-{
-	struct cosem_datetime dt;
-	cosem_datetime_from_utc(t, &m->fleet->cfg.tz, &dt);
-	cosem_datetime_format(&dt, buf, 40);
-	return buf;
 }
 
 static void
@@ -194,7 +115,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	o->cfg.period = 900;
 	o->cfg.origin = cosem_days_from_civil(2024, 1, 1) * 86400;
 	o->cfg.tz = COSEM_TZ_CPH;
-	o->what = W_REGISTERS | W_INTERVALS | W_EVENTS | W_BILLING;
+	o->what = EXPECT_DEFAULT;
 	o->serve.speed = 1.0;
 	o->serve.baud = 2400;
 	optind = 1;
@@ -221,7 +142,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 				goto bad;
 			break;
 		case O_ORIGIN:
-			if (parse_time(optarg, &o->cfg.origin))
+			if (expect_parse_time(optarg, &o->cfg.origin))
 				goto bad;
 			break;
 		case O_METER: {
@@ -232,17 +153,17 @@ parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		}
 		case O_FROM:
-			if (parse_time(optarg, &o->from))
+			if (expect_parse_time(optarg, &o->from))
 				goto bad;
 			o->have_from = true;
 			break;
 		case O_TO:
-			if (parse_time(optarg, &o->to))
+			if (expect_parse_time(optarg, &o->to))
 				goto bad;
 			o->have_to = true;
 			break;
 		case O_AT:
-			if (parse_time(optarg, &o->at))
+			if (expect_parse_time(optarg, &o->at))
 				goto bad;
 			o->have_at = true;
 			break;
@@ -252,24 +173,10 @@ parse_opts(int argc, char **argv, struct opts *o)
 			else if (strcmp(optarg, "json"))
 				goto bad;
 			break;
-		case O_WHAT: {
-			o->what = 0;
-			char *dup = strdup(optarg), *save = NULL;
-			for (char *w = strtok_r(dup, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
-				static const char *names[] = {"registers", "intervals", "events",
-							      "billing", "daily"};
-				unsigned k;
-				for (k = 0; k < 5 && strcmp(w, names[k]); k++)
-					;
-				if (k == 5) {
-					free(dup);
-					goto bad;
-				}
-				o->what |= 1u << k;
-			}
-			free(dup);
+		case O_WHAT:
+			if (expect_parse_what(optarg, &o->what))
+				goto bad;
 			break;
-		}
 		case O_TRANSPORT: {
 			unsigned k;
 			for (k = 0; k < 5 && strcmp(optarg, transports[k]); k++)
@@ -306,7 +213,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 				goto bad;
 			break;
 		case O_START:
-			if (parse_time(optarg, &o->serve.start))
+			if (expect_parse_time(optarg, &o->serve.start))
 				goto bad;
 			break;
 		case O_FAULTS:
@@ -384,145 +291,6 @@ open_meter(const struct opts *o, struct sim_meter *m)
 
 /* ---- expect ------------------------------------------------------------ */
 
-static const struct obis q_obis[SIM_NQ] = {
-	OBIS(1, 0, 1, 8, 0, 255), OBIS(1, 0, 2, 8, 0, 255), OBIS(1, 0, 3, 8, 0, 255),
-	OBIS(1, 0, 4, 8, 0, 255),
-};
-
-static const char *
-q_unit(unsigned q)
-{
-	return q == SIM_AP || q == SIM_AM ? "Wh" : "varh";
-}
-
-struct out {
-	const struct sim_meter *m;
-	struct json j;
-	bool csv;
-};
-
-static void
-put_registers(struct out *o, const char *kind, const struct sim_registers *r)
-{
-	char ts[32], name[OBIS_STRLEN];
-	if (o->csv) {
-		for (unsigned q = 0; q < SIM_NQ; q++) {
-			struct obis ob = q_obis[q];
-			printf("%s,%s,%s,%lld,%s\n", kind, iso_utc(r->t, ts), obis_format(&ob, name),
-			       (long long)r->total[q], q_unit(q));
-			for (unsigned t = 0; t < TARIFF_MAX; t++) {
-				ob.v[4] = (uint8_t)(t + 1);
-				printf("%s,%s,%s,%lld,%s\n", kind, ts, obis_format(&ob, name),
-				       (long long)r->tariff[q][t], q_unit(q));
-			}
-		}
-		return;
-	}
-	struct json *j = &o->j;
-	json_obj_begin(j, NULL);
-	json_str(j, "at", iso_utc(r->t, ts));
-	for (unsigned q = 0; q < SIM_NQ; q++)
-		json_int(j, sim_q_name((uint8_t)q), r->total[q]);
-	json_int(j, "active_tariff", r->active_tariff);
-	json_obj_begin(j, "obis");
-	for (unsigned q = 0; q < SIM_NQ; q++) {
-		struct obis ob = q_obis[q];
-		json_int(j, obis_format(&ob, name), r->total[q]);
-		for (unsigned t = 0; t < TARIFF_MAX; t++) {
-			ob.v[4] = (uint8_t)(t + 1);
-			json_int(j, obis_format(&ob, name), r->tariff[q][t]);
-		}
-	}
-	json_obj_end(j);
-	json_obj_end(j);
-}
-
-static void
-put_interval(void *arg, const struct sim_interval *iv)
-{
-	struct out *o = arg;
-	char ts[32], lt[40];
-	if (o->csv) {
-		printf("interval,%s,%s,%u,%u,%u,%u,%u\n", iso_utc(iv->end, ts), iso_local(o->m, iv->end, lt),
-		       iv->e[0], iv->e[1], iv->e[2], iv->e[3], iv->status);
-		return;
-	}
-	struct json *j = &o->j;
-	json_obj_begin(j, NULL);
-	json_str(j, "end", iso_utc(iv->end, ts));
-	json_str(j, "local", iso_local(o->m, iv->end, lt));
-	for (unsigned q = 0; q < SIM_NQ; q++)
-		json_uint(j, sim_q_name((uint8_t)q), iv->e[q]);
-	json_uint(j, "status", iv->status);
-	json_obj_end(j);
-}
-
-static void
-put_event(struct out *o, const struct sim_event *e)
-{
-	char ts[32], lt[40], name[OBIS_STRLEN];
-	struct obis ob = events_log_obis(e->log);
-	if (o->csv) {
-		printf("event,%s,%s,%s,%s,%u,%s\n", iso_utc(e->t, ts), iso_local(o->m, e->t, lt),
-		       events_log_name(e->log), obis_format(&ob, name), e->code,
-		       events_code_name(e->code));
-		return;
-	}
-	struct json *j = &o->j;
-	json_obj_begin(j, NULL);
-	json_str(j, "t", iso_utc(e->t, ts));
-	json_str(j, "local", iso_local(o->m, e->t, lt));
-	json_str(j, "log", events_log_name(e->log));
-	json_str(j, "obis", obis_format(&ob, name));
-	json_uint(j, "code", e->code);
-	json_str(j, "name", events_code_name(e->code));
-	json_obj_end(j);
-}
-
-static void
-put_peak(struct json *j, const char *key, const struct sim_peak *p)
-{
-	char ts[32];
-	json_obj_begin(j, key);
-	json_uint(j, "w", p->w);
-	if (p->at)
-		json_str(j, "at", iso_utc(p->at, ts));
-	else
-		json_null(j, "at");
-	json_obj_end(j);
-}
-
-static void
-put_billing(struct out *o, const struct sim_billing *b)
-{
-	char ts[32], pt[32];
-	if (o->csv) {
-		put_registers(o, "billing", &b->r);
-		printf("billing_peak,%s,1-0:1.6.0.255,%u,W,%s\n", iso_utc(b->t, ts), b->d.total.w,
-		       b->d.total.at ? iso_utc(b->d.total.at, pt) : "");
-		for (unsigned t = 0; t < TARIFF_MAX; t++)
-			if (b->d.tariff[t].at)
-				printf("billing_peak,%s,1-0:1.6.%u.255,%u,W,%s\n", ts, t + 1, b->d.tariff[t].w,
-				       iso_utc(b->d.tariff[t].at, pt));
-		return;
-	}
-	struct json *j = &o->j;
-	json_obj_begin(j, NULL);
-	json_str(j, "t", iso_utc(b->t, ts));
-	for (unsigned q = 0; q < SIM_NQ; q++)
-		json_int(j, sim_q_name((uint8_t)q), b->r.total[q]);
-	json_arr_begin(j, "A+_tariff");
-	for (unsigned t = 0; t < TARIFF_MAX; t++)
-		json_int(j, NULL, b->r.tariff[SIM_AP][t]);
-	json_arr_end(j);
-	put_peak(j, "peak", &b->d.total);
-	json_arr_begin(j, "peak_tariff");
-	for (unsigned t = 0; t < TARIFF_MAX; t++)
-		put_peak(j, NULL, &b->d.tariff[t]);
-	json_arr_end(j);
-	json_obj_end(j);
-}
-
 static int
 cmd_expect(int argc, char **argv)
 {
@@ -538,91 +306,8 @@ cmd_expect(int argc, char **argv)
 	struct sim_fleet *f = open_meter(&o, &m);
 	if (!f)
 		return 1;
-	struct out out = {.m = &m, .csv = o.csv};
-	char ts[32];
-	struct json *j = &out.j;
-	json_init(j, stdout, true);
-	if (!o.csv) {
-		json_obj_begin(j, NULL);
-		json_uint(j, "seed", o.cfg.seed);
-		json_uint(j, "meter", m.serial);
-		json_str(j, "type", sim_type_name(m.type));
-		json_uint(j, "period", m.st->period);
-		json_str(j, "from", iso_utc(o.from, ts));
-		json_str(j, "to", iso_utc(o.to, ts));
-		json_str(j, "installed", iso_utc(m.installed, ts));
-	} else if (o.what & (W_REGISTERS | W_DAILY)) {
-		printf("#register,at,obis,value,unit\n");
-	}
-	struct sim_registers r;
-	if (o.what & W_REGISTERS) {
-		sim_registers(&m, o.to, &r);
-		if (!o.csv)
-			json_arr_begin(j, "registers");
-		put_registers(&out, "register", &r);
-		if (!o.csv)
-			json_arr_end(j);
-	}
-	if (o.what & W_DAILY) {
-		/* register values at every local midnight in (from, to] */
-		if (!o.csv)
-			json_arr_begin(j, "daily");
-		const struct cosem_tz *tz = &o.cfg.tz;
-		for (int64_t d = tariff_local_day(tz, o.from);; d++) {
-			int64_t t = tariff_local_to_utc(tz, d, 0);
-			if (t > o.to)
-				break;
-			if (t <= o.from || t < m.installed)
-				continue;
-			sim_registers(&m, t, &r);
-			put_registers(&out, "daily", &r);
-		}
-		if (!o.csv)
-			json_arr_end(j);
-	}
-	if (o.what & W_INTERVALS) {
-		if (o.csv)
-			printf("#interval,end,local,A+,A-,R+,R-,status\n");
-		else
-			json_arr_begin(j, "intervals");
-		if (sim_intervals(&m, o.from, o.to, put_interval, &out) < 0)
-			rc = 1;
-		if (!o.csv)
-			json_arr_end(j);
-	}
-	if (o.what & W_EVENTS) {
-		struct sim_evbuf ev = {0};
-		if (events_range(&m, o.from, o.to, &ev))
-			rc = 1;
-		if (o.csv)
-			printf("#event,t,local,log,obis,code,name\n");
-		else
-			json_arr_begin(j, "events");
-		for (size_t i = 0; i < ev.n; i++)
-			put_event(&out, &ev.v[i]);
-		if (!o.csv)
-			json_arr_end(j);
-		events_free(&ev);
-	}
-	if (o.what & W_BILLING) {
-		if (!o.csv)
-			json_arr_begin(j, "billing");
-		else
-			printf("#billing,at,obis,value,unit / #billing_peak,at,obis,value,unit,captured\n");
-		for (int64_t b = sim_month_next(&m, o.from); b <= o.to; b = sim_month_next(&m, b)) {
-			if (b <= m.installed)
-				continue;
-			struct sim_billing bill;
-			sim_billing(&m, b, &bill);
-			put_billing(&out, &bill);
-		}
-		if (!o.csv)
-			json_arr_end(j);
-	}
-	if (!o.csv) {
-		json_obj_end(j);
-		json_end(j);
-	}
+	struct expect_req rq = {o.from, o.to, o.what, o.csv};
+	rc = expect_write(stdout, &m, &rq) ? 1 : 0;
 	sim_fleet_free(f);
 	if (fflush(stdout) || ferror(stdout))
 		rc = 1;
@@ -737,12 +422,12 @@ cmd_info(int argc, char **argv)
 	json_str(&j, "host", host);
 	json_uint(&j, "port", port);
 	json_uint(&j, "profile_period", m.st->period);
-	json_str(&j, "installed", iso_utc(m.installed, ts));
+	json_str(&j, "installed", expect_iso_utc(m.installed, ts));
 	json_double(&j, "mean_w", m.mean_w);
 	json_double(&j, "pv_peak_w", m.pv_peak_w);
 	json_double(&j, "drift_ppm", m.drift_ppm);
-	json_str(&j, "at", iso_utc(at, ts));
-	json_str(&j, "local", iso_local(&m, at, lt));
+	json_str(&j, "at", expect_iso_utc(at, ts));
+	json_str(&j, "local", expect_iso_local(&m, at, lt));
 	int64_t clk = sim_clock_ms(&m, at);
 	json_int(&j, "clock_offset_ms", clk - at * 1000);
 	const struct dev_state *d = &m.st->dev;

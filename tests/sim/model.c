@@ -559,6 +559,22 @@ sim_instant(const struct sim_meter *m, int64_t t, struct sim_instant *out)
 	}
 }
 
+long
+sim_analysis(const struct sim_meter *m, int64_t from, int64_t to, sim_analysis_fn fn, void *arg)
+{
+	const int64_t p = SIM_ANALYSIS_PERIOD;
+	if (from < m->installed)
+		from = m->installed;
+	long n = 0;
+	for (int64_t c = floor_div(from, p) * p + p; c <= to; c += p, n++) {
+		struct sim_analysis a = {.t = c};
+		sim_instant(m, c - 1, &a.in);
+		if (fn)
+			fn(arg, &a);
+	}
+	return n;
+}
+
 void
 sim_demand(const struct sim_meter *m, int64_t from, int64_t to, struct sim_demand *d)
 {

@@ -163,6 +163,26 @@ int sim_set_period(struct sim_meter *m, int64_t t, uint16_t period);
 
 /* Instantaneous values at t (the grid step containing t). */
 void sim_instant(const struct sim_meter *m, int64_t t, struct sim_instant *out);
+
+/*
+ * Analysis logger (1-0:99.2.0.255): every SIM_ANALYSIS_PERIOD seconds the
+ * meter captures its instantaneous values; the entry stamped c holds what
+ * the instantaneous registers read in the second before c (sim_instant at
+ * c - 1, the grid step that ended at or contains c - 1), so an entry never
+ * changes once captured.  SIM_ANALYSIS_DAYS of history, nothing before
+ * installation.
+ */
+#define SIM_ANALYSIS_PERIOD 600
+#define SIM_ANALYSIS_DAYS   40
+struct sim_analysis {
+	int64_t t; /* capture time, UTC, a multiple of the period */
+	struct sim_instant in;
+};
+typedef void (*sim_analysis_fn)(void *arg, const struct sim_analysis *a);
+/* Entries with from < t <= to (and after installation); returns their
+ * number. */
+long sim_analysis(const struct sim_meter *m, int64_t from, int64_t to, sim_analysis_fn fn,
+		  void *arg);
 /* Import power (W) the model draws in the grid step containing t if the
  * breaker is closed. */
 uint32_t sim_model_power(const struct sim_meter *m, int64_t t);

@@ -26,19 +26,20 @@ static const struct tariff_calendar default_calendar = {
 	},
 };
 
-#define SP(y, m, d) {(y), (m), (d), 2}
+#define SP(i, y, m, d) {(y), (m), (d), 2, (i)}
 static const struct tariff_special default_special = {
 	.n = 32,
 	.d = {
-		SP(TARIFF_ANY_YEAR, 1, 1), SP(TARIFF_ANY_YEAR, 6, 5), SP(TARIFF_ANY_YEAR, 12, 24),
-		SP(TARIFF_ANY_YEAR, 12, 25), SP(TARIFF_ANY_YEAR, 12, 26), SP(TARIFF_ANY_YEAR, 12, 31),
-		SP(2024, 3, 28), SP(2024, 3, 29), SP(2024, 3, 31), SP(2024, 4, 1), SP(2024, 5, 9),
-		SP(2024, 5, 19), SP(2024, 5, 20),
-		SP(2025, 4, 17), SP(2025, 4, 18), SP(2025, 4, 20), SP(2025, 4, 21), SP(2025, 5, 29),
-		SP(2025, 6, 8), SP(2025, 6, 9),
-		SP(2026, 4, 2), SP(2026, 4, 3), SP(2026, 4, 5), SP(2026, 4, 6), SP(2026, 5, 14),
-		SP(2026, 5, 24), SP(2026, 5, 25),
-		SP(2027, 3, 25), SP(2027, 3, 26), SP(2027, 3, 29), SP(2027, 5, 6), SP(2027, 5, 17),
+		SP(0, TARIFF_ANY_YEAR, 1, 1), SP(1, TARIFF_ANY_YEAR, 6, 5),
+		SP(2, TARIFF_ANY_YEAR, 12, 24), SP(3, TARIFF_ANY_YEAR, 12, 25),
+		SP(4, TARIFF_ANY_YEAR, 12, 26), SP(5, TARIFF_ANY_YEAR, 12, 31),
+		SP(6, 2024, 3, 28), SP(7, 2024, 3, 29),
+		SP(8, 2024, 3, 31), SP(9, 2024, 4, 1), SP(10, 2024, 5, 9), SP(11, 2024, 5, 19),
+		SP(12, 2024, 5, 20), SP(13, 2025, 4, 17), SP(14, 2025, 4, 18), SP(15, 2025, 4, 20),
+		SP(16, 2025, 4, 21), SP(17, 2025, 5, 29), SP(18, 2025, 6, 8), SP(19, 2025, 6, 9),
+		SP(20, 2026, 4, 2), SP(21, 2026, 4, 3), SP(22, 2026, 4, 5), SP(23, 2026, 4, 6),
+		SP(24, 2026, 5, 14), SP(25, 2026, 5, 24), SP(26, 2026, 5, 25), SP(27, 2027, 3, 25),
+		SP(28, 2027, 3, 26), SP(29, 2027, 3, 29), SP(30, 2027, 5, 6), SP(31, 2027, 5, 17),
 	},
 };
 

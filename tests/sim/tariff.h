@@ -50,6 +50,7 @@ struct tariff_special_day {
 	uint16_t year; /* TARIFF_ANY_YEAR: every year */
 	uint8_t month, day;
 	uint8_t day_id; /* day profile used on that date */
+	uint16_t index; /* the entry's index (class 11 spec_day_entry) */
 };
 
 struct tariff_special {
