@@ -5,9 +5,13 @@
  * scaler_unit, a small load profile with compressed clocks, a disconnect
  * control), and the test runs build/ammctl (or $AMMCTL) against it and
  * checks the JSON, and exit 1 with a message for a refused port, a wrong
- * password and an access error.
+ * password and an access error.  --listen is run against a child that
+ * connects in as a GPRS module does; the gateway options (--mbus,
+ * --modbus) are checked for their usage errors and for failures that need
+ * no gateway (t_sim_read.sh reads real ones from metersim).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "axdr.h"
@@ -141,9 +146,9 @@ static const struct dlms_server_ops ops = {
 	.action = model_action,
 };
 
-/* One connection at a time, until killed. */
+/* One connection, until the peer closes it. */
 static void
-serve(int lfd, int framing)
+serve_conn(int fd, int framing)
 {
 	static uint8_t rx[SRV_PDU + 64], tx[SRV_PDU + 64], work[SRV_PDU + 64], data[1 << 16];
 	static uint8_t obuf[1 << 16];
@@ -163,29 +168,35 @@ serve(int lfd, int framing)
 	};
 	static struct dlms_server s;
 
+	if (dlms_server_init(&s, &cfg) < 0)
+		_exit(3);
+	for (;;) {
+		uint8_t in[4096];
+		ssize_t n = recv(fd, in, sizeof in, 0);
+		if (n <= 0)
+			break;
+		struct mbuf o;
+		struct dlms_server_event ev;
+		mbuf_init(&o, obuf, sizeof obuf);
+		for (size_t off = 0; off < (size_t)n;) {
+			off += dlms_server_feed(&s, in + off, (size_t)n - off);
+			while (dlms_server_poll(&s, &o, &ev) != DLMS_SEV_NONE)
+				;
+		}
+		if (o.len && send(fd, o.p, o.len, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	close(fd);
+}
+
+/* One connection at a time, until killed. */
+static void
+serve(int lfd, int framing)
+{
 	for (;;) {
 		int fd = accept(lfd, NULL, NULL);
-		if (fd < 0)
-			continue;
-		if (dlms_server_init(&s, &cfg) < 0)
-			_exit(3);
-		for (;;) {
-			uint8_t in[4096];
-			ssize_t n = recv(fd, in, sizeof in, 0);
-			if (n <= 0)
-				break;
-			struct mbuf o;
-			struct dlms_server_event ev;
-			mbuf_init(&o, obuf, sizeof obuf);
-			for (size_t off = 0; off < (size_t)n;) {
-				off += dlms_server_feed(&s, in + off, (size_t)n - off);
-				while (dlms_server_poll(&s, &o, &ev) != DLMS_SEV_NONE)
-					;
-			}
-			if (o.len && send(fd, o.p, o.len, MSG_NOSIGNAL) < 0)
-				break;
-		}
-		close(fd);
+		if (fd >= 0)
+			serve_conn(fd, framing);
 	}
 }
 
@@ -323,4 +334,236 @@ Test(ctl_read, over_hdlc)
 			 "--hdlc --server 1:17 1-0:99.1.0.255 --from 2024-03-01 --to 2024-03-02"),
 		     0, "%s", out);
 	HAS("\"time\": \"2024-03-01T00:45:00Z\"");
+}
+
+/* ---- usage and failures without a meter ----------------------------------- */
+
+/* Run "ammctl ARGS" as given; stderr folded in. */
+static int
+run_raw(const char *args)
+{
+	const char *bin = getenv("AMMCTL") ? getenv("AMMCTL") : "build/ammctl";
+	char line[1024];
+
+	snprintf(line, sizeof line, "%s %s 2>&1", bin, args);
+	FILE *p = popen(line, "r");
+	cr_assert_not_null(p);
+	size_t n = fread(out, 1, sizeof out - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A loopback port nobody listens on (free a moment ago). */
+static int
+free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static const struct {
+	const char *args, *msg;
+} usage_errors[] = {
+	{"read --host h --listen 4059 1.8.0", "give one of --host, --listen, --mbus and --modbus"},
+	{"read --mbus h:1 --modbus h:2 --unit 1", "give one of --host"},
+	{"read 1.8.0", "usage: ammctl read"},
+	{"read --host h", "usage: ammctl read"},
+	{"read --host h 1.8.0 2.8.0", "unexpected argument '2.8.0'"},
+	{"action --host h 0-0:96.3.10.255:1 integer:0 x", "unexpected argument 'x'"},
+	{"read --mbus h:1 --primary 1 --hdlc", "--hdlc is for DLMS meters, not with --mbus"},
+	{"read --modbus h:1 --unit 1 --auth lls", "--auth is for DLMS meters, not with --modbus"},
+	{"read --mbus h:1 --primary 1 --from 2024-03-01 --to 2024-03-02", "--from is for DLMS"},
+	{"read --mbus h:1 --primary 1 --listen 5000", "give one of --host"},
+	{"read --mbus h:1 1.8.0", "--mbus needs one of --primary N and --secondary ID"},
+	{"read --mbus h:1 --primary 1 --secondary 12345678", "--mbus needs one of --primary"},
+	{"read --mbus h:1 --primary 251", "--primary takes an M-Bus address 0..250"},
+	{"read --mbus h:1 --primary x1", "--primary takes an M-Bus address"},
+	{"read --mbus h:1 --secondary 12345", "--secondary takes 8 or 16 hex digits"},
+	{"read --mbus h --primary 1", "'h' is not HOST:PORT"},
+	{"read --mbus h:70000 --primary 1", "'h:70000' is not HOST:PORT"},
+	{"read --mbus h:1 --primary 1 --unit 2", "--unit goes with --modbus"},
+	{"read --mbus h:1 --primary 1 --map m", "--map goes with --modbus"},
+	{"read --mbus h:1 --primary 1 --baud 100", "--baud 300..38400"},
+	{"read --mbus h:1 --primary 1 1-0:1.8.0.255:3", "'1-0:1.8.0.255:3' is not the OBIS code"},
+	{"read --mbus h:1 --primary 1 nonsense", "'nonsense' is not the OBIS code"},
+	{"read --modbus h:1", "--modbus needs --unit N"},
+	{"read --modbus h:1 --unit 0", "--unit takes a Modbus unit id 1..247"},
+	{"read --modbus h:1 --unit 248", "--unit takes a Modbus unit id 1..247"},
+	{"read --modbus h:1 --unit 1 --primary 2", "--modbus meters have a --unit, not --primary"},
+	{"read --modbus h:1 --unit 1 --baud 2400", "--modbus meters have a --unit, not --baud"},
+	{"read --host h --unit 3 1.8.0", "--unit goes with --mbus or --modbus"},
+	{"read --host h --primary 3 1.8.0", "--primary goes with --mbus or --modbus"},
+	{"read --listen 0 1.8.0", "--listen takes [ADDR:]PORT, not '0'"},
+	{"read --listen 127.0.0.1: 1.8.0", "--listen takes [ADDR:]PORT"},
+	{"read --listen 127.0.0.1:x 1.8.0", "--listen takes [ADDR:]PORT"},
+	{"read --listen 5000 --port 4059 1.8.0", "--port is for --host"},
+	{"read --host h --wait 5 1.8.0", "--wait goes with --listen"},
+	{"read --listen 5000 --auth lls 1.8.0", "--auth lls needs --password"},
+	{"read --listen 5000 --cipher 1.8.0", "hls-gmac and --cipher need --ek and --ak"},
+	{"read --listen 5000 --wait", "--wait needs a value"},
+	{"action --mbus h:1 --primary 1 0-0:96.3.10.255:1", "--mbus meters are only read"},
+};
+
+Test(ctl_read, usage_errors)
+{
+	for (size_t k = 0; k < sizeof usage_errors / sizeof usage_errors[0]; k++) {
+		int rc = run_raw(usage_errors[k].args);
+		cr_assert_eq(rc, 2, "ammctl %s: exit %d, not 2:\n%s", usage_errors[k].args, rc, out);
+		cr_assert_not_null(strstr(out, usage_errors[k].msg), "ammctl %s: no '%s' in:\n%s",
+				   usage_errors[k].args, usage_errors[k].msg, out);
+	}
+}
+
+/* Failures that need no gateway or meter: nothing listens, no map. */
+Test(ctl_read, gateway_failures)
+{
+	char args[512];
+	int port = free_port();
+	char map[] = "/tmp/ctl_read_mapXXXXXX";
+	int fd = mkstemp(map);
+
+	snprintf(args, sizeof args, "read --mbus 127.0.0.1:%d --primary 1 --timeout 2000", port);
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	HAS("M-Bus 1 at 127.0.0.1:");
+	snprintf(args, sizeof args, "read --mbus 127.0.0.1:%d --secondary 12345678", port);
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	HAS("M-Bus 12345678 at 127.0.0.1:");
+	snprintf(args, sizeof args, "read --modbus 127.0.0.1:%d --unit 3 --map %s", port,
+		 "meterlib/maps/kamstrup382.map");
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	HAS("Modbus unit 3 at 127.0.0.1:");
+
+	/* the register map is read before the gateway is dialled */
+	snprintf(args, sizeof args, "read --modbus 127.0.0.1:%d --unit 3 --map /nonexistent/x.map",
+		 port);
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	HAS("/nonexistent/x.map: No such file or directory");
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "0x0000 u32 hi 1 Wh\n", 19), 19);
+	close(fd);
+	snprintf(args, sizeof args, "read --modbus 127.0.0.1:%d --unit 3 --map %s", port, map);
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	HAS("line 1");
+	unlink(map);
+}
+
+Test(ctl_read, listen_nobody)
+{
+	char args[256];
+	struct timespec t0, t1;
+	int port = free_port();
+
+	snprintf(args, sizeof args, "read --listen 127.0.0.1:%d --wait 300 1-0:1.8.0.255", port);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	HAS("no meter connected to 127.0.0.1:");
+	HAS("within 300 ms");
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_geq(s, 0.29, "gave up after %.3f s", s);
+	cr_assert_lt(s, 10.0, "gave up after %.3f s", s);
+
+	/* a port already taken cannot be listened on */
+	stop_server();
+	start_server();
+	snprintf(args, sizeof args, "read --listen 127.0.0.1:%d --wait 300 1-0:1.8.0.255",
+		 server_port);
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	HAS("Address already in use");
+}
+
+/*
+ * A meter that connects in: a child dials PORT (retrying until ammctl
+ * listens, as a GPRS module redials) and serves one connection.
+ */
+static pid_t
+dial_in(int port, int framing)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid > 0)
+		return pid;
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	for (int i = 0; i < 500; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+			serve_conn(fd, framing);
+			_exit(0);
+		}
+		if (fd >= 0)
+			close(fd);
+		usleep(20000);
+	}
+	_exit(4);
+}
+
+static void
+reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+Test(ctl_read, listen)
+{
+	char args[256];
+	int port = free_port();
+	pid_t pid = dial_in(port, DLMS_FRAMING_WRAPPER);
+
+	snprintf(args, sizeof args, "read --listen 127.0.0.1:%d --wait 10000 1-0:1.8.0.255", port);
+	cr_assert_eq(run_raw(args), 0, "%s", out);
+	reap(pid);
+	HAS("a meter connected from 127.0.0.1 port ");
+	HAS("\"obis\": \"1-0:1.8.0.255\"");
+	HAS("\"scaled\": 12345.6");
+
+	/* LLS, with the port alone (every address), the same as a dialled read */
+	port = free_port();
+	pid = dial_in(port, DLMS_FRAMING_WRAPPER);
+	snprintf(args, sizeof args,
+		 "read --listen %d --auth lls --password " PASSWORD " 0-0:1.0.0.255", port);
+	cr_assert_eq(run_raw(args), 0, "%s", out);
+	reap(pid);
+	HAS("\"datetime\": \"2024-03-01T01:00:00+01:00\"");
+
+	/* a wrong password: refused as on a dialled connection */
+	port = free_port();
+	pid = dial_in(port, DLMS_FRAMING_WRAPPER);
+	snprintf(args, sizeof args,
+		 "read --listen 127.0.0.1:%d --auth lls --password wrong 1-0:1.8.0.255", port);
+	cr_assert_eq(run_raw(args), 1, "%s", out);
+	reap(pid);
+	HAS("association rejected");
+
+	/* HDLC over the accepted connection, and an action */
+	port = free_port();
+	pid = dial_in(port, DLMS_FRAMING_HDLC);
+	snprintf(args, sizeof args,
+		 "read --listen 127.0.0.1:%d --hdlc --server 1:17 1-0:99.1.0.255 --from 2024-03-01 "
+		 "--to 2024-03-02",
+		 port);
+	cr_assert_eq(run_raw(args), 0, "%s", out);
+	reap(pid);
+	HAS("\"count\": 4");
+	HAS("\"time\": \"2024-03-01T00:45:00Z\"");
+	port = free_port();
+	pid = dial_in(port, DLMS_FRAMING_WRAPPER);
+	snprintf(args, sizeof args, "action --listen 127.0.0.1:%d 0-0:96.3.10.255:1 integer:0",
+		 port);
+	cr_assert_eq(run_raw(args), 0, "%s", out);
+	reap(pid);
+	HAS("\"result\": \"success\"");
 }
