@@ -9,8 +9,8 @@
  * It shows the fleet (meters by reachability, enabled, transport), the
  * current collection round with a progress bar, failed sessions of the
  * round by cause, load-profile completeness per UTC day for the fleet and
- * its least complete meters (or, with --meter, one meter in detail), and
- * the depth of the command queue.
+ * its least complete meters (or, with --meter, one meter in detail), the
+ * depth of the command queue, and the M-Bus and Modbus gateways.
  *
  * A round is one collection window: it starts at [collection]
  * window_start, in the meters' local time as the scheduler counts it
@@ -28,6 +28,13 @@
  * counting only the intervals that have ended.  A meter's stored count is
  * capped at its expected count when summed, so a meter with a surplus (a
  * clock far off) cannot hide another's hole.
+ *
+ * Gateways: per gateway its enabled meters, how many of them were read in
+ * the round (a session with outcome "ok"), the round's failed sessions
+ * behind it, and whether it is reachable: yes when its latest session of
+ * the round got a connection (any outcome but "refused"), no when the
+ * gateway refused or could not be reached, unknown before its first
+ * session of the round.
  */
 #include <errno.h>
 #include <math.h>
@@ -50,6 +57,7 @@
 #define STATUS_WORST_METERS  10
 #define STATUS_BAR_WIDTH     50
 #define STATUS_LAST_SESSIONS 5
+#define STATUS_GATEWAYS_TEXT 20
 
 struct status_opts {
 	const char *dsn;
@@ -92,6 +100,12 @@ struct status_session {
 	long long bytes_in, bytes_out, duration_ms;
 };
 
+struct status_gateway {
+	char name[128], kind[16], last_outcome[64], last_error[256];
+	bool enabled;
+	long long concurrency, meters, read, errors;
+};
+
 struct status_meter {
 	bool found;
 	char serial[40], type[16], transport[16], address[80], reachability[16];
@@ -127,6 +141,9 @@ struct status {
 	long long queued, running, oldest_queued_s; /* -1: none queued */
 	struct status_kind *kinds;
 	int nkinds;
+	/* gateways */
+	struct status_gateway *gateways;
+	int ngateways;
 	/* --meter */
 	struct status_meter meter;
 };
@@ -386,6 +403,22 @@ static const char status_commands_sql[] =
     " floor(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'queued')))::int8"
     " FROM command WHERE state IN ('queued', 'running') GROUP BY kind ORDER BY kind";
 
+/* $1: round start (epoch s).  Gateway sessions of the round, through the
+ * session log's started_at index, folded per gateway. */
+static const char status_gateways_sql[] =
+    "WITH s AS (SELECT l.id, l.meter_id, l.outcome, l.error, l.started_at FROM session_log l"
+    "  WHERE l.started_at >= to_timestamp($1) AND l.transport IN ('mbus', 'modbus'))"
+    " SELECT g.name, g.kind, g.concurrency, g.enabled,"
+    " count(DISTINCT m.id) FILTER (WHERE m.enabled),"
+    " count(DISTINCT s.meter_id) FILTER (WHERE s.outcome = 'ok'),"
+    " count(s.id) FILTER (WHERE s.outcome <> 'ok'),"
+    " (array_agg(s.outcome ORDER BY s.started_at DESC, s.id DESC)"
+    "   FILTER (WHERE s.id IS NOT NULL))[1],"
+    " (array_agg(s.error ORDER BY s.started_at DESC, s.id DESC)"
+    "   FILTER (WHERE s.error IS NOT NULL))[1]"
+    " FROM gateway g LEFT JOIN meter m ON m.gateway_id = g.id"
+    " LEFT JOIN s ON s.meter_id = m.id GROUP BY g.id ORDER BY g.name";
+
 static const char status_meter_sql[] =
     "SELECT serial, type, transport,"
     " coalesce(host || ':' || coalesce(port::text, ''), '') ||"
@@ -530,6 +563,27 @@ status_gather(PGconn *c, const struct status_opts *o, struct status *st)
 	}
 	PQclear(r);
 
+	p[0] = start;
+	if ((r = status_q(c, status_gateways_sql, 1, p)) == NULL)
+		return -1;
+	st->ngateways = PQntuples(r);
+	st->gateways = calloc((size_t)st->ngateways + 1, sizeof(*st->gateways));
+	if (st->gateways == NULL)
+		goto oom;
+	for (int i = 0; i < st->ngateways; i++) {
+		struct status_gateway *g = &st->gateways[i];
+		status_cp(g->name, sizeof(g->name), r, i, 0);
+		status_cp(g->kind, sizeof(g->kind), r, i, 1);
+		g->concurrency = status_ll(r, i, 2);
+		g->enabled = strcmp(PQgetvalue(r, i, 3), "t") == 0;
+		g->meters = status_ll(r, i, 4);
+		g->read = status_ll(r, i, 5);
+		g->errors = status_ll(r, i, 6);
+		status_cp(g->last_outcome, sizeof(g->last_outcome), r, i, 7);
+		status_cp(g->last_error, sizeof(g->last_error), r, i, 8);
+	}
+	PQclear(r);
+
 	if (o->meter != NULL) {
 		struct status_meter *m = &st->meter;
 		char id[32];
@@ -589,6 +643,57 @@ status_free(struct status *st)
 	free(st->days);
 	free(st->worst);
 	free(st->kinds);
+	free(st->gateways);
+}
+
+/* 1 reachable, 0 not, -1 not known yet (no session in the round). */
+static int
+status_gw_reachable(const struct status_gateway *g)
+{
+	if (g->last_outcome[0] == '\0')
+		return -1;
+	return strcmp(g->last_outcome, "refused") != 0;
+}
+
+static void
+status_text_gateways(FILE *f, const struct status *st)
+{
+	long long up = 0, down = 0, shown = 0, mbus = 0;
+	bool all = st->ngateways <= STATUS_GATEWAYS_TEXT;
+
+	if (st->ngateways == 0)
+		return;
+	for (int i = 0; i < st->ngateways; i++) {
+		int rch = status_gw_reachable(&st->gateways[i]);
+		up += rch == 1;
+		down += rch == 0;
+		mbus += strcmp(st->gateways[i].kind, "mbus") == 0;
+	}
+	fprintf(f,
+	        "\ngateways     %d (M-Bus %lld, Modbus %lld): reachable %lld, unreachable %lld, "
+	        "no session this round %lld\n",
+	        st->ngateways, mbus, st->ngateways - mbus, up, down, st->ngateways - up - down);
+	/* many gateways: only those that need a look */
+	for (int i = 0; i < st->ngateways && shown < STATUS_GATEWAYS_TEXT; i++) {
+		const struct status_gateway *g = &st->gateways[i];
+		int rch = status_gw_reachable(g);
+		if (!all && rch != 0 && g->errors == 0)
+			continue;
+		shown++;
+		fprintf(f, "             %-24s %-6s %5lld / %-5lld read %5lld errors  %s%s",
+		        g->name, g->kind, g->read, g->meters, g->errors,
+		        rch == 1   ? "reachable"
+		        : rch == 0 ? "unreachable"
+		                   : "-",
+		        g->enabled ? "" : " (disabled)");
+		if (g->errors > 0 && g->last_error[0])
+			fprintf(f, "  last: %.100s", g->last_error);
+		fputc('\n', f);
+	}
+	if (!all)
+		fprintf(f,
+		        "             (%lld with errors or unreachable shown; --json lists all)\n",
+		        shown);
 }
 
 /* ---- derived figures ------------------------------------------------------------------ */
@@ -786,6 +891,8 @@ status_text(FILE *f, const struct status *st, const struct status_opts *o)
 		fprintf(f, "             %-16s %lld queued, %lld running\n", st->kinds[i].kind,
 		        st->kinds[i].queued, st->kinds[i].running);
 
+	status_text_gateways(f, st);
+
 	if (o->meter != NULL)
 		status_text_meter(f, st);
 }
@@ -922,6 +1029,27 @@ status_json(FILE *f, const struct status *st, const struct status_opts *o)
 	}
 	json_obj_end(&j);
 	json_obj_end(&j);
+
+	json_arr_begin(&j, "gateways");
+	for (int i = 0; i < st->ngateways; i++) {
+		const struct status_gateway *g = &st->gateways[i];
+		int rch = status_gw_reachable(g);
+		json_obj_begin(&j, NULL);
+		json_str(&j, "name", g->name);
+		json_str(&j, "kind", g->kind);
+		json_bool(&j, "enabled", g->enabled);
+		json_int(&j, "concurrency", g->concurrency);
+		json_int(&j, "meters", g->meters);
+		json_int(&j, "read", g->read);
+		json_int(&j, "errors", g->errors);
+		if (rch < 0)
+			json_null(&j, "reachable");
+		else
+			json_bool(&j, "reachable", rch == 1);
+		status_json_opt_str(&j, "last_error", g->last_error);
+		json_obj_end(&j);
+	}
+	json_arr_end(&j);
 
 	if (o->meter != NULL) {
 		const struct status_meter *m = &st->meter;

@@ -197,10 +197,10 @@ struct gw {
 	struct mbus_bus *bus;
 	struct modbus_gw *mgw;
 	int baud;
-	int want;        /* gateway.concurrency as last read */
-	int concurrency; /* in force: readouts at once */
-	bool warned;     /* an M-Bus concurrency above 1 was logged */
-	size_t queued;   /* readouts handed to the driver, not called back */
+	int want;              /* gateway.concurrency as last read */
+	int concurrency;       /* in force: readouts at once */
+	bool warned;           /* an M-Bus concurrency above 1 was logged */
+	size_t queued;         /* readouts handed to the driver, not called back */
 	int64_t busy_since_ms; /* queued > 0 since (counted up to here) */
 	/* driver counters already added to the metrics */
 	struct mbus_bus_stats seen_mb;
