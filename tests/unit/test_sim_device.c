@@ -3,13 +3,17 @@
  * exactly when the over-threshold duration has run out, prepayment cut-off
  * at zero credit on working days only, the control modes' reconnection
  * paths (ready_for_reconnection + button), and the passive calendar taking
- * over at its activation time; each state change is checked in its log,
- * and registers stay exact integrals of the profile across breaker
- * operations.
+ * over at its activation time; special-day insert/delete acting on the
+ * tariffs and the prepayment cut-off; the clock's preset time; each state
+ * change is checked in its log, and registers stay exact integrals of the
+ * profile across breaker operations.  `expect` of a commanded meter
+ * prints what the commands did.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../sim/expect.h"
 #include "../sim/model.h"
 #include "meter_error.h"
 
@@ -188,7 +192,7 @@ Test(sim_device, prepayment_cuts_off_on_working_days_only)
 		cr_assert_eq(dev_set_control_mode(&m, t0, 1), 0);
 		if (cases[i].special) {
 			struct tariff_special sp = *tariff_default_special();
-			sp.d[sp.n++] = (struct tariff_special_day){2024, cases[i].mo, cases[i].d, 2};
+			sp.d[sp.n++] = (struct tariff_special_day){2024, cases[i].mo, cases[i].d, 2, 99};
 			cr_assert_eq(dev_special_days(&m, t0, &sp), 0);
 			cr_assert(logged(&m, SIM_LOG_STANDARD, t0, EV_SPECIAL_DAYS_CHANGED, t0));
 		}
@@ -324,4 +328,209 @@ Test(sim_device, passive_calendar_takes_over_at_activation_time)
 			cr_assert_eq(rb.tariff[SIM_AP][t], ra.tariff[SIM_AP][t]);
 	cr_assert_eq(dev_calendar_activate(&m, ta + 2 * DAY), METER_ESTATE, "nothing passive left");
 	sim_fleet_free(f);
+}
+
+/* ---- special days table methods ------------------------------------------------ */
+
+static const struct tariff_special_day *
+special_at(const struct sim_meter *m, int64_t t, uint16_t index)
+{
+	const struct tariff_special *sp = dev_calendar_at(m->st->dev.j, t).sp;
+	for (unsigned i = 0; sp && i < sp->n; i++)
+		if (sp->d[i].index == index)
+			return &sp->d[i];
+	return NULL;
+}
+
+Test(sim_device, special_day_insert_and_delete_switch_the_tariff)
+{
+	struct sim_fleet *f = fleet(5);
+	struct sim_meter m;
+	sim_meter_load(f, 3, &m);
+	/* Monday 4 March 2024, a winter working day: T3 from 17:00 to 21:00 */
+	int64_t t0 = local(2024, 3, 4, 8, 0), eve = local(2024, 3, 4, 18, 0);
+	int64_t next = local(2024, 3, 11, 18, 0);
+	cr_assert_eq(tariff_at(dev_calendar_at(NULL, eve).cal, dev_calendar_at(NULL, eve).sp, &cph, eve), 3);
+	struct tariff_special_day e = {2024, 3, 4, 2, 40};
+	cr_assert_eq(dev_special_insert(&m, t0, &e), 0);
+	cr_assert(logged(&m, SIM_LOG_STANDARD, t0, EV_SPECIAL_DAYS_CHANGED, t0));
+	struct dev_calendar_change c = dev_calendar_at(m.st->dev.j, eve);
+	cr_assert_eq(c.sp->n, 33);
+	cr_assert_eq(c.sp->d[32].index, 40, "kept in index order");
+	cr_assert_eq(tariff_at(c.cal, c.sp, &cph, eve), 1, "the special day runs the weekend profile");
+	cr_assert(!tariff_working_day(c.sp, &cph, eve));
+	/* the T3 register does not move that evening; the totals do */
+	struct sim_registers r0, r1;
+	sim_registers(&m, local(2024, 3, 4, 17, 0), &r0);
+	sim_registers(&m, local(2024, 3, 4, 21, 0), &r1);
+	cr_assert_eq(r1.tariff[SIM_AP][2], r0.tariff[SIM_AP][2]);
+	cr_assert_gt(r1.tariff[SIM_AP][0], r0.tariff[SIM_AP][0]);
+	cr_assert_eq(r1.tariff[SIM_AP][0] - r0.tariff[SIM_AP][0], r1.total[SIM_AP] - r0.total[SIM_AP]);
+	/* same index: overwritten (now the next Monday); same date: replaced */
+	struct tariff_special_day e2 = {2024, 3, 11, 2, 40};
+	cr_assert_eq(dev_special_insert(&m, t0 + 60, &e2), 0);
+	c = dev_calendar_at(m.st->dev.j, eve);
+	cr_assert_eq(c.sp->n, 33);
+	cr_assert_eq(special_at(&m, eve, 40)->day, 11);
+	cr_assert_eq(tariff_at(c.cal, c.sp, &cph, eve), 3, "4 March is a working day again");
+	cr_assert_eq(tariff_at(c.cal, c.sp, &cph, next), 1);
+	struct tariff_special_day e3 = {2024, 3, 11, 2, 41};
+	cr_assert_eq(dev_special_insert(&m, t0 + 120, &e3), 0);
+	cr_assert_eq(dev_calendar_at(m.st->dev.j, eve).sp->n, 33);
+	cr_assert_null(special_at(&m, eve, 40));
+	cr_assert_not_null(special_at(&m, eve, 41));
+	/* delete by index; a missing index is refused and changes nothing */
+	cr_assert_eq(dev_special_delete(&m, t0 + 180, 41), 0);
+	c = dev_calendar_at(m.st->dev.j, next);
+	cr_assert_eq(c.sp->n, 32);
+	cr_assert_eq(tariff_at(c.cal, c.sp, &cph, next), 3);
+	cr_assert_eq(dev_special_delete(&m, t0 + 240, 41), METER_ENOTFOUND);
+	cr_assert_eq(dev_special_delete(&m, t0 + 240, 0), 0, "1 January (index 0) goes");
+	c = dev_calendar_at(m.st->dev.j, t0 + 240);
+	cr_assert_eq(c.sp->n, 31);
+	cr_assert(!tariff_is_special(c.sp, 2025, 1, 1));
+	cr_assert(tariff_is_special(c.sp, 2025, 12, 25));
+	struct sim_evbuf ev = {0};
+	cr_assert_eq(events_range(&m, t0 - 1, t0 + 240, &ev), 0);
+	unsigned n22 = 0;
+	for (size_t i = 0; i < ev.n; i++)
+		n22 += ev.v[i].code == EV_SPECIAL_DAYS_CHANGED;
+	events_free(&ev);
+	cr_assert_eq(n22, 5, "one special_days_changed per successful change");
+	/* bad entries and a full table are refused */
+	struct tariff_special_day bad = {2024, 13, 1, 2, 50};
+	cr_assert_eq(dev_special_insert(&m, t0 + 300, &bad), METER_ERANGE);
+	for (uint16_t i = 0; i < 69; i++) {
+		struct tariff_special_day d = {2030, 1 + i / 28, 1 + i % 28, 2, (uint16_t)(100 + i)};
+		cr_assert_eq(dev_special_insert(&m, t0 + 400 + i, &d), 0);
+	}
+	cr_assert_eq(dev_calendar_at(m.st->dev.j, t0 + 500).sp->n, 100);
+	struct tariff_special_day more = {2031, 1, 1, 2, 500};
+	cr_assert_eq(dev_special_insert(&m, t0 + 500, &more), METER_ERANGE);
+	sim_fleet_free(f);
+}
+
+Test(sim_device, inserted_special_day_defers_the_prepayment_cut_off)
+{
+	struct sim_fleet *f = fleet(9);
+	struct sim_meter m;
+	sim_meter_load(f, 2, &m);
+	/* Wednesday 13 March 2024, made special by insert: cut on Thursday 08:00 */
+	int64_t t0 = local(2024, 3, 13, 8, 0);
+	cr_assert_eq(dev_set_control_mode(&m, t0, 1), 0);
+	struct tariff_special_day e = {2024, 3, 13, 2, 77};
+	cr_assert_eq(dev_special_insert(&m, t0, &e), 0);
+	int64_t credit = sim_energy(&m, SIM_AP, t0 + 3 * 3600) - sim_energy(&m, SIM_AP, t0);
+	cr_assert_eq(dev_set_payment_mode(&m, t0, DEV_PAY_PREPAID), 0);
+	cr_assert_eq(dev_credit_set(&m, t0, credit), 0);
+	int64_t cut = local(2024, 3, 14, DEV_PREPAY_CUT_HOUR, 0);
+	cr_assert(dev_output(&m, cut - 1), "no cut-off on the inserted special day");
+	cr_assert_lt(dev_credit(&m, cut - 1), 0);
+	cr_assert(!dev_output(&m, cut));
+	cr_assert(logged(&m, SIM_LOG_DISCONNECTOR, cut, EV_CREDIT_EXHAUSTED, cut + 1));
+	sim_fleet_free(f);
+}
+
+/* ---- clock preset --------------------------------------------------------------- */
+
+Test(sim_device, clock_preset_applies_inside_its_validity_interval_once)
+{
+	struct sim_fleet *f = fleet(5);
+	struct sim_meter m;
+	sim_meter_load(f, 4, &m);
+	int64_t t = local(2024, 3, 1, 13, 0);
+	int64_t clk = sim_clock_ms(&m, t);
+	cr_assert_eq(dev_clock_adjust_preset(&m, t), METER_ESTATE, "no preset yet");
+	int64_t preset = (t + 1800) * 1000;
+	cr_assert_eq(dev_clock_preset(&m, t, preset, (t + 60) * 1000, t * 1000), METER_ERANGE);
+	/* a validity interval the clock is not in: refused, the clock stays */
+	cr_assert_eq(dev_clock_preset(&m, t, preset, clk + 60000, clk + 120000), 0);
+	cr_assert_eq(dev_clock_adjust_preset(&m, t + 10), METER_ESTATE);
+	cr_assert_lt(llabs(sim_clock_ms(&m, t + 10) - (clk + 10000)), 5, "no adjustment");
+	/* inside: the clock reads the preset from then on */
+	cr_assert_eq(dev_clock_preset(&m, t + 20, preset, clk - 60000, clk + 60000), 0);
+	cr_assert_eq(dev_clock_adjust_preset(&m, t + 30), 0);
+	cr_assert_eq(sim_clock_ms(&m, t + 30), preset);
+	cr_assert_lt(llabs(sim_clock_ms(&m, t + 3630) - (preset + 3600000)), 100, "runs on (drift)");
+	cr_assert(logged(&m, SIM_LOG_RTC, t + 30, EV_CLOCK_OLD, t + 30));
+	cr_assert(logged(&m, SIM_LOG_RTC, t + 30, EV_CLOCK_NEW, t + 30));
+	cr_assert(!logged(&m, SIM_LOG_RTC, t + 10, EV_CLOCK_NEW, t + 30), "the refused one logs nothing");
+	cr_assert_eq(dev_clock_adjust_preset(&m, t + 40), METER_ESTATE, "a preset is used once");
+	sim_fleet_free(f);
+}
+
+/* ---- expect of a commanded meter ---------------------------------------------- */
+
+static char *
+expect_csv(const struct sim_meter *m, int64_t from, int64_t to, unsigned what)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	cr_assert_not_null(f);
+	struct expect_req rq = {from, to, what, true};
+	cr_assert_eq(expect_write(f, m, &rq), 0);
+	cr_assert_eq(fclose(f), 0);
+	return buf;
+}
+
+Test(sim_device, expect_of_a_commanded_meter_shows_the_commands)
+{
+	struct sim_fleet *f = fleet(5), *pure = fleet(5);
+	struct sim_meter m, p;
+	sim_meter_load(f, 6, &m);
+	sim_meter_load(pure, 6, &p);
+	int64_t t0 = local(2024, 3, 4, 12, 0); /* 11:00 UTC */
+	int64_t from = t0 - 3600, to = t0 + 3600;
+	unsigned what = EXPECT_REGISTERS | EXPECT_INTERVALS | EXPECT_EVENTS | EXPECT_ANALYSIS;
+	char *a = expect_csv(&m, from, to, what), *b = expect_csv(&p, from, to, what);
+	cr_assert_str_eq(a, b, "uncommanded: the same as a fresh fleet");
+	free(a);
+	free(b);
+	cr_assert_eq(dev_set_control_mode(&m, t0, 1), 0);
+	cr_assert_eq(dev_remote_disconnect(&m, t0 + 60), 0);
+	struct tariff_special_day e = {2024, 3, 4, 2, 40};
+	cr_assert_eq(dev_special_insert(&m, t0 + 120, &e), 0);
+	cr_assert_eq(dev_clock_preset(&m, t0 + 180, (t0 + 7200) * 1000, 0, INT64_MAX), 0);
+	cr_assert_eq(dev_clock_adjust_preset(&m, t0 + 180), 0);
+	dev_advance(&m, to);
+	a = expect_csv(&m, from, to, what);
+	static const char *want[] = {
+	    "event,2024-03-04T11:00:00Z,2024-03-04T12:00:00+01:00,disconnector,0-0:99.98.2.255,69,"
+	    "control_mode_changed\n",
+	    "event,2024-03-04T11:01:00Z,2024-03-04T12:01:00+01:00,disconnector,0-0:99.98.2.255,61,"
+	    "remote_disconnect\n",
+	    "event,2024-03-04T11:02:00Z,2024-03-04T12:02:00+01:00,standard,0-0:99.98.0.255,22,"
+	    "special_days_changed\n",
+	    "event,2024-03-04T11:03:00Z,2024-03-04T12:03:00+01:00,rtc,0-0:99.98.7.255,4,"
+	    "clock_adjusted_old\n",
+	    "event,2024-03-04T11:03:00Z,2024-03-04T12:03:00+01:00,rtc,0-0:99.98.7.255,5,"
+	    "clock_adjusted_new\n",
+	    /* no energy with the breaker open; the clock-adjusted bit (0x20) */
+	    "interval,2024-03-04T11:15:00Z,2024-03-04T12:15:00+01:00,",
+	    "interval,2024-03-04T11:30:00Z,2024-03-04T12:30:00+01:00,0,0,0,0,0\n",
+	    "analysis,2024-03-04T11:20:00Z,2024-03-04T12:20:00+01:00,",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_assert_not_null(strstr(a, want[i]), "%s not in\n%s", want[i], a);
+	char line[128];
+	const char *iv = strstr(a, want[5]) + strlen(want[5]);
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(iv, "\n"), iv);
+	cr_assert_eq(atoi(strrchr(line, ',') + 1) & 0x20, 0x20, "status of %s", line);
+	const char *an = strstr(a, want[7]) + strlen(want[7]);
+	cr_assert_not_null(strstr(an, ",0,0\n"), "no import or export power while open");
+	struct sim_registers r;
+	sim_registers(&m, to, &r);
+	char reg[96];
+	snprintf(reg, sizeof(reg), "register,2024-03-04T12:00:00Z,1-0:1.8.0.255,%lld,Wh\n",
+	         (long long)r.total[SIM_AP]);
+	cr_assert_not_null(strstr(a, reg), "%s not in\n%s", reg, a);
+	cr_assert_lt(r.total[SIM_AP], sim_energy(&p, SIM_AP, to), "less energy than uncommanded");
+	b = expect_csv(&p, from, to, what);
+	cr_assert_str_neq(a, b);
+	cr_assert_null(strstr(b, "remote_disconnect"));
+	free(a);
+	free(b);
+	sim_fleet_free(f);
+	sim_fleet_free(pure);
 }

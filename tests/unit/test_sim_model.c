@@ -4,13 +4,16 @@
  * tariff registers add up to the totals, per-phase values fit the meter
  * type, DST days have 23 and 25 hours of intervals, everything is a
  * deterministic function of the seed, and event logs enumerate stably and
- * wrap at 200 entries.
+ * wrap at 200 entries; the analysis logger holds the instantaneous values
+ * of the second before each capture, and `expect` prints it as its own
+ * record kind only when asked.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../sim/expect.h"
 #include "../sim/model.h"
 #include "meter_error.h"
 
@@ -563,5 +566,146 @@ Test(sim_model, no_jump_at_dst_changes)
 			}
 		}
 	}
+	sim_fleet_free(f);
+}
+
+/* ---- analysis logger ------------------------------------------------------ */
+
+struct ana_acc {
+	const struct sim_meter *m;
+	long n;
+	int64_t first, last;
+	bool bad;
+};
+
+static void
+ana_cb(void *arg, const struct sim_analysis *a)
+{
+	struct ana_acc *x = arg;
+	struct sim_instant in;
+	sim_instant(x->m, a->t - 1, &in);
+	if (a->t % SIM_ANALYSIS_PERIOD || memcmp(&in, &a->in, sizeof(in)) ||
+	    (x->n && a->t != x->last + SIM_ANALYSIS_PERIOD))
+		x->bad = true;
+	if (!x->n)
+		x->first = a->t;
+	x->last = a->t;
+	x->n++;
+}
+
+Test(sim_model, analysis_logger_captures_the_instantaneous_values)
+{
+	struct sim_fleet *f = fleet(3, 200, 900);
+	uint32_t idx[8];
+	unsigned n = pick_meters(f, idx);
+	int64_t d0 = utc(2024, 2, 10, 0);
+	for (unsigned k = 0; k < n; k++) {
+		struct sim_meter m;
+		sim_meter_load(f, idx[k], &m);
+		struct ana_acc x = {.m = &m};
+		cr_assert_eq(sim_analysis(&m, d0, d0 + DAY, ana_cb, &x), 144);
+		cr_assert_eq(x.n, 144);
+		cr_assert(!x.bad, "aligned, consecutive, equal to sim_instant of the second before");
+		cr_assert_eq(x.first, d0 + 600);
+		cr_assert_eq(x.last, d0 + DAY);
+		/* a capture's import power is the energy of the grid step that ended then */
+		struct sim_instant in;
+		sim_instant(&m, d0 + 36000 - 1, &in);
+		int64_t e = sim_energy(&m, SIM_AP, d0 + 36000) - sim_energy(&m, SIM_AP, d0 + 36000 - 300);
+		cr_assert_eq(in.p_import, e * 12);
+		cr_assert_gt(in.u[0], 2000);
+		/* nothing before installation */
+		struct ana_acc y = {.m = &m};
+		cr_assert_eq(sim_analysis(&m, m.installed - DAY, m.installed + 3600, ana_cb, &y), 6);
+		cr_assert_eq(y.first, (m.installed / 600 + 1) * 600);
+	}
+	sim_fleet_free(f);
+}
+
+Test(sim_model, analysis_entries_do_not_change_after_capture)
+{
+	struct sim_fleet *f = fleet(3, 20, 900);
+	struct sim_meter m;
+	sim_meter_load(f, 2, &m);
+	int64_t c = utc(2024, 2, 10, 12);
+	struct sim_analysis before = {0}, after = {0};
+	struct sim_instant open;
+	cr_assert_eq(sim_analysis(&m, c - 600, c, NULL, NULL), 1);
+	sim_instant(&m, c - 1, &before.in);
+	cr_assert_gt(before.in.p_import, 0);
+	cr_assert_eq(dev_remote_disconnect(&m, c + 100), 0);
+	sim_instant(&m, c - 1, &after.in);
+	cr_assert_eq(memcmp(&before.in, &after.in, sizeof(before.in)), 0,
+		     "a disconnect after the capture leaves it");
+	sim_instant(&m, c + 1200 - 1, &open);
+	cr_assert_eq(open.p_import, 0, "no power through the open breaker");
+	cr_assert_eq(open.p[0], 0);
+	sim_fleet_free(f);
+}
+
+static char *
+expect_text(const struct sim_meter *m, int64_t from, int64_t to, unsigned what, bool csv)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	cr_assert_not_null(f);
+	struct expect_req rq = {from, to, what, csv};
+	cr_assert_eq(expect_write(f, m, &rq), 0);
+	cr_assert_eq(fclose(f), 0);
+	return buf;
+}
+
+Test(sim_model, expect_prints_analysis_records_on_request_only)
+{
+	struct sim_fleet *f = fleet(3, 200, 900);
+	uint32_t idx[8];
+	unsigned n = pick_meters(f, idx);
+	int64_t t0 = utc(2024, 2, 10, 0);
+	for (unsigned k = 0; k < n; k++) {
+		struct sim_meter m;
+		sim_meter_load(f, idx[k], &m);
+		char *all = expect_text(&m, t0, t0 + 3600, EXPECT_DEFAULT, true);
+		cr_assert_null(strstr(all, "analysis"), "not in the default output");
+		cr_assert_not_null(strstr(all, "\ninterval,2024-02-10T00:15:00Z,"));
+		free(all);
+		char *csv = expect_text(&m, t0, t0 + 3600, EXPECT_ANALYSIS, true);
+		cr_assert_eq(strncmp(csv, "#analysis,t,local,u1_dV,", 24), 0);
+		/* the row captured at 00:30 UTC, field by field */
+		struct sim_instant in;
+		sim_instant(&m, t0 + 1800 - 1, &in);
+		char want[256];
+		char u2[8] = "", u3[8] = "", i2[12] = "", i3[12] = "", p2[12] = "", p3[12] = "";
+		if (m.phases == 3) {
+			snprintf(u2, sizeof(u2), "%u", in.u[1]);
+			snprintf(i2, sizeof(i2), "%u", in.i[1]);
+			snprintf(p2, sizeof(p2), "%d", in.p[1]);
+		}
+		if (m.phases >= 2) {
+			snprintf(u3, sizeof(u3), "%u", in.u[2]);
+			snprintf(i3, sizeof(i3), "%u", in.i[2]);
+			snprintf(p3, sizeof(p3), "%d", in.p[2]);
+		}
+		snprintf(want, sizeof(want),
+		         "\nanalysis,2024-02-10T00:30:00Z,2024-02-10T01:30:00+01:00,%u,%s,%s,%u,%s,%s,%d,%s,"
+		         "%s,%d,%d\n",
+		         in.u[0], u2, u3, in.i[0], i2, i3, in.p[0], p2, p3, in.p_import, in.p_export);
+		cr_assert_not_null(strstr(csv, want), "%s not in\n%s", want, csv);
+		int rows = 0;
+		for (char *p = csv; (p = strstr(p, "\nanalysis,")); p++)
+			rows++;
+		cr_assert_eq(rows, 6);
+		free(csv);
+		char *json = expect_text(&m, t0, t0 + 3600, EXPECT_ANALYSIS, false);
+		cr_assert_not_null(strstr(json, "\"analysis\""));
+		cr_assert_null(strstr(json, "\"intervals\""));
+		snprintf(want, sizeof(want), "\"p_import_w\": %d", in.p_import);
+		cr_assert_not_null(strstr(json, want), "%s in %s", want, json);
+		free(json);
+	}
+	unsigned w = 0;
+	cr_assert_eq(expect_parse_what("intervals,analysis", &w), 0);
+	cr_assert_eq(w, EXPECT_INTERVALS | EXPECT_ANALYSIS);
+	cr_assert_eq(expect_parse_what("intervals,analyses", &w), METER_EMALFORMED);
 	sim_fleet_free(f);
 }
