@@ -18,6 +18,8 @@
 #include "db.h"
 #include "json.h"
 
+#define DB_DIR_MAX 4096 /* the SQL directory's path */
+
 struct db_opts {
 	const char *dsn;
 	const char *sql_dir;
@@ -65,6 +67,31 @@ db_parse(int argc, char **argv, struct db_opts *o, bool allow_json)
 	return 0;
 }
 
+/*
+ * The start of both subcommands: options, the SQL directory (into dirbuf,
+ * of DB_DIR_MAX bytes), then the database.  Returns 0 with *c connected,
+ * or the exit code (1, 2) after saying why.
+ */
+static int
+db_open(int argc, char **argv, const char *cmd, bool allow_json, struct db_opts *o, char *dirbuf,
+        const char **dir, PGconn **c)
+{
+	char err[DB_ERR_MAX];
+	int rc;
+
+	if ((rc = db_parse(argc, argv, o, allow_json)) != 0)
+		return rc;
+	if ((*dir = db_sql_dir(o->sql_dir, dirbuf, DB_DIR_MAX, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl db %s: %s\n", cmd, err);
+		return 1;
+	}
+	if ((*c = db_connect(o->dsn, "ammctl", err, sizeof(err))) == NULL) {
+		fprintf(stderr, "ammctl db %s: cannot connect: %s\n", cmd, err);
+		return 1;
+	}
+	return 0;
+}
+
 static void
 db_report(const struct db_migration *m, double ms, void *arg)
 {
@@ -77,21 +104,13 @@ static int
 db_cmd_migrate(int argc, char **argv)
 {
 	struct db_opts o;
-	char err[DB_ERR_MAX], dirbuf[4096];
+	char err[DB_ERR_MAX], dirbuf[DB_DIR_MAX];
 	const char *dir;
 	PGconn *c;
 	int rc;
 
-	if ((rc = db_parse(argc, argv, &o, false)) != 0)
+	if ((rc = db_open(argc, argv, "migrate", false, &o, dirbuf, &dir, &c)) != 0)
 		return rc;
-	if ((dir = db_sql_dir(o.sql_dir, dirbuf, sizeof(dirbuf), err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl db migrate: %s\n", err);
-		return 1;
-	}
-	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl db migrate: cannot connect: %s\n", err);
-		return 1;
-	}
 	rc = db_migrate(c, dir, db_report, NULL, err, sizeof(err));
 	PQfinish(c);
 	if (rc < 0) {
@@ -110,21 +129,13 @@ db_cmd_status(int argc, char **argv)
 {
 	struct db_opts o;
 	struct db_migration *v = NULL;
-	char err[DB_ERR_MAX], dirbuf[4096];
+	char err[DB_ERR_MAX], dirbuf[DB_DIR_MAX];
 	const char *dir;
 	PGconn *c;
 	int n, rc, pending = 0, changed = 0;
 
-	if ((rc = db_parse(argc, argv, &o, true)) != 0)
+	if ((rc = db_open(argc, argv, "status", true, &o, dirbuf, &dir, &c)) != 0)
 		return rc;
-	if ((dir = db_sql_dir(o.sql_dir, dirbuf, sizeof(dirbuf), err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl db status: %s\n", err);
-		return 1;
-	}
-	if ((c = db_connect(o.dsn, "ammctl", err, sizeof(err))) == NULL) {
-		fprintf(stderr, "ammctl db status: cannot connect: %s\n", err);
-		return 1;
-	}
 	n = db_migrations(c, dir, &v, err, sizeof(err));
 	if (n < 0) {
 		fprintf(stderr, "ammctl db status: %s\n", err);
