@@ -15,7 +15,7 @@ struct ctl_cmd {
 
 static const struct ctl_cmd cmds[] = {
 	{"decode", ctl_decode, "decode dlms|hdlc|wrapper|mbus HEX|-   decode captured bytes to JSON"},
-	{"read", ctl_read, "read --host H [--port P] [--hdlc] ... OBIS[:ATTR]   one read from a meter"},
+	{"read", ctl_read, "read --host H [--port P] | --listen [ADDR:]PORT [--hdlc] ... OBIS[:ATTR] | --mbus H:P --primary N|--secondary ID [OBIS...] | --modbus H:P --unit N [OBIS...]   one read from a meter"},
 	{"action", ctl_action, "action --host H ... OBIS:METHOD [DATA]   invoke a method on a meter"},
 	{"db", ctl_db, "db migrate|status [--dsn DSN]   apply or show the schema migrations"},
 	{"meter", ctl_meter, "meter import|add|list|show|disable|enable ...   the meter inventory"},
