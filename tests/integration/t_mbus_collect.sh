@@ -9,6 +9,12 @@
 # A-; Modbus: A+, A-, R+, R-, A+ T1/T2 through the register map), and the
 # M-Bus voltages and currents equal `metersim info`.  Fairness: the slow bus takes several times longer
 # than the others, and the fast buses are done long before it is.
+# Concurrency and metrics: one M-Bus gateway row says concurrency 4, yet
+# every bus saw one connection and refused none (metersim refuses a second
+# master); each Modbus gateway (concurrency 1) one connection; per gateway,
+# /metrics counts exactly the requests and bytes metersim counted, 50
+# readouts ok, no timeout or garbled answer, and 3 refused readouts at the
+# dead gateway; `ammctl status` lists the gateways with what they read.
 . "$(dirname "$0")/lib.sh"
 # private copies: the shared build tree may be relinked while we run
 snap=$(mktemp -d)
@@ -63,7 +69,9 @@ dsn=$(pg_newdb amm_mbus_collect)
 "$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
 out=$("$AMMCTL" meter import --dsn "$dsn" "$SIM_WORK/inv.csv" 2>&1) || fail "import: $out"
 q "$dsn" "UPDATE gateway SET baud_rate = CASE WHEN port = $((base + SLOW)) THEN 1200 ELSE 9600 END
-	WHERE kind = 'mbus'" >/dev/null
+	WHERE kind = 'mbus';
+	UPDATE gateway SET name = 'slow-1200' WHERE port = $((base + SLOW));
+	UPDATE gateway SET concurrency = 4 WHERE port = $((base + 3))" >/dev/null
 expect_eq "inventory: $N meters on $((NB + NM)) gateways" "$N $((NB + NM))" \
 	"$(q "$dsn" "SELECT (SELECT count(*) FROM meter) || ' ' || (SELECT count(*) FROM gateway)")"
 # and a gateway that is down, with three meters
@@ -72,10 +80,12 @@ q "$dsn" "INSERT INTO gateway (name, kind, host, port, baud_rate) VALUES ('127.0
 	INSERT INTO meter (serial, type, transport, gateway_id, primary_addr)
 	SELECT 'dead' || i, '382M', 'mbus', (SELECT id FROM gateway WHERE port = $dead), i FROM generate_series(1, 3) i" >/dev/null
 
+HTTP_PORT=$(free_port)
 cat >"$SIM_WORK/ammd.conf" <<CONF
 [daemon]
 log_level = info
 instance_id = t-mbus
+http_listen = 127.0.0.1:$HTTP_PORT
 [database]
 dsn = $dsn
 [collection]
@@ -103,6 +113,78 @@ while [ "$(q "$dsn" "SELECT count(*) FROM meter WHERE next_due_at IS NULL OR nex
 	[ $i -gt 240 ] && { tail -30 "$SIM_WORK/ammd.log" >&2; fail "round not finished after 120 s"; }
 done
 t1=$(date +%s.%N)
+# the gateways' metrics against what each simulator counted
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/metrics', timeout=3).read().decode())" \
+	>"$SIM_WORK/metrics.txt" || fail "GET /metrics"
+for ((g = 0; g < NB + NM; g++)); do
+	label=127.0.0.1:$((base + g))
+	[ $g = $SLOW ] && label=slow-1200
+	kind=mbus
+	[ $g -ge $NB ] && kind=modbus
+	echo "$label $kind $("$METERSIM" ctl "$SIM_WORK/g$g.sock" counters | tr '\n' ' ')"
+done >"$SIM_WORK/simcount.txt"
+check=$(python3 - "$SIM_WORK/simcount.txt" "$PER" "127.0.0.1:$dead" "$SIM_WORK/metrics.txt" <<'PY'
+
+import re, sys
+m = {}
+for line in open(sys.argv[4]):
+    r = re.match(r'(ammd_gateway_\w+)\{(.*)\} (\S+)$', line.strip())
+    if r:
+        labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', r.group(2))))
+        m[(r.group(1), labels)] = float(r.group(3))
+def v(name, **kw):
+    return m.get((name, tuple(sorted(kw.items()))), -1)
+bad, per = [], int(sys.argv[2])
+for line in open(sys.argv[1]):
+    f = line.split()
+    gw, kind = f[0], f[1]
+    sim = dict(x.split("=", 1) for x in f[2:] if "=" in x)
+    k = dict(gateway=gw, kind=kind)
+    want = {
+        "requests": int(sim["mbus_requests" if kind == "mbus" else "modbus_requests"]),
+        "bytes out": int(sim["bytes_in"]), "bytes in": int(sim["bytes_out"]),
+        "connects": int(sim["connections"]), "sim connections": 1, "sim refused": 0,
+        "readouts ok": per, "timeouts": 0, "garbled": 0, "concurrency": 1, "queue": 0}
+    got = {
+        "requests": v("ammd_gateway_requests_total", **k),
+        "bytes out": v("ammd_gateway_bytes_total", direction="out", **k),
+        "bytes in": v("ammd_gateway_bytes_total", direction="in", **k),
+        "connects": v("ammd_gateway_connects_total", **k),
+        "sim connections": int(sim["connections"]), "sim refused": int(sim["refused"]),
+        "readouts ok": v("ammd_gateway_readouts_total", outcome="ok", **k),
+        "timeouts": v("ammd_gateway_timeouts_total", **k),
+        "garbled": v("ammd_gateway_garbled_total", **k),
+        "concurrency": v("ammd_gateway_concurrency", **k),
+        "queue": v("ammd_gateway_queue", **k)}
+    for key in want:
+        if got[key] != want[key]:
+            bad.append("%s %s: %s %g, expected %g" % (gw, kind, key, got[key], want[key]))
+dead = dict(gateway=sys.argv[3], kind="mbus")
+if v("ammd_gateway_readouts_total", outcome="refused", **dead) != 3:
+    bad.append("dead gateway: %g refused readouts" % v("ammd_gateway_readouts_total", outcome="refused", **dead))
+if v("ammd_gateway_connects_total", **dead) != 0:
+    bad.append("dead gateway: connects")
+slow = v("ammd_gateway_busy_seconds_total", gateway="slow-1200", kind="mbus")
+fast = max(x for (n, l), x in m.items() if n == "ammd_gateway_busy_seconds_total"
+           and dict(l)["kind"] == "mbus" and dict(l)["gateway"] not in ("slow-1200", sys.argv[3]))
+if not slow > 3 * fast:
+    bad.append("busy: slow bus %g s, fastest-finishing others at most %g s" % (slow, fast))
+print("; ".join(bad) if bad else "ok %d requests, busy slow %.1f s, others <= %.1f s" %
+      (sum(x for (n, l), x in m.items() if n == "ammd_gateway_requests_total"), slow, fast))
+PY
+)
+case $check in
+ok*) ok "metrics per gateway equal metersim's counters, one connection per gateway, none refused: ${check#ok }" ;;
+*) fail "gateway metrics: $check" ;;
+esac
+status=$("$AMMCTL" status --dsn "$dsn" -f "$SIM_WORK/ammd.conf" --json) || fail "ammctl status"
+expect_eq "ammctl status: gateways, meters read this round, errors" \
+	"$((NB + NM + 1)) $N 3 1 slow-1200:$PER:0:true" \
+	"$(python3 -c 'import json,sys
+g = json.load(sys.stdin)["gateways"]
+s = [x for x in g if x["name"] == "slow-1200"][0]
+print(len(g), sum(x["read"] for x in g), sum(x["errors"] for x in g),
+      sum(1 for x in g if x["reachable"] is False), "%s:%d:%d:%s" % (s["name"], s["read"], s["errors"], str(s["reachable"]).lower()))' <<<"$status")"
 kill -TERM $ammd_pid
 wait $ammd_pid
 live="JOIN meter m ON m.id = l.meter_id WHERE m.serial NOT LIKE 'dead%'"
