@@ -286,6 +286,7 @@ session_flush(struct session *s, struct mbuf *out)
 		s->bytes_out += out->len;
 	}
 	out->len = 0;
+	out->err = 0; /* drained: an overflow must not outlive its bytes */
 }
 
 static void
@@ -1365,7 +1366,8 @@ session_on_event(struct session *s, const struct dlms_client_event *ev)
 	}
 }
 
-/* Poll the engine until it has nothing more to say, then send. */
+/* Poll the engine until it has nothing more to say, then send; when a
+ * read brought more to answer than out holds, send and poll again. */
 static void
 session_pump(struct session *s)
 {
@@ -1374,8 +1376,17 @@ session_pump(struct session *s)
 
 	mbuf_init(&out, s->outp, s->out_cap);
 	while (s->state > SESSION_CONNECT && s->state < SESSION_CLOSE) {
-		if (dlms_client_poll(&s->c, &out, &ev) == DLMS_CEV_NONE)
-			break;
+		if (dlms_client_poll(&s->c, &out, &ev) == DLMS_CEV_NONE) {
+			/* out.len == 0: nothing moved, do not spin */
+			if (!dlms_client_out_pending(&s->c) || out.len == 0)
+				break;
+			if (!session_counter_ok(s)) {
+				session_close(s);
+				return;
+			}
+			session_flush(s, &out);
+			continue;
+		}
 		if (!session_counter_ok(s)) {
 			session_close(s);
 			return;

@@ -1309,6 +1309,12 @@ dlms_client_out_max(const struct dlms_client *c)
 	return dlms_link_out_max(&c->link, c->buf.tx_cap);
 }
 
+bool
+dlms_client_out_pending(const struct dlms_client *c)
+{
+	return dlms_link_out_pending(&c->link);
+}
+
 int
 dlms_client_decode(const struct dlms_client_event *ev, struct axdr_node *nodes, size_t cap,
                    size_t *n_nodes)

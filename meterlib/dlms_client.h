@@ -14,16 +14,22 @@
  *   dlms_client_init(c, &cfg);
  *   dlms_client_open(c, &out);            write `out` to the socket
  *   on every read:  dlms_client_feed(c, bytes, n) (until all taken), then
- *                   while (dlms_client_poll(c, &out, &ev) != DLMS_CEV_NONE)
- *                           handle ev;
- *                   write `out`
+ *                   do {
+ *                       while (dlms_client_poll(c, &out, &ev) != DLMS_CEV_NONE)
+ *                               handle ev;
+ *                       write `out`, empty it (len and err to 0)
+ *                   } while (dlms_client_out_pending(c));
  *   on the timer:   dlms_client_timeout(c, &out), then poll as above
  *   after EVERY call: persist dlms_client_tx_counter() if it changed
  *                   (before writing `out`), and re-arm the timer when
  *                   dlms_client_timer() reports a new generation.
  *
  * Every call that may send takes `out`, an mbuf the caller empties after the
- * call (size it with dlms_client_out_max()).  A request is started with
+ * call (size it with dlms_client_out_max()).  The engine appends whole
+ * frames or PDUs only while they fit and never sets out->err; when a read
+ * brings more to answer than `out` holds (several frames at once, a window
+ * to go out), the rest waits in the engine and dlms_client_out_pending()
+ * is true: write `out`, empty it, poll again.  A request is started with
  * dlms_client_get()/_set()/_action(); its outcome comes back from poll as
  * one DLMS_CEV_RESULT per item, then DLMS_CEV_DONE.  One request is
  * outstanding at a time; the next may be started from the DONE event on.
@@ -373,10 +379,15 @@ uint32_t dlms_client_timer(const struct dlms_client *c, uint32_t *ms);
 uint32_t dlms_client_tx_counter(const struct dlms_client *c);
 struct dlms_rx_counter dlms_client_rx_counter(const struct dlms_client *c);
 
-/* Bytes `out` must hold for any call (a full HDLC window, or a wrapper PDU);
- * an upper bound valid for the whole session, so it may be read right after
- * init, before the HDLC parameters are negotiated. */
+/* Bytes `out` should hold (a full HDLC window, or a wrapper PDU): with an
+ * empty buffer of this size, open/get/set/action/release/timeout never
+ * leave output pending.  An upper bound valid for the whole session, so it
+ * may be read right after init, before the HDLC parameters are negotiated. */
 size_t dlms_client_out_max(const struct dlms_client *c);
+
+/* The last call left output waiting for room in `out`: write and empty
+ * `out`, then call dlms_client_poll() again (see the top of this file). */
+bool dlms_client_out_pending(const struct dlms_client *c);
 
 /* Convenience: decode a RESULT's or NOTIFICATION's data into nodes (axdr_decode). */
 int dlms_client_decode(const struct dlms_client_event *ev, struct axdr_node *nodes, size_t cap,

@@ -3,6 +3,11 @@
  * const struct dlms_link_ops.  The wrapper backend is a wrapper_stream plus
  * wPort checks; the HDLC backend forwards to hdlc_link and renames its
  * events.  The engines above never look at which one they have.
+ *
+ * Neither writes past the room left in `out`.  The wrapper keeps an APDU
+ * that does not fit by pointer (the caller keeps it while tx_busy) and
+ * sends it from the next poll, before it hands over another received APDU
+ * whose answer would need the same transmit buffer.
  */
 #include <string.h>
 
@@ -28,26 +33,59 @@ wr_disconnect(struct dlms_link *l, struct mbuf *out)
 	(void)out;
 	/* Nothing on the wire: closing the TCP connection is the caller's. */
 	l->up = false;
+	l->held = NULL;
 	return 0;
 }
 
+static size_t
+out_room(const struct mbuf *out)
+{
+	return out->err ? 0 : out->cap - out->len;
+}
+
+/* One PDU into out if it fits whole; METER_ENOSPC (out untouched) if not. */
 static int
-wr_send(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out)
+wr_emit(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out)
 {
 	ssize_t n;
 
-	if (!l->up || l->dead)
-		return METER_ESTATE;
-	if (len == 0)
-		return METER_EINVAL;
+	if (len > UINT16_MAX)
+		return METER_ELENGTH;
+	if (WRAPPER_HEADER_LEN + len > out_room(out))
+		return METER_ENOSPC;
 	n = wrapper_encode(out, l->local_wport, l->remote_wport, apdu, len);
 	return n < 0 ? (int)n : 0;
 }
 
 static int
+wr_send(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out)
+{
+	int r;
+
+	if (!l->up || l->dead || l->held)
+		return METER_ESTATE;
+	if (len == 0)
+		return METER_EINVAL;
+	r = wr_emit(l, apdu, len, out);
+	if (r == METER_ENOSPC && out->len > 0 && WRAPPER_HEADER_LEN + len <= out->cap) {
+		/* Full for now: the next poll sends it, once out is drained. */
+		l->held = apdu;
+		l->held_len = len;
+		return 0;
+	}
+	return r;
+}
+
+static int
 wr_push(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out)
 {
-	return wr_send(l, apdu, len, out);
+	if (!l->up || l->dead)
+		return METER_ESTATE;
+	if (len == 0)
+		return METER_EINVAL;
+	/* Copied at once (the caller reuses its buffer), ahead of a held
+	 * response: each PDU is whole on the stream either way. */
+	return wr_emit(l, apdu, len, out);
 }
 
 static size_t
@@ -64,10 +102,22 @@ wr_poll(struct dlms_link *l, struct mbuf *out, struct dlms_link_event *ev)
 	struct wrapper_pdu w;
 	int r;
 
-	(void)out;
 	memset(ev, 0, sizeof(*ev));
 	if (l->dead)
 		return ev->type = DLMS_LINK_EV_NONE;
+	if (l->held) {
+		r = wr_emit(l, l->held, l->held_len, out);
+		if (r == METER_ENOSPC && out->len > 0)
+			return ev->type = DLMS_LINK_EV_NONE; /* drain, poll again */
+		l->held = NULL;
+		if (r < 0) {
+			/* An empty out too small (or overflowed by the caller):
+			 * the stream cannot go on without this PDU. */
+			l->dead = true;
+			ev->err = r;
+			return ev->type = DLMS_LINK_EV_ERROR;
+		}
+	}
 	if (l->server && !l->up && l->u.ws.len > 0) {
 		l->up = true;
 		l->report_up = true;
@@ -113,8 +163,13 @@ wr_resend(struct dlms_link *l, struct mbuf *out)
 static bool
 wr_tx_busy(const struct dlms_link *l)
 {
-	(void)l;
-	return false;
+	return l->held != NULL;
+}
+
+static bool
+wr_out_pending(const struct dlms_link *l)
+{
+	return l->held != NULL;
 }
 
 static size_t
@@ -127,7 +182,7 @@ wr_out_max(const struct dlms_link *l, size_t apdu_len)
 static bool
 wr_idle(const struct dlms_link *l)
 {
-	return l->u.ws.len == l->u.ws.done;
+	return l->u.ws.len == l->u.ws.done && l->held == NULL;
 }
 
 static void
@@ -152,6 +207,7 @@ const struct dlms_link_ops dlms_link_wrapper_ops = {
     .out_max = wr_out_max,
     .idle = wr_idle,
     .set_rxbuf = wr_set_rxbuf,
+    .out_pending = wr_out_pending,
 };
 
 /* ---- HDLC (IEC 62056-46) ---------------------------------------------- */
@@ -192,7 +248,7 @@ hd_push(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out)
 	if (room <= HDLC_LLC_LEN)
 		return METER_ELENGTH;
 	/* All frames or none: do not leave half a push in out. */
-	if ((len + HDLC_LLC_LEN + room - 1) / room * (room + 17) > out->cap - out->len)
+	if ((len + HDLC_LLC_LEN + room - 1) / room * (room + 17) > out_room(out))
 		return METER_ENOSPC;
 	do {
 		mbuf_init(&ib, info, room);
@@ -214,6 +270,12 @@ hd_push(struct dlms_link *l, const uint8_t *apdu, size_t len, struct mbuf *out)
 			return (int)n;
 	} while (off < len);
 	return 0;
+}
+
+static bool
+hd_out_pending(const struct dlms_link *l)
+{
+	return hdlc_link_out_pending(&l->u.hl);
 }
 
 static size_t
@@ -308,6 +370,7 @@ const struct dlms_link_ops dlms_link_hdlc_ops = {
     .out_max = hd_out_max,
     .idle = hd_idle,
     .set_rxbuf = hd_set_rxbuf,
+    .out_pending = hd_out_pending,
 };
 
 /* ---- common ------------------------------------------------------------- */
@@ -402,6 +465,12 @@ bool
 dlms_link_idle(const struct dlms_link *l)
 {
 	return l->ops->idle(l);
+}
+
+bool
+dlms_link_out_pending(const struct dlms_link *l)
+{
+	return l->ops->out_pending(l);
 }
 
 void

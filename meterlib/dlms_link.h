@@ -18,8 +18,14 @@
  * APDU; wrapper: the stream buffer, 8 bytes more than the largest APDU) and
  * must outlive the link.  An APDU given to dlms_link_send() must stay
  * unchanged until dlms_link_tx_busy() is false (HDLC sends it frame by
- * frame as RRs arrive; the wrapper copies it into `out` at once).  An APDU
- * in an event is valid until the next feed or poll.  Nothing allocates.
+ * frame as RRs arrive; the wrapper copies it into `out` at once, or when
+ * `out` is full keeps it until the next poll).  An APDU in an event is
+ * valid until the next feed or poll.  Nothing allocates.
+ *
+ * Output: neither framing overruns `out` or sets out->err.  What does not
+ * fit waits in the link, dlms_link_out_pending() says so, and the next
+ * poll (after the caller has written and emptied `out`) sends it before it
+ * takes more input.
  */
 #ifndef METER_DLMS_LINK_H
 #define METER_DLMS_LINK_H
@@ -82,6 +88,7 @@ struct dlms_link_ops {
 	size_t (*out_max)(const struct dlms_link *l, size_t apdu_len);
 	bool (*idle)(const struct dlms_link *l);
 	void (*set_rxbuf)(struct dlms_link *l, uint8_t *buf, size_t cap);
+	bool (*out_pending)(const struct dlms_link *l);
 };
 
 extern const struct dlms_link_ops dlms_link_wrapper_ops;
@@ -97,6 +104,8 @@ struct dlms_link {
 	uint16_t local_wport, remote_wport;
 	bool any_remote;
 	uint32_t ignored; /* PDUs for another wPort */
+	const uint8_t *held; /* wrapper: APDU sent while out was full */
+	size_t held_len;
 	union {
 		struct wrapper_stream ws;
 		struct hdlc_link hl;
@@ -112,6 +121,8 @@ int dlms_link_init(struct dlms_link *l, const struct dlms_link_config *cfg);
  * append to `out` when an APDU of apdu_len bytes is sent.
  * dlms_link_idle(): no partial input held and nothing unacknowledged, so
  * the receive buffer may be swapped with dlms_link_set_rxbuf().
+ * dlms_link_out_pending(): the last call left output waiting for room in
+ * `out`: write and empty it, then poll again.
  */
 int dlms_link_connect(struct dlms_link *l, struct mbuf *out);
 int dlms_link_disconnect(struct dlms_link *l, struct mbuf *out);
@@ -130,6 +141,7 @@ int dlms_link_resend(struct dlms_link *l, struct mbuf *out);
 bool dlms_link_tx_busy(const struct dlms_link *l);
 size_t dlms_link_out_max(const struct dlms_link *l, size_t apdu_len);
 bool dlms_link_idle(const struct dlms_link *l);
+bool dlms_link_out_pending(const struct dlms_link *l);
 void dlms_link_set_rxbuf(struct dlms_link *l, uint8_t *buf, size_t cap);
 
 /* "wrapper" or "hdlc". */

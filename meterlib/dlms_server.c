@@ -1119,3 +1119,9 @@ dlms_server_out_max(const struct dlms_server *s)
 {
 	return dlms_link_out_max(&s->link, s->buf.tx_cap);
 }
+
+bool
+dlms_server_out_pending(const struct dlms_server *s)
+{
+	return dlms_link_out_pending(&s->link);
+}

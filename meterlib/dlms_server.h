@@ -14,7 +14,8 @@
  *
  * Driving it: like the client (see dlms_client.h): dlms_server_feed()
  * received bytes, dlms_server_poll() until DLMS_SEV_NONE, write what was
- * appended to `out`.  The server needs no timer: the caller closes idle
+ * appended to `out`, and while dlms_server_out_pending() empty `out` and
+ * poll again (a pipelined read may need more answers than `out` holds).  The server needs no timer: the caller closes idle
  * connections itself.
  *
  * Buffers (struct dlms_buffers, see dlms_client.h) are the caller's.
@@ -229,6 +230,9 @@ int dlms_server_set_buffers(struct dlms_server *s, const struct dlms_buffers *b)
 /* Bytes `out` must hold for any call but notify (see dlms_client_out_max());
  * a push over HDLC takes (APDU / information length + 1) frames more. */
 size_t dlms_server_out_max(const struct dlms_server *s);
+
+/* Output waits for room in `out`: write and empty it, then poll again. */
+bool dlms_server_out_pending(const struct dlms_server *s);
 
 const char *dlms_server_event_name(int type);
 

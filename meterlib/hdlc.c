@@ -445,6 +445,13 @@ hdlc_encode(struct mbuf *out, const struct hdlc_frame *f)
 	return (ssize_t)(flen + 2);
 }
 
+size_t
+hdlc_frame_len(uint8_t dest_size, uint8_t src_size, size_t info_len)
+{
+	/* flags, format, addresses, control, HCS (with information), FCS */
+	return 2 + 2 + (size_t)dest_size + src_size + 1 + (info_len ? 2 + info_len : 0) + 2;
+}
+
 void
 hdlc_put_llc(struct mbuf *out, bool response)
 {

@@ -140,6 +140,13 @@ uint8_t hdlc_control(uint8_t type, uint8_t ns, uint8_t nr, bool pf);
 ssize_t hdlc_encode(struct mbuf *out, const struct hdlc_frame *f);
 
 /*
+ * Bytes hdlc_encode() appends for a frame with these address sizes and
+ * information length, flags included, so that a sender can check the room
+ * left in its output before it commits to a frame.
+ */
+size_t hdlc_frame_len(uint8_t dest_size, uint8_t src_size, size_t info_len);
+
+/*
  * Address codec.  hdlc_addr_parse reads one address from buf and returns
  * its size (1, 2 or 4), METER_ENEEDMORE, or METER_EMALFORMED for a 3-byte
  * or over-long address.  hdlc_addr_put appends a in a->size bytes (out->err

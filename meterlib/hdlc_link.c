@@ -16,6 +16,13 @@
  * until every frame of it is acknowledged, and why a go-back-N resend costs
  * no memory.  There are no timers; hdlc_link_resend() is the caller's
  * answer to a timeout.
+ *
+ * The caller's output buffer is never overrun: a frame is written only when
+ * it fits whole.  A window cut short for room is finished by the next poll
+ * (tx_more), and a received frame is taken only when out has room for any
+ * answer but a window (in_blocked otherwise), so a caller that drains out
+ * and polls again while hdlc_link_out_pending() says so loses nothing,
+ * however many frames a read brings.
  */
 #include "hdlc_link.h"
 
@@ -59,6 +66,13 @@ static uint8_t
 window(uint32_t v)
 {
 	return v < 1 ? 1 : v > 7 ? 7 : (uint8_t)v;
+}
+
+/* Room left in out; none once it has overflowed (the caller's bug). */
+static size_t
+room(const struct mbuf *out)
+{
+	return out->err ? 0 : out->cap - out->len;
 }
 
 static bool
@@ -118,6 +132,8 @@ reset_sequence(struct hdlc_link *l)
 	l->tx_ack_ns = 0;
 	l->tx_unacked = 0;
 	l->tx_final_sent = false;
+	l->tx_more = false;
+	l->in_blocked = false;
 	l->last_sent = 0;
 }
 
@@ -134,9 +150,12 @@ emit(struct hdlc_link *l, struct mbuf *out, uint8_t type, bool pf, const uint8_t
 	    .info = info,
 	    .info_len = ilen,
 	};
-	ssize_t n = hdlc_encode(out, &f);
+	ssize_t n;
 
-	if (n < 0)
+	/* Check first: a frame that does not fit must not latch out->err. */
+	if (hdlc_frame_len(l->remote.size, l->local.size, ilen) > room(out))
+		return METER_ENOSPC;
+	if ((n = hdlc_encode(out, &f)) < 0)
 		return (int)n;
 	l->frames_out++;
 	l->last_sent = type;
@@ -194,6 +213,12 @@ hdlc_link_tx_busy(const struct hdlc_link *l)
 	return l->tx != NULL;
 }
 
+bool
+hdlc_link_out_pending(const struct hdlc_link *l)
+{
+	return l->tx_more || l->in_blocked;
+}
+
 size_t
 hdlc_link_out_max(const struct hdlc_link *l)
 {
@@ -215,12 +240,18 @@ chunk_at(const struct hdlc_link *l, size_t off)
 	return left < room ? left : room;
 }
 
-/* Send segments from tx_sent on while the window and the peer allow. */
+/*
+ * Send segments from tx_sent on while the window and the peer allow and
+ * out has room; a window cut short for room is marked tx_more, and the
+ * next poll goes on with it (the poll bit is only on its last frame, so
+ * the peer waits for the rest).
+ */
 static int
 tx_fill(struct hdlc_link *l, struct mbuf *out)
 {
 	uint8_t info[HDLC_MAX_INFO];
 
+	l->tx_more = false;
 	while (l->tx && !l->peer_busy && !l->tx_final_sent && l->tx_unacked < l->window_tx) {
 		size_t off = l->tx_sent, n = chunk_at(l, off), ilen = 0;
 		bool seg = off + n < l->tx_len;
@@ -242,8 +273,12 @@ tx_fill(struct hdlc_link *l, struct mbuf *out)
 			info[2] = 0;
 			ilen = HDLC_LLC_LEN;
 		}
-		memcpy(info + ilen, l->tx + off, n);
 		f.info_len = ilen + n;
+		if (hdlc_frame_len(f.dest.size, f.src.size, f.info_len) > room(out)) {
+			l->tx_more = true;
+			return 0;
+		}
+		memcpy(info + ilen, l->tx + off, n);
 		if ((rc = hdlc_encode(out, &f)) < 0)
 			return (int)rc;
 		l->frames_out++;
@@ -273,13 +308,17 @@ hdlc_link_send(struct hdlc_link *l, const uint8_t *apdu, size_t len, struct mbuf
 	l->tx_ack_ns = l->vs;
 	l->tx_unacked = 0;
 	l->tx_final_sent = false;
-	if ((rc = tx_fill(l, out)) < 0) {
-		/* The caller discards out: as if never sent. */
+	rc = tx_fill(l, out);
+	if (rc == 0 && l->tx_more && l->tx_unacked == 0 && out->len == 0)
+		rc = METER_ENOSPC; /* not one frame fits an empty out: never will */
+	if (rc < 0) {
+		/* As if never sent. */
 		l->tx = NULL;
 		l->tx_len = 0;
 		l->tx_sent = 0;
 		l->tx_unacked = 0;
 		l->tx_final_sent = false;
+		l->tx_more = false;
 		l->vs = vs;
 		l->last_sent = last;
 	}
@@ -322,6 +361,7 @@ tx_ack(struct hdlc_link *l, uint8_t nr)
 		l->tx_acked = 0;
 		l->tx_sent = 0;
 		l->tx_final_sent = false;
+		l->tx_more = false;
 	}
 	return 0;
 }
@@ -654,6 +694,20 @@ hdlc_link_poll(struct hdlc_link *l, struct mbuf *out, struct hdlc_event *ev)
 	int rc, type;
 
 	memset(ev, 0, sizeof(*ev));
+	l->in_blocked = false;
+	if (l->tx_more) {
+		/* The rest of a window that did not fit last time. */
+		if ((rc = tx_fill(l, out)) < 0)
+			return set_event(ev, HDLC_EV_ERROR, rc, HDLC_I);
+		if (l->tx_more) {
+			if (out->len > 0)
+				return HDLC_EV_NONE; /* drain, then poll again */
+			/* Not one frame fits an empty out: stop trying until
+			 * the peer's next poll or the caller's resend. */
+			l->tx_more = false;
+			return set_event(ev, HDLC_EV_ERROR, METER_ENOSPC, HDLC_I);
+		}
+	}
 	for (;;) {
 		rc = hdlc_scan(l->in + l->in_off, l->in_len - l->in_off, &f, &drop);
 		if (rc <= 0) {
@@ -670,6 +724,13 @@ hdlc_link_poll(struct hdlc_link *l, struct mbuf *out, struct hdlc_event *ev)
 			}
 			l->frames_bad++;
 			continue;
+		}
+		/* Leave the frame queued until out has room for its answer
+		 * (and the window in progress is out).  An empty out that is
+		 * smaller still goes ahead: its errors are reported. */
+		if ((l->tx_more || room(out) < HDLC_LINK_CTRL_MAX) && out->len > 0) {
+			l->in_blocked = true;
+			return HDLC_EV_NONE;
 		}
 		type = handle_frame(l, &f, out, ev);
 		l->in_off += drop;

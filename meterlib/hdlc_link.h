@@ -18,6 +18,15 @@
  *     `out` mbuf to the transport.  Frames to send (RR after a received
  *     segment, the next segment after the peer's RR, UA to a SNRM) appear
  *     in `out` without an event of their own.
+ *   - when hdlc_link_out_pending() is true after that, empties `out` and
+ *     polls again: drain and poll again until nothing is pending.
+ *
+ * The link never overruns `out` and never sets out->err: it appends whole
+ * frames only while they fit.  What does not fit waits in the link (the
+ * rest of a window is cut again from the caller's APDU; received frames
+ * stay in the input buffer until there is room to answer them), which is
+ * why a peer that pipelines frames, two polls answered with a window each,
+ * or an output buffer of a single frame all work without an error.
  *
  * Timers are the caller's: when the peer does not answer in time, call
  * hdlc_link_resend(), or give up and drop the link.  A client repeats SNRM
@@ -47,6 +56,11 @@
 /* Room for one maximum frame plus the tail of a read that began another. */
 #define HDLC_LINK_RXBUF (2 * HDLC_MAX_FRAME + 2)
 
+/* Room hdlc_link_poll() wants in `out` before it takes a received frame:
+ * the largest frame it answers with that is not an I-frame (a UA with
+ * parameters, 4-byte addresses).  I-frames go out as they fit. */
+#define HDLC_LINK_CTRL_MAX 64
+
 enum hdlc_role { HDLC_CLIENT = 1, HDLC_SERVER };
 
 enum hdlc_link_state {
@@ -72,7 +86,8 @@ struct hdlc_event {
 	bool ui;       /* HDLC_EV_APDU came in UI frames (push, broadcast) */
 	int err;       /* HDLC_EV_ERROR: METER_EPROTO (wrong N(S) or N(R),
 	                  FRMR received, bad LLC), METER_ENOSPC (APDU
-	                  larger than the reassembly buffer, dropped);
+	                  larger than the reassembly buffer, dropped; or
+	                  an empty `out` too small for a frame to send);
 	                  HDLC_EV_DISCONNECTED: METER_EREJECTED when the
 	                  peer answered SNRM with DM, METER_EABORTED for
 	                  a DM while connected, else 0 */
@@ -135,6 +150,8 @@ struct hdlc_link {
 	uint8_t tx_ack_ns;  /* N(S) of the first unacknowledged frame */
 	uint8_t tx_unacked; /* frames sent and not acknowledged */
 	bool tx_final_sent; /* the last segment has gone out */
+	bool tx_more;       /* the window was cut short for room in out */
+	bool in_blocked;    /* a received frame waits for room in out */
 
 	/* what hdlc_link_resend() repeats: enum hdlc_type, 0 for nothing */
 	uint8_t last_sent;
@@ -163,11 +180,14 @@ int hdlc_link_disconnect(struct hdlc_link *l, struct mbuf *out);
 
 /*
  * Send an APDU: appends the first frames (LLC header first, at most
- * max_info_tx bytes of information each, up to window_tx frames), and the
- * link sends the rest as the peer's RRs arrive during hdlc_link_poll().
+ * max_info_tx bytes of information each, up to window_tx frames, as many
+ * as fit in out; the others of the window follow from hdlc_link_poll()
+ * once out is drained, see hdlc_link_out_pending()), and the link sends
+ * the rest as the peer's RRs arrive during hdlc_link_poll().
  * Returns 0, METER_ESTATE (not connected, or a previous APDU still busy),
- * METER_EINVAL (empty APDU), METER_ENOSPC (out too small: discard out;
- * nothing counts as sent, so call again with hdlc_link_out_max() bytes).
+ * METER_EINVAL (empty APDU), METER_ENOSPC (an empty out cannot hold one
+ * frame: nothing counts as sent, so call again with hdlc_link_out_max()
+ * bytes).
  */
 int hdlc_link_send(struct hdlc_link *l, const uint8_t *apdu, size_t len, struct mbuf *out);
 
@@ -175,8 +195,18 @@ int hdlc_link_send(struct hdlc_link *l, const uint8_t *apdu, size_t len, struct 
 bool hdlc_link_tx_busy(const struct hdlc_link *l);
 
 /*
- * The most bytes one call may append to `out` with the parameters now in
- * force (a full window of maximum I-frames): size the output buffer so.
+ * True when the last call stopped because `out` was full: frames of a
+ * window still to go, or received frames still to answer.  Write out,
+ * empty it and call hdlc_link_poll() again (with no new input if need be).
+ */
+bool hdlc_link_out_pending(const struct hdlc_link *l);
+
+/*
+ * A full window of maximum I-frames with the parameters now in force: an
+ * empty output buffer of this size takes any one burst, so a send into it
+ * leaves nothing pending.  A smaller one (down to one frame) also works,
+ * with more drains; a poll over several received frames may fill any size,
+ * which hdlc_link_out_pending() then says.
  */
 size_t hdlc_link_out_max(const struct hdlc_link *l);
 
@@ -188,8 +218,10 @@ size_t hdlc_link_out_max(const struct hdlc_link *l);
 size_t hdlc_link_feed(struct hdlc_link *l, const uint8_t *p, size_t n);
 
 /*
- * Handle queued input until a frame yields an event or the input is used
- * up (HDLC_EV_NONE).  Frames to send in answer are appended to out.
+ * Handle queued input until a frame yields an event, the input is used up
+ * or out has no room for what a frame may need (HDLC_EV_NONE; then
+ * hdlc_link_out_pending() is true).  First sends what is pending of a
+ * window.  Frames to send in answer are appended to out.
  * Frames with bad checksums, and frames for other addresses, are skipped
  * (and counted).  Returns the event type, also stored in ev->type.
  */

@@ -326,6 +326,13 @@ struct pair {
 	uint8_t s_rx[SMALL], s_tx[SMALL], s_work[SMALL], s_data[BIG];
 	uint8_t c_outbuf[OUTCAP], s_outbuf[OUTCAP], wire[OUTCAP];
 	struct mbuf cout, sout;
+	/* Output as the callers handle it: out holds ccap/scap bytes (0: all
+	 * of *_outbuf); poll until NONE, write out (to the *_q "socket") and
+	 * poll again while the engine says more is pending. */
+	size_t ccap, scap;
+	uint8_t c_q[OUTCAP], s_q[OUTCAP];
+	size_t c_qlen, s_qlen;
+	int c_drains, s_drains;
 	enum chunking how;
 	bool drop_server; /* lose what the server sends */
 	struct rec ev[MAXEV];
@@ -455,14 +462,33 @@ client_record(struct pair *p, const struct dlms_client_event *e)
 	}
 }
 
+/* Write what one side's out holds to its queue ("the socket"). */
+static void
+spill(struct mbuf *out, uint8_t *buf, size_t cap, uint8_t *q, size_t *qlen)
+{
+	cr_assert_eq(out->err, 0, "output overrun (ENOSPC latched)");
+	cr_assert_leq(out->len, cap ? cap : OUTCAP);
+	cr_assert_leq(*qlen + out->len, (size_t)OUTCAP);
+	memcpy(q + *qlen, buf, out->len);
+	*qlen += out->len;
+	mbuf_init(out, buf, cap ? cap : OUTCAP);
+}
+
 static void
 client_pump(struct pair *p)
 {
 	struct dlms_client_event e;
 
-	while (dlms_client_poll(&p->c, &p->cout, &e) != DLMS_CEV_NONE)
-		client_record(p, &e);
-	cr_assert_eq(p->cout.err, 0);
+	for (int guard = 0;; guard++) {
+		cr_assert_lt(guard, 100000, "the client stays pending");
+		while (dlms_client_poll(&p->c, &p->cout, &e) != DLMS_CEV_NONE)
+			client_record(p, &e);
+		cr_assert_eq(p->cout.err, 0);
+		if (!dlms_client_out_pending(&p->c))
+			break;
+		p->c_drains++;
+		spill(&p->cout, p->c_outbuf, p->ccap, p->c_q, &p->c_qlen);
+	}
 }
 
 static void
@@ -470,6 +496,7 @@ server_pump(struct pair *p)
 {
 	struct dlms_server_event e;
 
+again:
 	while (dlms_server_poll(&p->s, &p->sout, &e) != DLMS_SEV_NONE) {
 		switch (e.type) {
 		case DLMS_SEV_ASSOCIATED:
@@ -497,6 +524,11 @@ server_pump(struct pair *p)
 		}
 	}
 	cr_assert_eq(p->sout.err, 0);
+	if (dlms_server_out_pending(&p->s)) {
+		cr_assert_lt(p->s_drains++, 1000000, "the server stays pending");
+		spill(&p->sout, p->s_outbuf, p->scap, p->s_q, &p->s_qlen);
+		goto again;
+	}
 }
 
 /* Feed n bytes to one side in the pair's chunking. */
@@ -536,17 +568,19 @@ run(struct pair *p)
 	for (int round = 0; round < 200000; round++) {
 		size_t n;
 
-		if (p->cout.len) {
-			n = p->cout.len;
-			memcpy(p->wire, p->c_outbuf, n);
-			mbuf_init(&p->cout, p->c_outbuf, sizeof(p->c_outbuf));
+		spill(&p->cout, p->c_outbuf, p->ccap, p->c_q, &p->c_qlen);
+		spill(&p->sout, p->s_outbuf, p->scap, p->s_q, &p->s_qlen);
+		if (p->c_qlen) {
+			n = p->c_qlen;
+			memcpy(p->wire, p->c_q, n);
+			p->c_qlen = 0;
 			deliver(p, true, p->wire, n);
 			continue;
 		}
-		if (p->sout.len) {
-			n = p->sout.len;
-			memcpy(p->wire, p->s_outbuf, n);
-			mbuf_init(&p->sout, p->s_outbuf, sizeof(p->s_outbuf));
+		if (p->s_qlen) {
+			n = p->s_qlen;
+			memcpy(p->wire, p->s_q, n);
+			p->s_qlen = 0;
 			if (p->drop_server)
 				continue;
 			if (p->recbuf) {
@@ -558,7 +592,7 @@ run(struct pair *p)
 			continue;
 		}
 		client_pump(p);
-		if (p->cout.len == 0 && p->sout.len == 0)
+		if (p->cout.len == 0 && p->sout.len == 0 && p->c_qlen == 0 && p->s_qlen == 0)
 			return;
 	}
 	cr_assert_fail("the engines never went quiet");
@@ -1085,6 +1119,94 @@ Test(dlms_engine, profile_30_days_hdlc_128_window_1)
 Test(dlms_engine, profile_30_days_hdlc_ciphered_bytes, .timeout = 120)
 {
 	profile(DLMS_FRAMING_HDLC, HDLC128 | CIPHER | HLS, BYTES, "get-hdlc-ciphered");
+}
+
+/*
+ * Drain and poll again: HDLC with information length 128 and window 7,
+ * each side's output buffer one maximum frame, everything a side wrote
+ * reaching the other in one read (a window of I-frames in one TCP
+ * segment).  The 2,880-row profile comes through whole, in blocks, with
+ * the engines handing their windows over frame by frame.
+ */
+Test(dlms_engine, profile_hdlc_window7_one_frame_buffers, .timeout = 120)
+{
+	struct pair *p = pair_new(DLMS_FRAMING_HDLC, 0);
+	static const int all[6] = {0, 1, 2, 3, 4, 5};
+	uint8_t abuf[256];
+	struct xdlms_access acc;
+	int i;
+
+	p->cc.hdlc_params = (struct hdlc_params){128, 128, 7, 7};
+	p->sc.hdlc_params = (struct hdlc_params){128, 128, 7, 7};
+	pair_init(p);
+	p->ccap = p->scap = dlms_client_out_max(&p->c) / 7; /* 128 + 17 */
+	cr_assert_eq(p->ccap, 145);
+	mbuf_init(&p->cout, p->c_outbuf, p->ccap);
+	mbuf_init(&p->sout, p->s_outbuf, p->scap);
+	open_ok(p);
+	cr_assert_eq(p->c.link.u.hl.window_tx, 7);
+	cr_assert_eq(p->s.link.u.hl.window_tx, 7);
+	range_access(&acc, abuf, sizeof(abuf), RANGE_FIRST, RANGE_ROWS, NULL, 0);
+	struct dlms_get_item it[1] = {{{7, O_PROFILE, 2}, &acc}};
+	int served = p->s_served;
+	i = get(p, it, 1);
+	check_profile(p, i, RANGE_FIRST, RANGE_ROWS, all, 6);
+	cr_assert_gt(p->s_served - served, 100, "the profile came in blocks");
+	cr_assert_gt(p->ev[i].len, 100000);
+	cr_assert_gt(p->s_drains, 100, "windows went out frame by frame");
+	cr_assert_eq(p->s_errors, 0);
+	release_ok(p);
+	pair_free(p);
+}
+
+/*
+ * Three GET requests pipelined in one TCP segment over the wrapper, to a
+ * server whose output buffer holds one response: it answers all three,
+ * one per drain, instead of failing the second.
+ */
+Test(dlms_engine, pipelined_requests_one_response_buffer)
+{
+	struct pair *p = pair_new(DLMS_FRAMING_WRAPPER, 0);
+	struct dlms_get_item it[1] = {ITEM(1, O_SERIAL, 2)};
+	static uint8_t req[256], rsp[256], three[768];
+
+	pair_init(p);
+	open_ok(p);
+	cr_assert_eq(dlms_client_get(&p->c, &p->cout, it, 1), 0);
+	size_t qlen = p->cout.len;
+	cr_assert_leq(qlen, sizeof(req));
+	memcpy(req, p->c_outbuf, qlen);
+	int i = p->n_ev;
+	run(p);
+	cr_assert_eq(p->n_ev, i + 2);
+	cr_assert_eq(p->ev[i].type, DLMS_CEV_RESULT);
+	cr_assert_eq(p->ev[i].err, 0);
+	cr_assert_eq(p->ev[i].len, 2 + 10);
+	cr_assert_eq(memcmp(ev_data(p, i) + 2, "KAM-000001", 10), 0);
+
+	/* the answer's size, from the same request once more */
+	cr_assert_eq(dlms_server_feed(&p->s, req, qlen), qlen);
+	server_pump(p);
+	size_t rlen = p->sout.len;
+	cr_assert_gt(rlen, WRAPPER_HEADER_LEN + 10);
+	memcpy(rsp, p->s_outbuf, rlen);
+	p->scap = rlen; /* just one response */
+	mbuf_init(&p->sout, p->s_outbuf, p->scap);
+
+	int served = p->s_served;
+	for (int k = 0; k < 3; k++)
+		memcpy(three + k * qlen, req, qlen);
+	p->how = WHOLE;
+	deliver(p, true, three, 3 * qlen);
+	spill(&p->sout, p->s_outbuf, p->scap, p->s_q, &p->s_qlen);
+	cr_assert_eq(p->s_errors, 0, "server error %d", p->s_last_err);
+	cr_assert_eq(p->s_served - served, 3);
+	cr_assert_geq(p->s_drains, 2);
+	cr_assert_eq(p->s_qlen, 3 * rlen);
+	for (int k = 0; k < 3; k++)
+		cr_assert_eq(memcmp(p->s_q + k * rlen, rsp, rlen), 0, "answer %d", k);
+	p->s_qlen = 0;
+	pair_free(p);
 }
 
 Test(dlms_engine, profile_columns_and_entries)

@@ -6,6 +6,9 @@
  * its exact size so ASan sees over-reads), lost frames and resends, wrong
  * sequence numbers, foreign addresses and DISC; plus corpus frames (a
  * Landis+Gyr UA, a pushed UI DataNotification) fed to a client link.
+ * The tight_* tests drive the links the way the daemon must: an output
+ * buffer of one frame (or one window), everything a side wrote delivered to
+ * the peer in one read, and poll again while the link has more to send.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -31,6 +34,12 @@ struct peer {
 	size_t iframes;   /* I-frames this side sent */
 	size_t max_burst; /* most I-frames in one delivery */
 	size_t max_info;  /* largest information field it sent */
+	/* drain-and-poll-again (tight_*): out holds `cap` bytes; what was
+	 * written to the "socket" collects in sent */
+	size_t cap;
+	uint8_t sent[65536];
+	size_t sent_len;
+	int drains; /* times more was pending after a write */
 };
 
 static uint32_t rng = 12345;
@@ -710,4 +719,253 @@ Test(hdlc_link, shared_flag_across_reads)
 	cr_assert_eq(c.apdus, 1);
 	cr_assert_eq(c.got_len, 5); /* 1 byte after the LLC, then all 4 of segment 2 */
 	cr_assert_eq(c.errors + (int)c.l.frames_bad, 0);
+}
+
+/* ---- drain and poll again ------------------------------------------------- */
+
+/*
+ * Write out (append it to sent) and poll again while the link says more
+ * is pending, as every caller must.  The link may never overrun out, so
+ * out never latches ENOSPC.
+ */
+static void
+tight_drain(struct peer *p)
+{
+	struct hdlc_event ev;
+
+	for (int guard = 0;; guard++) {
+		cr_assert_lt(guard, 10000, "the link stays pending");
+		cr_assert_eq(p->out.err, 0, "output overrun (ENOSPC latched)");
+		cr_assert_leq(p->out.len, p->cap);
+		cr_assert_leq(p->sent_len + p->out.len, sizeof(p->sent));
+		memcpy(p->sent + p->sent_len, p->outbuf, p->out.len);
+		p->sent_len += p->out.len;
+		mbuf_init(&p->out, p->outbuf, p->cap);
+		if (!hdlc_link_out_pending(&p->l))
+			return;
+		p->drains++;
+		while (hdlc_link_poll(&p->l, &p->out, &ev) != HDLC_EV_NONE)
+			record(p, &ev);
+	}
+}
+
+/* One read of n bytes (in an allocation of its exact size), then drain. */
+static void
+tight_deliver(struct peer *to, const uint8_t *bytes, size_t n)
+{
+	uint8_t *seg = malloc(n);
+	struct hdlc_event ev;
+	size_t off = 0;
+
+	memcpy(seg, bytes, n);
+	for (int guard = 0; off < n; guard++) {
+		cr_assert_lt(guard, 10000, "the link stopped taking input");
+		off += hdlc_link_feed(&to->l, seg + off, n - off);
+		while (hdlc_link_poll(&to->l, &to->out, &ev) != HDLC_EV_NONE)
+			record(to, &ev);
+		tight_drain(to);
+	}
+	free(seg);
+}
+
+/* Each turn, everything one side wrote reaches the other in one read. */
+static void
+tight_exchange(struct peer *a, struct peer *b)
+{
+	static uint8_t wire[65536];
+
+	for (int round = 0; round < 10000; round++) {
+		struct peer *from = round % 2 ? b : a, *to = round % 2 ? a : b;
+		size_t n = from->sent_len;
+
+		if (n == 0) {
+			if (a->sent_len == 0 && b->sent_len == 0)
+				return;
+			continue;
+		}
+		memcpy(wire, from->sent, n);
+		from->sent_len = 0;
+		inspect(from, wire, n);
+		tight_deliver(to, wire, n);
+	}
+	cr_assert_fail("the links never went quiet");
+}
+
+static void
+tight(struct peer *p, size_t cap)
+{
+	cr_assert_leq(cap, sizeof(p->outbuf));
+	p->cap = cap;
+	p->sent_len = 0;
+	p->drains = 0;
+	mbuf_init(&p->out, p->outbuf, cap);
+}
+
+/* Frames of one kind in bytes, and the N(S) of each I-frame. */
+static size_t
+count_frames(const uint8_t *bytes, size_t n, uint8_t type, uint8_t *ns, size_t ns_cap)
+{
+	size_t off = 0, drop, k = 0;
+	struct hdlc_frame f;
+
+	while (hdlc_scan(bytes + off, n - off, &f, &drop) > 0) {
+		if (f.type == type) {
+			if (ns && k < ns_cap)
+				ns[k] = type == HDLC_I ? f.ns : f.nr;
+			k++;
+		}
+		off += drop;
+	}
+	return k;
+}
+
+/*
+ * Window 7 through output buffers of one maximum frame each way: a send
+ * puts out the frame that fits and the rest follows poll by poll, each
+ * side's frames reaching the other in one read.
+ */
+Test(hdlc_link, tight_one_frame_buffer_window7)
+{
+	static struct peer c, s;
+	static uint8_t req[3000], rsp[3000];
+	struct hdlc_params prm = {128, 128, 7, 7};
+	size_t frame;
+
+	for (size_t i = 0; i < sizeof(req); i++) {
+		req[i] = (uint8_t)(i * 7 + 1);
+		rsp[i] = (uint8_t)(i ^ 0xa5);
+	}
+	connect_pair(&c, &s, prm, prm, WHOLE);
+	cr_assert_eq(c.l.window_tx, 7);
+	frame = hdlc_link_out_max(&c.l) / c.l.window_tx; /* one maximum frame */
+	tight(&c, frame);
+	tight(&s, frame);
+
+	cr_assert_eq(hdlc_link_send(&c.l, req, sizeof(req), &c.out), 0);
+	cr_assert(hdlc_link_out_pending(&c.l), "a window does not fit one frame");
+	tight_drain(&c);
+	cr_assert_eq(count_frames(c.sent, c.sent_len, HDLC_I, NULL, 0), 7);
+	cr_assert_eq(c.drains, 6);
+	tight_exchange(&c, &s);
+	cr_assert_eq(s.apdus, 1);
+	cr_assert_eq(s.got_len, sizeof(req));
+	cr_assert_eq(memcmp(s.got, req, sizeof(req)), 0);
+	cr_assert_eq(c.max_burst, 7, "a whole window in one read");
+	/* 3 LLC bytes + 3000: 24 frames of 128, none sent twice */
+	cr_assert_eq(c.iframes, 24);
+
+	cr_assert_eq(hdlc_link_send(&s.l, rsp, sizeof(rsp), &s.out), 0);
+	tight_drain(&s);
+	tight_exchange(&c, &s);
+	cr_assert_eq(c.apdus, 1);
+	cr_assert_eq(c.got_len, sizeof(rsp));
+	cr_assert_eq(memcmp(c.got, rsp, sizeof(rsp)), 0);
+	cr_assert_eq(s.iframes, 24);
+	cr_assert_eq(c.errors + s.errors, 0);
+	cr_assert(!hdlc_link_tx_busy(&c.l), "the response acknowledged the request");
+}
+
+/*
+ * The client's poll (RR) and its repeat after a timeout arrive in one
+ * read at a server whose buffer holds one window: each poll is answered
+ * with the window, the second after the caller has written the first.
+ */
+Test(hdlc_link, tight_two_polls_in_one_read)
+{
+	static struct peer c, s;
+	static uint8_t rsp[3000], both[64];
+	struct hdlc_params prm = {128, 128, 7, 7};
+	uint8_t req[10] = {0xc0, 0x01};
+	uint8_t ns[16];
+
+	for (size_t i = 0; i < sizeof(rsp); i++)
+		rsp[i] = (uint8_t)(i * 13);
+	connect_pair(&c, &s, prm, prm, WHOLE);
+	tight(&c, sizeof(c.outbuf));
+	tight(&s, hdlc_link_out_max(&s.l));
+	cr_assert_eq(hdlc_link_send(&c.l, req, sizeof(req), &c.out), 0);
+	tight_drain(&c);
+	tight_exchange(&c, &s);
+	cr_assert_eq(s.apdus, 1);
+
+	cr_assert_eq(hdlc_link_send(&s.l, rsp, sizeof(rsp), &s.out), 0);
+	tight_drain(&s);
+	cr_assert_eq(count_frames(s.sent, s.sent_len, HDLC_I, NULL, 0), 7);
+	tight_deliver(&c, s.sent, s.sent_len); /* the first window */
+	s.sent_len = 0;
+	cr_assert_eq(count_frames(c.sent, c.sent_len, HDLC_RR, NULL, 0), 1);
+	cr_assert_eq(hdlc_link_resend(&c.l, &c.out), 0); /* timeout: poll again */
+	tight_drain(&c);
+	cr_assert_eq(count_frames(c.sent, c.sent_len, HDLC_RR, NULL, 0), 2);
+	cr_assert_leq(c.sent_len, sizeof(both));
+	size_t n = c.sent_len;
+	memcpy(both, c.sent, n);
+	c.sent_len = 0;
+
+	tight_deliver(&s, both, n);
+	cr_assert_eq(s.errors, 0, "server error %d", s.last_err);
+	cr_assert_eq(count_frames(s.sent, s.sent_len, HDLC_I, ns, 16), 14);
+	cr_assert_geq(s.drains, 1);
+	/* both polls carry the same N(R): the same window twice */
+	cr_assert_eq(s.sent_len % 2, 0);
+	cr_assert_eq(memcmp(s.sent, s.sent + s.sent_len / 2, s.sent_len / 2), 0);
+	/* the second window of the response: N(S) 7, 0, 1, ... 5, twice */
+	for (int i = 0; i < 14; i++)
+		cr_assert_eq(ns[i], (uint8_t)((7 + i % 7) & 7), "frame %d N(S) %u", i, ns[i]);
+
+	/* The client gets the first copy; the rest of the APDU follows. */
+	tight_deliver(&c, s.sent, s.sent_len / 2);
+	s.sent_len = 0;
+	tight_exchange(&c, &s);
+	cr_assert_eq(c.apdus, 1);
+	cr_assert_eq(c.got_len, sizeof(rsp));
+	cr_assert_eq(memcmp(c.got, rsp, sizeof(rsp)), 0);
+	cr_assert_eq(c.errors + s.errors, 0);
+}
+
+/*
+ * A client that sends three segments, each with the poll bit, in one TCP
+ * segment, to a server whose output buffer holds exactly one RR: the
+ * server answers each in turn instead of overrunning.
+ */
+Test(hdlc_link, tight_three_iframes_in_one_segment)
+{
+	static struct peer c, s;
+	uint8_t wire[256], info[3][8] = {{0xe6, 0xe6, 0x00, 1, 2, 3, 4, 5}, {6, 7, 8, 9}, {10, 11}};
+	size_t ilen[3] = {8, 4, 2};
+	uint8_t nr[4];
+	struct mbuf m;
+
+	connect_pair(&c, &s, P128, P128, WHOLE);
+	mbuf_init(&m, wire, sizeof(wire));
+	for (int i = 0; i < 3; i++) {
+		struct hdlc_frame f = {.type = HDLC_I,
+		                       .dest = SERVER,
+		                       .src = CLIENT,
+		                       .ns = (uint8_t)i,
+		                       .nr = 0,
+		                       .segmented = i < 2,
+		                       .pf = true,
+		                       .info = info[i],
+		                       .info_len = ilen[i]};
+		cr_assert_gt(hdlc_encode(&m, &f), 0);
+	}
+	struct hdlc_frame rr = {.type = HDLC_RR, .dest = CLIENT, .src = SERVER, .pf = true};
+	uint8_t one[32];
+	struct mbuf r1;
+	mbuf_init(&r1, one, sizeof(one));
+	cr_assert_gt(hdlc_encode(&r1, &rr), 0);
+	tight(&s, r1.len); /* just one RR */
+
+	tight_deliver(&s, wire, m.len);
+	cr_assert_eq(s.errors, 0, "server error %d", s.last_err);
+	cr_assert_eq(s.apdus, 1);
+	cr_assert_eq(s.got_len, 5 + 4 + 2);
+	for (size_t i = 0; i < s.got_len; i++)
+		cr_assert_eq(s.got[i], i + 1);
+	/* an RR after each of the two non-final segments, N(R) 1 then 2 */
+	cr_assert_eq(count_frames(s.sent, s.sent_len, HDLC_RR, nr, 4), 2);
+	cr_assert_eq(nr[0], 1);
+	cr_assert_eq(nr[1], 2);
+	cr_assert_eq(s.sent_len, 2 * r1.len);
 }
