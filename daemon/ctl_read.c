@@ -581,6 +581,8 @@ next_event(struct session *s, struct dlms_client_event *ev)
 			goto lost;
 		if (t != DLMS_CEV_NONE)
 			return t;
+		if (dlms_client_out_pending(&s->c))
+			continue; /* out was full: it is sent now, poll again */
 
 		int wait = -1;
 		if (s->deadline_ms >= 0) {
