@@ -325,8 +325,8 @@ on_read(struct bufferevent *bev, void *arg)
 				out.cap *= 2;
 			}
 			int e = dlms_server_poll(&c->srv, &out, &ev);
-			if (e == DLMS_SEV_NONE)
-				break;
+			if (e == DLMS_SEV_NONE && !dlms_server_out_pending(&c->srv))
+				break; /* pending: out grows above, poll again */
 			switch (e) {
 			case DLMS_SEV_ASSOCIATED:
 				CNT_ADD(sv, associations, 1);
