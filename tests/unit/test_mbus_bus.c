@@ -435,6 +435,10 @@ Test(mbus_bus, one_request_on_the_bus_at_a_time)
 	cr_assert_eq(g.nlog, 15);
 	for (size_t k = 0; k < g.nlog; k++)
 		cr_assert_eq(g.log[k].a, k / 3 + 1);
+	/* one master: one connection for the whole queue */
+	cr_assert_eq(mbus_bus_stats(b)->connects, 1);
+	cr_assert_eq(mbus_bus_stats(b)->requests, g.nlog);
+	cr_assert_eq(mbus_bus_stats(b)->readouts, 5);
 	mbus_bus_free(b);
 	gw_free(&g);
 }
@@ -461,6 +465,8 @@ Test(mbus_bus, refused_gateway_fails_everything_queued)
 	cr_assert_eq(r[0].status, METER_EABORTED);
 	cr_assert_eq(r[1].status, METER_EABORTED);
 	cr_assert_eq(mbus_bus_pending(b), 0);
+	cr_assert_eq(mbus_bus_stats(b)->connects, 0);
+	cr_assert_eq(mbus_bus_stats(b)->requests, 0);
 	mbus_bus_free(b);
 	gw_free(&g);
 }
@@ -481,6 +487,7 @@ Test(mbus_bus, dropped_connection_fails_only_the_readout_on_the_wire)
 	cr_assert_eq(r[0].status, METER_EABORTED);
 	cr_assert_eq(r[1].status, 0, "the next readout dials again");
 	cr_assert_eq(r[1].values[0], 2000);
+	cr_assert_eq(mbus_bus_stats(b)->connects, 2);
 	mbus_bus_free(b);
 	gw_free(&g);
 }

@@ -4,6 +4,8 @@
  * test.  Readings come back decoded through the register map, a busy
  * exception is reported as METER_EBUSY, and a slow answer does not hold up
  * the event loop (a loop timer keeps firing while the worker waits).
+ * gateway.concurrency is checked against a server that takes any number
+ * of masters and counts how many connections and requests it had at once.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -220,6 +222,13 @@ Test(modbus_gw, busy_exception_is_ebusy)
 	struct modbus_gw_stats st;
 	modbus_gw_stats(f.g, &st);
 	cr_assert_eq(st.failures, 2, "the busy answer and its retry");
+	cr_assert_eq(st.exceptions, 2);
+	cr_assert_eq(st.timeouts + st.garbled, 0);
+	cr_assert_eq(st.connects, 1, "an exception keeps the connection");
+	/* 3 requests of 12 bytes; 2 exception answers of 9, one of 9 + 2 * 5 */
+	cr_assert_eq(st.requests, 3);
+	cr_assert_eq(st.bytes_out, 3 * 12);
+	cr_assert_eq(st.bytes_in, 2 * 9 + 19);
 	teardown(&f);
 }
 
@@ -280,4 +289,193 @@ Test(modbus_gw, unreachable_gateway_is_eaborted)
 	cr_assert_eq(r.status, METER_EABORTED);
 	modbus_gw_free(g);
 	event_base_free(base);
+}
+
+/* ---- several masters at once ------------------------------------------------------- */
+
+/*
+ * A gateway that serves any number of masters, a thread per connection,
+ * each answer held delay_ms: it counts the connections open and the
+ * requests under way at once, and the bytes each way as they crossed.
+ */
+struct mserver {
+	int lsock;
+	uint16_t port;
+	int delay_ms;
+	pthread_t th, conn[16];
+	int nconn;
+	pthread_mutex_t mu;
+	int open, max_open, inflight, max_inflight;
+	uint64_t bytes_in, bytes_out, requests;
+};
+
+struct mconn {
+	struct mserver *sv;
+	int fd;
+};
+
+static void *
+mserve_conn(void *arg)
+{
+	struct mconn *c = arg;
+	struct mserver *sv = c->sv;
+	modbus_t *ctx = modbus_new_tcp("127.0.0.1", sv->port);
+	modbus_mapping_t *mp = modbus_mapping_new(0, 0, 16, 0);
+	uint8_t q[MODBUS_TCP_MAX_ADU_LENGTH];
+
+	modbus_set_socket(ctx, c->fd);
+	for (;;) {
+		int n = modbus_receive(ctx, q);
+		if (n < 0)
+			break;
+		if (n == 0)
+			continue;
+		pthread_mutex_lock(&sv->mu);
+		sv->bytes_in += (uint64_t)n;
+		sv->requests++;
+		if (++sv->inflight > sv->max_inflight)
+			sv->max_inflight = sv->inflight;
+		pthread_mutex_unlock(&sv->mu);
+		usleep((useconds_t)sv->delay_ms * 1000);
+		uint32_t wh = (uint32_t)q[6] * 1000u;
+		mp->tab_registers[0] = (uint16_t)(wh >> 16);
+		mp->tab_registers[1] = (uint16_t)wh;
+		int w = modbus_reply(ctx, q, n, mp);
+		pthread_mutex_lock(&sv->mu);
+		sv->inflight--;
+		sv->bytes_out += w > 0 ? (uint64_t)w : 0;
+		pthread_mutex_unlock(&sv->mu);
+	}
+	pthread_mutex_lock(&sv->mu);
+	sv->open--;
+	pthread_mutex_unlock(&sv->mu);
+	close(c->fd);
+	modbus_mapping_free(mp);
+	modbus_free(ctx);
+	free(c);
+	return NULL;
+}
+
+static void *
+mserve(void *arg)
+{
+	struct mserver *sv = arg;
+
+	for (;;) {
+		int fd = accept(sv->lsock, NULL, NULL);
+		if (fd < 0)
+			break; /* shut down */
+		struct mconn *c = malloc(sizeof(*c));
+		c->sv = sv;
+		c->fd = fd;
+		pthread_mutex_lock(&sv->mu);
+		if (++sv->open > sv->max_open)
+			sv->max_open = sv->open;
+		pthread_mutex_unlock(&sv->mu);
+		if (sv->nconn == 16 || pthread_create(&sv->conn[sv->nconn], NULL, mserve_conn, c) != 0)
+			break;
+		sv->nconn++;
+	}
+	return NULL;
+}
+
+static void
+mserver_start(struct mserver *sv, int delay_ms)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sin);
+
+	memset(sv, 0, sizeof(*sv));
+	pthread_mutex_init(&sv->mu, NULL);
+	sv->delay_ms = delay_ms;
+	sv->lsock = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(sv->lsock, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(sv->lsock, 16), 0);
+	getsockname(sv->lsock, (struct sockaddr *)&sin, &sl);
+	sv->port = ntohs(sin.sin_port);
+	cr_assert_eq(pthread_create(&sv->th, NULL, mserve, sv), 0);
+}
+
+/* After the gateway is freed (its connections closed). */
+static void
+mserver_stop(struct mserver *sv)
+{
+	shutdown(sv->lsock, SHUT_RDWR);
+	pthread_join(sv->th, NULL);
+	for (int i = 0; i < sv->nconn; i++)
+		pthread_join(sv->conn[i], NULL);
+	close(sv->lsock);
+	pthread_mutex_destroy(&sv->mu);
+}
+
+/*
+ * gateway.concurrency: that many connections, that many requests under
+ * way at once, never more, whatever the queue; one by default.  The
+ * driver's counters agree with what the server saw.
+ */
+Test(modbus_gw, concurrency_is_connections_and_requests_at_once)
+{
+	static const struct {
+		int concurrency, reads, want; /* want: connections and requests at once */
+	} cases[] = {
+	    {0, 4, 1}, /* unset: one master */
+	    {1, 4, 1},
+	    {3, 9, 3},
+	    {4, 2, 2}, /* only as many as there is work for */
+	};
+	static const char map1[] = "0x0000 u32 hi 1 Wh 1-0:1.8.0.255\n";
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct mserver sv;
+		struct modbus_map map;
+		struct modbus_map_entry e[4];
+		struct result r[16];
+		char err[64];
+		struct event_base *base = event_base_new();
+
+		memset(r, 0, sizeof(r));
+		modbus_map_init(&map, e, 4);
+		cr_assert_eq(modbus_map_parse(&map, map1, strlen(map1), err, sizeof(err)), 0);
+		mserver_start(&sv, 60);
+		struct modbus_gw_params p = {.host = "127.0.0.1",
+		                             .port = sv.port,
+		                             .response_timeout_ms = 2000,
+		                             .retries = 0,
+		                             .concurrency = cases[k].concurrency,
+		                             .map = &map};
+		struct modbus_gw *g = modbus_gw_new(base, &p);
+		cr_assert_not_null(g);
+		for (int i = 0; i < cases[k].reads; i++)
+			cr_assert_eq(modbus_gw_read(g, (uint8_t)(i + 1), read_cb, &r[i]), 0);
+		for (int i = 0; i < 5000; i++) {
+			int done = 0;
+			for (int x = 0; x < cases[k].reads; x++)
+				done += r[x].called;
+			if (done == cases[k].reads)
+				break;
+			event_base_loop(base, EVLOOP_ONCE);
+		}
+		for (int i = 0; i < cases[k].reads; i++) {
+			cr_assert(r[i].called, "case %zu: read %d not called back", k, i);
+			cr_assert_eq(r[i].status, 0, "case %zu: read %d: %d", k, i, r[i].status);
+			cr_assert_float_eq(r[i].v[0], (i + 1) * 1000.0, 1e-9, "case %zu: unit %d", k,
+			                   i + 1);
+		}
+		struct modbus_gw_stats st;
+		modbus_gw_stats(g, &st);
+		modbus_gw_free(g);
+		mserver_stop(&sv);
+		cr_assert_eq(sv.max_open, cases[k].want, "case %zu: %d connections at once", k,
+		             sv.max_open);
+		cr_assert_eq(sv.max_inflight, cases[k].want, "case %zu: %d requests at once", k,
+		             sv.max_inflight);
+		cr_assert_eq(st.connects, (uint64_t)cases[k].want, "case %zu", k);
+		cr_assert_eq(st.peak_open, (unsigned)cases[k].want, "case %zu", k);
+		cr_assert_eq(st.requests, sv.requests, "case %zu", k);
+		cr_assert_eq(st.requests, (uint64_t)cases[k].reads, "case %zu", k);
+		cr_assert_eq(st.bytes_out, sv.bytes_in, "case %zu: bytes to the gateway", k);
+		cr_assert_eq(st.bytes_in, sv.bytes_out, "case %zu: bytes from the gateway", k);
+		cr_assert_eq(st.timeouts + st.garbled + st.exceptions + st.failures, 0);
+		event_base_free(base);
+	}
 }
