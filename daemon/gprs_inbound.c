@@ -399,6 +399,7 @@ slot_pump(struct gin_slot *sl)
 	struct mbuf out;
 
 	mbuf_init(&out, sl->out, sizeof(sl->out));
+again:
 	while (sl->phase == GIN_IDENTIFY && dlms_client_poll(&sl->c, &out, &ev) != DLMS_CEV_NONE) {
 		slot_send(sl, &out);
 		switch (ev.type) {
@@ -438,6 +439,8 @@ slot_pump(struct gin_slot *sl)
 	}
 	/* no per-exchange timer: the handshake timer bounds the whole exchange */
 	slot_send(sl, &out);
+	if (sl->phase == GIN_IDENTIFY && dlms_client_out_pending(&sl->c))
+		goto again; /* out was full: sent now, poll again */
 }
 
 static void
