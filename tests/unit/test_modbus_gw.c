@@ -372,8 +372,12 @@ mserve(void *arg)
 		if (++sv->open > sv->max_open)
 			sv->max_open = sv->open;
 		pthread_mutex_unlock(&sv->mu);
-		if (sv->nconn == 16 || pthread_create(&sv->conn[sv->nconn], NULL, mserve_conn, c) != 0)
+		if (sv->nconn == 16 ||
+		    pthread_create(&sv->conn[sv->nconn], NULL, mserve_conn, c) != 0) {
+			close(fd);
+			free(c);
 			break;
+		}
 		sv->nconn++;
 	}
 	return NULL;
@@ -458,8 +462,8 @@ Test(modbus_gw, concurrency_is_connections_and_requests_at_once)
 		for (int i = 0; i < cases[k].reads; i++) {
 			cr_assert(r[i].called, "case %zu: read %d not called back", k, i);
 			cr_assert_eq(r[i].status, 0, "case %zu: read %d: %d", k, i, r[i].status);
-			cr_assert_float_eq(r[i].v[0], (i + 1) * 1000.0, 1e-9, "case %zu: unit %d", k,
-			                   i + 1);
+			cr_assert_float_eq(r[i].v[0], (i + 1) * 1000.0, 1e-9, "case %zu: unit %d",
+			                   k, i + 1);
 		}
 		struct modbus_gw_stats st;
 		modbus_gw_stats(g, &st);
