@@ -37,15 +37,24 @@
  * ([gprs] handshake_timeout_s): a half-open or silent peer loses its slot
  * then.  A meter that identifies but is not due is held idle (reading and
  * discarding at most a small amount) until [gprs] idle_timeout_s, so it
- * does not redial at once; its commands are claimed at identification
- * (command_claim_meter()).
+ * does not redial at once.
+ *
+ * Commands run on the meter's own connection.  A meter that identifies
+ * while due gets its commands claimed then (command_claim_meter()) and
+ * its session runs them first.  For the meters held idle the scheduler
+ * polls once a second for queued commands (gprs_inbound_idle_serials());
+ * once they are claimed, its executor takes the held connection
+ * (gprs_inbound_take()) for a command-only session on it: a command
+ * queued while the meter sits idle runs within about a second, without a
+ * redial.
  *
  * Pushes: the body of a DataNotification sent before identification is
  * kept in the slot (up to 256 bytes) and handed to the session, which
  * stores its values only once its association with the meter's own
- * security is up (session_add_push()).  A push on an idle connection is
- * not authenticated and not stored: it makes the meter due and closes the
- * connection, so that the redial is read (idle_readcb()).
+ * security is up (session_add_push()).  A push on an idle connection (an
+ * alarm) is kept the same way: the meter is made due and leased, and a
+ * session on that connection stores the push once associated with the
+ * meter's security, and runs its commands (idle_readcb()).
  *
  * Traffic: the identification exchange is on the operator's bill too; it
  * is written to session_log (outcome "identify") for the meter it
@@ -115,6 +124,10 @@ struct gin_idle {
 	struct bufferevent *bev;
 	struct event *ev;
 	size_t seen;
+	uint64_t seq;      /* names it to a lease answer that may come after it went */
+	bool leasing;      /* it pushed: a lease for a session on it is asked for */
+	uint8_t push[256]; /* that push's body, for the session to store */
+	size_t push_len;
 	char serial[48];
 };
 
@@ -125,6 +138,7 @@ struct gprs_in {
 	size_t nslots, used;
 	struct gin_idle *idle;
 	size_t nidle;
+	uint64_t idle_seq;
 	struct metric *m_conn;
 };
 
@@ -196,16 +210,87 @@ idle_free(struct gin_idle *id)
 	if (id->next)
 		id->next->prev = id->prev;
 	g->nidle--;
-	bufferevent_setcb(id->bev, NULL, NULL, NULL, NULL);
-	bufferevent_free(id->bev);
+	if (id->bev != NULL) {
+		bufferevent_setcb(id->bev, NULL, NULL, NULL, NULL);
+		bufferevent_free(id->bev);
+	}
 	event_free(id->ev);
 	free(id);
 }
 
-/* An idle meter that pushes has something to say (an alarm): the push is
- * not authenticated, so it is not stored; the meter is made due and the
- * connection closed, and its next connection is read with its own
- * security, the push that comes with it included. */
+static struct gin_idle *
+idle_by_seq(struct gprs_in *g, uint64_t seq)
+{
+	for (struct gin_idle *id = g->idle; id != NULL; id = id->next)
+		if (id->seq == seq)
+			return id;
+	return NULL;
+}
+
+/* Hand the idle connection over to a session: parked under key, the idle
+ * record freed without closing it. */
+static int
+idle_park(struct gin_idle *id, char *key)
+{
+	struct bufferevent *bev = id->bev;
+
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	if (gprs_park(bev, key) != 0)
+		return -1;
+	id->bev = NULL;
+	idle_free(id);
+	return 0;
+}
+
+static void
+idle_lease_cb(struct scheduler *sc, const struct session_meter *m, const char *why, void *arg)
+{
+	uint64_t *seq = arg;
+	struct gprs_in *g = the_gin;
+	struct gin_idle *id = g != NULL ? idle_by_seq(g, *seq) : NULL;
+
+	free(seq);
+	if (id == NULL) {
+		/* the meter hung up meanwhile: it is due now, its next
+		 * connection is read (a lease, if any, runs out first) */
+		return;
+	}
+	if (m == NULL) {
+		log_meter(LOG_NOTICE, id->serial,
+		          "gprs: pushed while idle, not read now (%s): read at its next connection",
+		          why);
+		idle_free(id);
+		return;
+	}
+	struct session_meter sm = *m;
+	uint8_t push[sizeof(id->push)];
+	size_t push_len = id->push_len;
+	memcpy(push, id->push, push_len);
+	if (idle_park(id, sm.host) != 0) {
+		log_meter(LOG_WARNING, m->serial,
+		          "gprs: no memory for the pushing meter's session");
+		idle_free(id);
+		return;
+	}
+	sm.port = 0;
+	if (command_get() != NULL)
+		command_claim_meter(command_get(), sm.id);
+	log_meter(LOG_INFO, sm.serial, "gprs: pushed while idle: read on this connection");
+	if (!scheduler_start_session(sc, &sm, &gprs_inbound_transport, push_len > 0 ? push : NULL,
+	                             push_len))
+		log_meter(LOG_WARNING, sm.serial, "gprs: cannot set up a session");
+}
+
+/*
+ * An idle meter that pushes has something to say (an alarm).  The push is
+ * not authenticated, so it is not believed yet: the meter is made due and
+ * leased, and a session on this same connection associates with its own
+ * security and stores the push's values only once that association is up
+ * (as with a push before identification), then the registers, and runs
+ * the meter's commands.  Closing instead would lose the alarm whenever
+ * the meter does not push it again at its redial.
+ */
 static void
 idle_readcb(struct bufferevent *bev, void *arg)
 {
@@ -215,13 +300,42 @@ idle_readcb(struct bufferevent *bev, void *arg)
 	size_t k = n < GIN_RX_CAP ? n : GIN_RX_CAP;
 	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)k);
 	struct gprs_push push;
+	struct scheduler *sc = scheduler_get();
+	uint64_t *seq;
 
-	if (p != NULL && gprs_push_parse(p, k, &push) == 0 && scheduler_get() != NULL) {
-		log_meter(LOG_INFO, id->serial,
-		          "gprs: pushed while idle: read at its next connection");
+	if (id->leasing) {
+		/* a second push while we ask: the first one is kept */
+		evbuffer_drain(in, n);
+		return;
+	}
+	int r = p != NULL ? gprs_push_parse(p, k, &push) : METER_ENEEDMORE;
+	if (r == METER_ENEEDMORE && n < GIN_RX_CAP)
+		return; /* the rest of a push, or of whatever it is, is coming */
+	if (r == 0 && sc != NULL) {
 		gin_count(id->g, "idle-push");
-		scheduler_due_now(scheduler_get(), id->serial);
-		idle_free(id);
+		if (push.claim[0] != '\0' && strcmp(push.claim, id->serial) != 0) {
+			log_meter(LOG_WARNING, id->serial,
+			          "gprs: idle connection pushed as %s: closed", push.claim);
+			idle_free(id);
+			return;
+		}
+		if (push.body_len <= sizeof(id->push)) {
+			memcpy(id->push, push.body, push.body_len);
+			id->push_len = push.body_len;
+		}
+		evbuffer_drain(in, n);
+		if ((seq = malloc(sizeof(*seq))) == NULL) {
+			idle_free(id);
+			return;
+		}
+		*seq = id->seq;
+		id->leasing = true;
+		evtimer_del(id->ev); /* the peer closing still ends it */
+		log_meter(LOG_INFO, id->serial, "gprs: pushed while idle: reading it now");
+		/* one statement queue: the due time is moved before the lease
+		 * looks at it */
+		scheduler_due_now(sc, id->serial);
+		scheduler_lease_serial(sc, id->serial, idle_lease_cb, seq);
 		return;
 	}
 	log_meter(LOG_DEBUG, id->serial, "gprs: %zu bytes on an idle connection dropped", n);
@@ -264,6 +378,7 @@ slot_to_idle(struct gin_slot *sl, const char *serial)
 		return;
 	}
 	id->g = g;
+	id->seq = ++g->idle_seq;
 	id->bev = sl->bev;
 	sl->bev = NULL;
 	snprintf(id->serial, sizeof(id->serial), "%s", serial);
@@ -278,6 +393,58 @@ slot_to_idle(struct gin_slot *sl, const char *serial)
 	g->idle = id;
 	g->nidle++;
 	slot_free(sl);
+}
+
+int
+gprs_inbound_take(const char *serial, char *key)
+{
+	struct gprs_in *g = the_gin;
+
+	/* the newest first: a meter that redialled has left its older
+	 * connection behind */
+	for (struct gin_idle *id = g != NULL ? g->idle : NULL; id != NULL; id = id->next)
+		if (!id->leasing && strcmp(id->serial, serial) == 0) {
+			if (idle_park(id, key) != 0) {
+				idle_free(id);
+				return -1;
+			}
+			log_meter(LOG_DEBUG, serial, "gprs: idle connection taken for commands");
+			gin_count(g, "idle-command");
+			return 0;
+		}
+	return -1;
+}
+
+char *
+gprs_inbound_idle_serials(void)
+{
+	struct gprs_in *g = the_gin;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (g == NULL || g->nidle == 0 || (f = open_memstream(&buf, &len)) == NULL)
+		return NULL;
+	fputc('{', f);
+	bool first = true;
+	for (struct gin_idle *id = g->idle; id != NULL; id = id->next) {
+		if (id->leasing)
+			continue; /* its session claims its commands */
+		fputs(first ? "\"" : ",\"", f);
+		first = false;
+		for (const char *c = id->serial; *c != '\0'; c++) {
+			if (*c == '"' || *c == '\\')
+				fputc('\\', f);
+			fputc(*c, f);
+		}
+		fputc('"', f);
+	}
+	fputc('}', f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }
 
 /* ---- identified: lease and session ----------------------------------------- */

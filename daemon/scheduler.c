@@ -113,6 +113,8 @@ struct scheduler {
 	int32_t cmd_retry[SCHED_CMD_RETRY]; /* leased by another instance */
 	size_t ncmd_retry;
 	int64_t cmd_retry_at;
+	bool gprs_cmd_busy; /* the GPRS command poll is under way */
+	int64_t gprs_cmd_at;
 
 	uint64_t started, finished;
 	struct metric *m_queue, *m_active, *m_claimed, *m_backpressure;
@@ -893,13 +895,19 @@ cmd_load_done(struct scheduler *sc, PGresult *r, void *arg)
 	j->tr = &tcpip_transport;
 	if (strcmp(PQgetvalue(r, 0, 2), "gprs") == 0) {
 		if (j->m.host[0] == '\0') {
-			/* it only connects in: its commands wait for that */
-			cmd_drop_jobs(meter, "the GPRS meter is not connected", 0);
-			cmd_unlease(sc, meter);
-			free(j);
-			return;
+			/* it only connects in: on the connection it holds idle
+			 * (gprs_inbound.c), else at its next connection */
+			if (gprs_inbound_take(j->m.serial, j->m.host) != 0) {
+				cmd_drop_jobs(meter, "the GPRS meter is not connected", 0);
+				cmd_unlease(sc, meter);
+				free(j);
+				return;
+			}
+			j->m.port = 0;
+			j->tr = &gprs_inbound_transport;
+		} else {
+			j->tr = &gprs_transport;
 		}
-		j->tr = &gprs_transport;
 	}
 	j->m.commands_only = true;
 	job_push(sc, j, SCHED_PRIO_COMMAND);
@@ -925,6 +933,54 @@ cmd_lease_done(struct scheduler *sc, PGresult *r, void *arg)
 	p[2] = PQgetvalue(r, 0, 2);
 	p[3] = days;
 	pg_query(sc, load_sql, 4, p, cmd_load_done, (void *)(intptr_t)meter);
+}
+
+/*
+ * GPRS meters are not claimed by the command module's own claim, which
+ * takes the always-on transports only: a meter that connects in cannot be
+ * reached until it does, and GPRS airtime is dear.  Once a second the
+ * scheduler looks for queued commands of the GPRS meters it can reach now
+ * -- those with an APN address (an outbound call with [gprs] timing) and
+ * those whose connection the listener holds idle -- and has their
+ * commands claimed (command_claim_meter()), which ends in
+ * sched_command_exec() as for any meter.  A meter with a command running
+ * is left alone (one command per meter at a time); a command postponed
+ * after a failed call waits out its not_before.
+ */
+static const char gprs_cmd_sql[] =
+    "SELECT DISTINCT c.meter_id FROM command c JOIN meter m ON m.id = c.meter_id "
+    "WHERE c.state = 'queued' AND c.not_before <= now() AND c.expires_at > now() "
+    "  AND m.transport = 'gprs' AND m.enabled "
+    "  AND (m.host IS NOT NULL OR m.serial = ANY ($1::text[])) "
+    "  AND NOT EXISTS (SELECT FROM command o WHERE o.meter_id = c.meter_id "
+    "    AND o.state = 'running') "
+    "LIMIT 64";
+
+static void
+gprs_cmd_done(struct scheduler *sc, PGresult *r, void *arg)
+{
+	struct command_queue *cq = command_get();
+	(void)arg;
+
+	sc->gprs_cmd_busy = false;
+	if (r == NULL || cq == NULL || sc->draining)
+		return;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int32_t meter = (int32_t)strtol(PQgetvalue(r, i, 0), NULL, 10);
+		if (!command_pending(cq, meter))
+			command_claim_meter(cq, meter);
+	}
+}
+
+static void
+gprs_cmd_poll(struct scheduler *sc)
+{
+	char *idle = gprs_inbound_idle_serials();
+	const char *p[1] = {idle != NULL ? idle : "{}"};
+
+	sc->gprs_cmd_busy = true;
+	pg_query(sc, gprs_cmd_sql, 1, p, gprs_cmd_done, NULL);
+	free(idle);
 }
 
 static void
@@ -1270,6 +1326,12 @@ tickcb(evutil_socket_t fd, short what, void *arg)
 		for (size_t i = 0; i < n; i++)
 			if (command_pending(cq, retry[i]))
 				sched_command_exec(retry[i], "", sc);
+	}
+
+	if (cq != NULL && sc->exec_set && !sc->draining && sc->pg != NULL && !sc->gprs_cmd_busy &&
+	    now_ms >= sc->gprs_cmd_at) {
+		sc->gprs_cmd_at = now_ms + 1000;
+		gprs_cmd_poll(sc);
 	}
 
 	bool behind = store_is_behind(sc->store);

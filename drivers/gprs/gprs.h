@@ -44,6 +44,22 @@ int gprs_park(struct bufferevent *bev, char *key);
 void gprs_unpark_all(void);
 
 /*
+ * The listener's held connections (daemon/gprs_inbound.c): a meter that
+ * connected in and was identified but had nothing due is held idle until
+ * [gprs] idle_timeout_s, and commands queued for it meanwhile run on that
+ * connection rather than wait for a redial.
+ *
+ * gprs_inbound_take() parks the idle connection of the meter with this
+ * serial for a session (key as gprs_park()); returns 0, or -1 when no
+ * connection of that meter is held idle (not connected, or already in a
+ * session).  gprs_inbound_idle_serials() returns the serials held idle as
+ * a PostgreSQL array literal ("{\"s1\",\"s2\"}") for the caller to free,
+ * or NULL when none are held (or no memory).
+ */
+int gprs_inbound_take(const char *serial, char *key);
+char *gprs_inbound_idle_serials(void);
+
+/*
  * Does a logical device name (0-0:42.0.0.255, octet-string value) name
  * the meter with this serial?  The same text, or the three-letter
  * manufacturer flag followed by the serial ("KAM" + "12345678", as
