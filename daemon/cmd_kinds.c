@@ -1225,6 +1225,12 @@ plan(struct cmdk_run *r)
 			struct obis o = p->u.read.registers[i];
 			uint16_t cls = obis_class(&o);
 			add_read(r, NULL, cls ? cls : 3, o, 2);
+			/* the scaler_unit too, right after its value: a value is
+			 * stored as a reading only with it (cmdk_run_reading()) */
+			if ((cls ? cls : 3) == 3 || cls == 4) {
+				add_read(r, NULL, cls ? cls : 3, o, 3);
+				r->reads[r->n_reads - 1].aux = true;
+			}
 		}
 		if (p->u.read.profile) {
 			struct mbuf b;
@@ -1633,6 +1639,8 @@ write_reads(struct json *j, const struct cmdk_run *r, bool after)
 		const struct cmdk_read *rd = &r->reads[i];
 		const uint8_t *p = after ? rd->after : rd->before;
 		size_t len = after ? rd->after_len : rd->before_len, nn;
+		if (rd->aux)
+			continue;
 		char key[OBIS_STRLEN + 8];
 		const char *name = rd->name;
 		if (name == NULL) {
@@ -1739,10 +1747,6 @@ cmdk_run_next(struct cmdk_run *r, struct dlms_client *c, struct mbuf *out, int64
 				continue;
 			r->phase = PH_ACT;
 			r->cur_act = 0;
-			if (r->progress != NULL && r->p.kind == CMDK_CREDIT_ADD && !r->retry_seen) {
-				r->retry_seen = true; /* one checkpoint per run */
-				return CMDK_CHECKPOINT;
-			}
 			continue;
 		case PH_ACT: {
 			while (r->cur_act < r->n_acts && (r->already || r->acts[r->cur_act].skip))
@@ -1777,6 +1781,15 @@ cmdk_run_next(struct cmdk_run *r, struct dlms_client *c, struct mbuf *out, int64
 				}
 				put_datetime_utc(&b, r->clock_now);
 				a->len = b.len;
+			}
+			if (!r->gated) {
+				/* One checkpoint per run, just before the first
+				 * step that changes the meter: the caller stores
+				 * the progress (credit_add's baseline) and takes
+				 * the kind's rate-cap slot, then calls us again
+				 * (the clock value above is computed afresh). */
+				r->gated = true;
+				return CMDK_CHECKPOINT;
 			}
 			if (a->op == DLMS_OP_SET)
 				rc = dlms_client_set(c, out, &a->desc, NULL, a->value, a->len);
@@ -1857,7 +1870,8 @@ cmdk_run_event(struct cmdk_run *r, const struct dlms_client_event *ev)
 			run_fail(r, "reading the state before failed: %s", meter_strerror(err));
 		else
 			for (unsigned i = 0; i < r->n_reads; i++)
-				if (r->reads[i].before == NULL && r->p.kind != CMDK_READ_NOW) {
+				if (r->reads[i].before == NULL && r->p.kind != CMDK_READ_NOW &&
+				    !r->reads[i].aux) {
 					char o[OBIS_STRLEN];
 					run_fail(r,
 					         "the meter refused to read %s (%s attribute %d): "
@@ -1940,4 +1954,36 @@ cmdk_run_free(struct cmdk_run *r)
 	free(r->progress);
 	free(r->result);
 	memset(r, 0, sizeof(*r));
+}
+
+bool
+cmdk_run_reading(const struct cmdk_run *r, unsigned i, struct cmdk_reading *out)
+{
+	unsigned k = 0;
+
+	if (r->p.kind != CMDK_READ_NOW || r->phase != PH_DONE)
+		return false;
+	for (unsigned j = 0; j < r->n_reads; j++) {
+		const struct cmdk_read *rd = &r->reads[j];
+		if (rd->aux)
+			continue;
+		if (k++ != i)
+			continue;
+		memset(out, 0, sizeof(*out));
+		out->obis = rd->item.desc.obis;
+		out->class_id = rd->item.desc.class_id;
+		out->value = rd->before;
+		out->value_len = rd->before_len;
+		if (rd->item.desc.class_id != 7) {
+			out->what = CMDK_RD_REGISTER;
+			if (j + 1 < r->n_reads && r->reads[j + 1].aux) {
+				out->scaler_unit = r->reads[j + 1].before;
+				out->scaler_unit_len = r->reads[j + 1].before_len;
+			}
+		} else {
+			out->what = r->items[j].access != NULL ? CMDK_RD_PROFILE : CMDK_RD_EVENTS;
+		}
+		return true;
+	}
+	return false;
 }

@@ -20,8 +20,13 @@
  *		CMDK_SENT:       write out, feed the engine, and give every
  *		                 RESULT and DONE event to cmdk_run_event(); after
  *		                 DONE call cmdk_run_next() again
- *		CMDK_CHECKPOINT: store cmdk_run_progress() with the command
- *		                 (durably: committed) before calling next again
+ *		CMDK_CHECKPOINT: the run is about to send its first request
+ *		                 that changes the meter: store
+ *		                 cmdk_run_progress() (may be NULL) with the
+ *		                 command (durably: committed) and take the
+ *		                 kind's rate-cap slot (command.c) before
+ *		                 calling next again; at most once per run,
+ *		                 never for a run that sends no such request
  *		CMDK_FINISHED:   cmdk_run_ok(), cmdk_run_result(), cmdk_run_error()
  *	}
  *	cmdk_run_free(&r);
@@ -172,11 +177,12 @@ const char *cmdk_idempotency_key(const struct cmdk_params *p);
 
 enum cmdk_status {
 	CMDK_SENT = 1,       /* a request is on the engine: feed it events */
-	CMDK_CHECKPOINT = 2, /* persist cmdk_run_progress(), then next */
+	CMDK_CHECKPOINT = 2, /* persist cmdk_run_progress(), take the slot, then next */
 	CMDK_FINISHED = 3,   /* see cmdk_run_ok() */
 };
 
-#define CMDK_MAX_READS 24
+/* read_now: each register's value and scaler_unit, a profile, the logs */
+#define CMDK_MAX_READS (2 * CMDK_MAX_REGISTERS + 1 + CMDK_MAX_LOGS)
 #define CMDK_MAX_ACTS  8
 
 struct cmdk_read {
@@ -185,6 +191,7 @@ struct cmdk_read {
 	uint8_t *before, *after; /* tagged Data, malloc'd; NULL: not read */
 	size_t before_len, after_len;
 	uint8_t dar; /* last data-access-result (0 success) */
+	bool aux;    /* read for storing only (a scaler_unit), not in the result */
 };
 
 struct cmdk_act {
@@ -207,6 +214,7 @@ struct cmdk_run {
 	bool have_pre;
 	bool already; /* nothing to do: the meter was there already */
 	bool applied_earlier;
+	bool gated; /* the checkpoint before the first act was given */
 	unsigned n_reads, n_acts, cur_act;
 	struct cmdk_read reads[CMDK_MAX_READS];
 	struct dlms_get_item items[CMDK_MAX_READS]; /* what the engine is given */
@@ -246,6 +254,24 @@ const char *cmdk_run_result(const struct cmdk_run *r);
 const char *cmdk_run_error(const struct cmdk_run *r);
 const char *cmdk_run_progress(const struct cmdk_run *r);
 void cmdk_run_free(struct cmdk_run *r);
+
+/*
+ * What a finished read_now read, for the session to store and publish like
+ * polled data (registers, load profile, event logs).  Fills the i-th of
+ * them and returns true; false past the last one.  Data are tagged A-XDR
+ * as the meter sent them (NULL: not read), valid until cmdk_run_free().
+ */
+enum cmdk_reading_what { CMDK_RD_REGISTER, CMDK_RD_PROFILE, CMDK_RD_EVENTS };
+struct cmdk_reading {
+	int what; /* enum cmdk_reading_what */
+	struct obis obis;
+	uint16_t class_id;
+	const uint8_t *value; /* register value, profile buffer, log buffer */
+	size_t value_len;
+	const uint8_t *scaler_unit; /* registers of class 3 and 4; NULL otherwise */
+	size_t scaler_unit_len;
+};
+bool cmdk_run_reading(const struct cmdk_run *r, unsigned i, struct cmdk_reading *out);
 
 /* ---- a small JSON reader (parameters, progress) ----------------------------- */
 

@@ -33,7 +33,8 @@
 #define CQ_TICK_MS     1000
 #define CQ_MAX_PARAMS  9
 #define CQ_CLAIM_BATCH 64
-#define CQ_LEASE_S     300
+#define CQ_SLOT_WAIT_S 20 /* longest an association waits for an action slot */
+#define CQ_SLOT_RETRY_S 5 /* then the command is queued again after this */
 #define CQ_MAX_WOKEN   4096
 #define CQ_ALWAYS_ON   "{tcpip,mbus,modbus}"
 
@@ -48,7 +49,14 @@ struct cq_stmt {
 	void *arg;
 };
 
+/* A checkpoint waiting for its command's action slot. */
 struct cq_ckpt {
+	struct command_queue *q;
+	struct command_job *job;
+	char *progress; /* NULL: keep the stored one */
+	int64_t give_up;  /* s: then the job goes back to the queue */
+	bool waited;
+	struct event *ev; /* asks again a second later */
 	void (*done)(void *arg, bool ok);
 	void *arg;
 };
@@ -74,11 +82,21 @@ struct command_queue {
 	bool draining;
 	bool stale_done; /* a killed previous run's commands taken back */
 	int64_t last_slow; /* second of the last expiry/renew pass */
+	int64_t last_renew; /* second of the last lease renewal */
 
 	struct metric *m_done, *m_latency, *m_claimed;
 };
 
 static struct command_queue *the_queue;
+
+/* [commands] lease_seconds: how long a running command stays ours
+ * without a renewal; renewed every third of it. */
+static int
+cq_lease_s(const struct command_queue *q)
+{
+	int s = q->d->cfg->commands.lease_seconds;
+	return s >= 3 ? s : 60;
+}
 
 struct command_queue *
 command_get(void)
@@ -262,7 +280,8 @@ cq_connect(struct command_queue *q)
 	if (!q->stale_done) {
 		/* Commands running in our name before we claimed anything are a
 		 * previous run's that was killed: nobody else uses our instance
-		 * id, so end their leases now instead of waiting CQ_LEASE_S.
+		 * id, so end their leases now instead of waiting for them
+		 * ([commands] lease_seconds).
 		 * The claim queues them again (their checkpoint kept), the
 		 * expiry pass fails those with no attempt left. */
 		const char *p[1] = {q->instance};
@@ -397,11 +416,34 @@ static const char release_sql[] =
     "UPDATE command SET state = 'queued', claimed_by = NULL, lease_until = NULL, error = $3 "
     "WHERE id = $1::bigint AND state = 'running' AND claimed_by = $2";
 
+static const char postpone_sql[] =
+    "UPDATE command SET state = 'queued', claimed_by = NULL, lease_until = NULL, error = $3, "
+    "  attempts = greatest(attempts - 1, 0), "
+    "  not_before = least(now() + make_interval(secs => $4::int), "
+    "    expires_at - interval '1 microsecond') "
+    "WHERE id = $1::bigint AND state = 'running' AND claimed_by = $2";
+
 void
 command_release(struct command_queue *q, struct command_job *job, const char *why)
 {
 	char sid[24];
 	snprintf(sid, sizeof(sid), "%lld", (long long)job->id);
+	if (job->no_slot) {
+		/* Nothing was sent: the kind's minute was full.  Queued
+		 * again without the attempt counted; the claim takes it
+		 * when the cap lets it. */
+		char delay[16], msg[160];
+		snprintf(delay, sizeof(delay), "%d", CQ_SLOT_RETRY_S);
+		snprintf(msg, sizeof(msg),
+		         "rate cap of %s: no action slot within %d s, queued again",
+		         cmdk_name(job->kind), CQ_SLOT_WAIT_S);
+		log_meter(LOG_INFO, job->serial, "command %lld given back: %s", (long long)job->id,
+		          msg);
+		const char *pp[4] = {sid, q->instance, msg, delay};
+		cq_query(q, postpone_sql, 4, pp, finish_done, NULL);
+		job_free(job);
+		return;
+	}
 	log_meter(LOG_INFO, job->serial, "command %lld given back: %s", (long long)job->id, why);
 	const char *p[3] = {sid, q->instance, why};
 	/* The last attempt given back is the command's end: failed, with its
@@ -413,13 +455,6 @@ command_release(struct command_queue *q, struct command_job *job, const char *wh
 		cq_query(q, release_sql, 3, p, finish_done, NULL);
 	job_free(job);
 }
-
-static const char postpone_sql[] =
-    "UPDATE command SET state = 'queued', claimed_by = NULL, lease_until = NULL, error = $3, "
-    "  attempts = greatest(attempts - 1, 0), "
-    "  not_before = least(now() + make_interval(secs => $4::int), "
-    "    expires_at - interval '1 microsecond') "
-    "WHERE id = $1::bigint AND state = 'running' AND claimed_by = $2";
 
 void
 command_postpone(struct command_queue *q, struct command_job *job, const char *why, int delay_s)
@@ -443,36 +478,120 @@ command_pending(const struct command_queue *q, int32_t meter_id)
 	return false;
 }
 
-static const char ckpt_sql[] =
-    "UPDATE command SET progress = $3::jsonb WHERE id = $1::bigint AND state = 'running' "
-    "AND claimed_by = $2 RETURNING 1";
+/*
+ * The checkpoint before a run's first state-changing request: stores the
+ * progress and takes the action slot of the kind's cap group in one
+ * statement (sql/0005: the cap is counted on the actions sent, fleet-wide,
+ * under the group's advisory lock).  1: go; 0: the group's sliding minute
+ * is full; -1: the command is no longer ours.  A full minute is asked
+ * again every second for at most CQ_SLOT_WAIT_S, the association kept
+ * open meanwhile; after that the job goes back to the queue (no_slot,
+ * see command_release()) rather than holding its meter.  Claims reserve
+ * slots, so in normal operation the first answer is 1.
+ */
+static const char act_sql[] =
+    "SELECT ammd_command_act($1::bigint, $2, $3::jsonb, $4, $5::text[], $6::integer)";
+
+static void ckpt_ask(struct command_queue *q, struct cq_ckpt *c);
+
+static void
+ckpt_end(struct cq_ckpt *c, bool ok)
+{
+	if (c->ev)
+		event_free(c->ev);
+	free(c->progress);
+	c->done(c->arg, ok);
+	free(c);
+}
+
+static void
+ckpt_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct cq_ckpt *c = arg;
+	(void)fd;
+	(void)what;
+	ckpt_ask(c->q, c);
+}
 
 static void
 ckpt_done(struct command_queue *q, PGresult *res, void *arg)
 {
 	struct cq_ckpt *c = arg;
-	(void)q;
-	c->done(c->arg, res != NULL && PQntuples(res) == 1);
-	free(c);
+	int v = res != NULL && PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : -1;
+
+	if (v != 0) {
+		if (v == 1 && c->waited)
+			log_meter(LOG_INFO, c->job->serial, "command %lld: action slot taken",
+			          (long long)c->job->id);
+		ckpt_end(c, v == 1);
+		return;
+	}
+	if (!c->waited)
+		log_meter(LOG_INFO, c->job->serial,
+		          "command %lld: rate cap of %s reached this minute: waiting for a slot",
+		          (long long)c->job->id, cmdk_cap_group(c->job->kind));
+	c->waited = true;
+	struct timeval tv = {1, 0};
+	if ((int64_t)time(NULL) >= c->give_up || q->draining ||
+	    (c->ev == NULL && (c->ev = evtimer_new(q->d->base, ckpt_timer, c)) == NULL) ||
+	    evtimer_add(c->ev, &tv) != 0) {
+		c->job->no_slot = true;
+		ckpt_end(c, false);
+	}
+}
+
+static void
+ckpt_ask(struct command_queue *q, struct cq_ckpt *c)
+{
+	const struct config *cfg = q->d->cfg;
+	const char *grp = cmdk_cap_group(c->job->kind);
+	char sid[24], kinds[512] = "{", cap[16];
+	int mincap = -1;
+
+	/* the group's kinds and its cap, as the claim computes them */
+	for (int k = 0; k < CMDK_NKINDS; k++) {
+		if (strcmp(cmdk_cap_group(k), grp) != 0)
+			continue;
+		int ck = cmdk_cap_per_minute(cfg, k);
+		if (mincap < 0 || ck < mincap)
+			mincap = ck;
+		snprintf(kinds + strlen(kinds), sizeof(kinds) - strlen(kinds), "%s%s",
+		         kinds[1] ? "," : "", cmdk_name(k));
+	}
+	strcat(kinds, "}");
+	/* A cap of 0 refuses the kind at the claim; should one have been
+	 * claimed all the same, it gets no slot here either. */
+	snprintf(cap, sizeof(cap), "%d", mincap > 0 ? mincap : 0);
+	snprintf(sid, sizeof(sid), "%lld", (long long)c->job->id);
+	if (mincap <= 0) {
+		c->job->no_slot = true;
+		ckpt_end(c, false);
+		return;
+	}
+	const char *p[6] = {sid, q->instance, c->progress, grp, kinds, cap};
+	cq_query(q, act_sql, 6, p, ckpt_done, c);
 }
 
 void
 command_checkpoint(struct command_queue *q, struct command_job *job, const char *progress,
                    void (*done)(void *arg, bool ok), void *arg)
 {
-	struct cq_ckpt *c = malloc(sizeof(*c));
-	char sid[24];
-	if (c == NULL) {
+	struct cq_ckpt *c = calloc(1, sizeof(*c));
+	if (c == NULL || (progress != NULL && (c->progress = strdup(progress)) == NULL)) {
+		free(c);
 		done(arg, false);
 		return;
 	}
+	c->q = q;
+	c->job = job;
 	c->done = done;
 	c->arg = arg;
-	snprintf(sid, sizeof(sid), "%lld", (long long)job->id);
-	free(job->progress);
-	job->progress = strdup(progress);
-	const char *p[3] = {sid, q->instance, progress};
-	cq_query(q, ckpt_sql, 3, p, ckpt_done, c);
+	c->give_up = (int64_t)time(NULL) + CQ_SLOT_WAIT_S;
+	if (progress != NULL) {
+		free(job->progress);
+		job->progress = strdup(progress);
+	}
+	ckpt_ask(q, c);
 }
 
 /* ---- claims ----------------------------------------------------------------------------- */
@@ -559,7 +678,7 @@ cq_claim(struct command_queue *q, const char *meters, const char *transports)
 	strcat(groups, "}");
 	strcat(caps, "}");
 	snprintf(n, sizeof(n), "%d", CQ_CLAIM_BATCH);
-	snprintf(lease, sizeof(lease), "%d", CQ_LEASE_S);
+	snprintf(lease, sizeof(lease), "%d", cq_lease_s(q));
 	const char *p[8] = {q->instance, kinds, groups, caps, n, lease, meters, transports};
 	q->claiming = true;
 	cq_query(q, claim_sql, 8, p, claim_done, NULL);
@@ -717,14 +836,16 @@ cq_tick(evutil_socket_t fd, short what, void *arg)
 	if (now != q->last_slow) {
 		char lease[16];
 		q->last_slow = now;
-		snprintf(lease, sizeof(lease), "%d", CQ_LEASE_S);
+		snprintf(lease, sizeof(lease), "%d", cq_lease_s(q));
 		const char *p[2] = {q->instance, lease};
 		if (!q->expiring) {
 			q->expiring = true;
 			cq_query(q, expire_sql, 0, NULL, expire_done, NULL);
 		}
-		if (now % 30 == 0)
+		if (now - q->last_renew >= cq_lease_s(q) / 3) {
+			q->last_renew = now;
 			cq_query(q, renew_sql, 2, p, finish_done, NULL);
+		}
 		if (now % 10 == 0 && q->d->cfg->gprs.wakeup_command[0])
 			cq_query(q, wake_sql, 0, NULL, wake_done, NULL);
 		/* Caps free up as the minute slides on: look again. */

@@ -75,6 +75,7 @@ struct command_job {
 	int max_attempts;
 	int64_t created_ms;
 	char request_id[128];
+	bool no_slot; /* its checkpoint got no action slot in time (rate cap) */
 	struct command_job *next; /* queue-internal */
 };
 
@@ -91,9 +92,13 @@ void command_set_executor(struct command_queue *q, command_executor_fn fn, void 
 size_t command_take(struct command_queue *q, int32_t meter_id, struct command_job **jobs,
                     size_t max);
 
-/* Store the run's checkpoint with the command; done(arg, ok) once it is
- * committed (ok) or could not be (the run must then stop without acting:
- * command_release()). */
+/* The run is about to send its first state-changing request
+ * (CMDK_CHECKPOINT): store its progress (NULL: keep the stored one) with
+ * the command and take an action slot under the kind's fleet-wide cap
+ * (waiting up to 20 s for one); done(arg, ok) once both are committed
+ * (ok) or could not be (the run must then stop without acting:
+ * command_release(), which queues a job that got no slot again without
+ * counting the attempt). */
 void command_checkpoint(struct command_queue *q, struct command_job *job, const char *progress,
                         void (*done)(void *arg, bool ok), void *arg);
 

@@ -128,6 +128,7 @@ static const struct opt opts[] = {
 	O("commands", "clock_sync_per_minute", OPT_INT, commands.clock_sync_per_minute, 0, 100000, "600"),
 	O("commands", "read_now_per_minute", OPT_INT, commands.read_now_per_minute, 0, 100000, "600"),
 	O("commands", "default_expiry_s", OPT_DURATION, commands.default_expiry_s, 60, 2592000, "86400"),
+	O("commands", "lease_seconds", OPT_DURATION, commands.lease_seconds, 15, 3600, "60"),
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -113,6 +113,7 @@ struct config {
 		int clock_sync_per_minute;
 		int read_now_per_minute;
 		int default_expiry_s;
+		int lease_seconds; /* a running command's lease, renewed every third */
 	} commands;
 };
 

@@ -1,8 +1,10 @@
 # tests/integration/cmd_lib.sh: helpers of the t_cmd_*.sh tests that run
 # operator commands through a running ammd against metersim; sourced after
 # lib.sh.  The caller sets N (meters), SEED and `work`, and may set
-# SIM_EXTRA (more metersim serve options) and CMD_CONF (extra ammd.conf
-# lines, e.g. a [commands] section).
+# SIM_EXTRA (more metersim serve options), CMD_CONF (extra ammd.conf
+# lines, e.g. a [commands] section) and CMD_DAEMON_ROLE (ammd logs in as
+# this new login, a member of the ammd role, instead of the superuser:
+# $ddsn).
 #
 #   cmd_setup NAME        fleet on consecutive ports with a control socket,
 #                         a migrated database $dsn, meters imported, S[i]
@@ -58,6 +60,11 @@ PY
 	"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
 	"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
 	mapfile -t S < <(tail -n +2 "$work/m.csv" | cut -d, -f1)
+	ddsn=$dsn
+	if [ -n "${CMD_DAEMON_ROLE:-}" ]; then
+		pg_login_role "$CMD_DAEMON_ROLE" ammd
+		ddsn="host=$PG_SOCK port=$PG_PORT dbname=$1 user=$CMD_DAEMON_ROLE"
+	fi
 	cmd_sim_start
 	HTTP_PORT=$(free_port)
 	cat >"$work/ammd.conf" <<EOF
@@ -67,7 +74,7 @@ http_listen = 127.0.0.1:$HTTP_PORT
 shutdown_timeout = 10
 instance_id = t-cmd
 [database]
-dsn = $dsn
+dsn = $ddsn
 [collection]
 registers = 1-0:1.8.0.255 1-0:2.8.0.255
 profile_backfill_days = 1

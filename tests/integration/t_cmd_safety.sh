@@ -3,8 +3,18 @@
 # running ammd against metersim (issue 7):
 #   * rate cap: 150 disconnects under disconnect_per_minute = 100: the
 #     first 100 run at once, the other 50 wait, and no sliding minute ever
-#     has more than 100 started (the rest run once the minute has passed);
-#     t_cmd_cap_long.sh (AMM_LONG=1) does 1,000;
+#     has more than 100 ACTIONs sent (command_action.acted_at, taken just
+#     before each is sent; the rest run once the minute has passed), one
+#     per command; t_cmd_cap_long.sh (AMM_LONG=1) does 1,000;
+#   * the action slot itself: a limiter whose group's minute was filled
+#     (by another instance, here rows written into command_action) after it
+#     was claimed waits in its association for a slot, gives the job back
+#     after 20 s without counting the attempt, and acts only once the
+#     minute has passed (acted_at >= the filling actions + 60 s);
+#   * the audit with ammd logged in as a member of the ammd role (not the
+#     owner): an MQTT request is created_by "mqtt:<request id>", an
+#     `ammctl cmd` by an ammd_operator login is created_by that login, and
+#     command_audit names those and the daemon's login;
 #   * credit_add with ammd killed (SIGKILL) right after its checkpoint was
 #     committed, and again right after the ACTION reached the meter (its
 #     answer held back by a delay fault): after a restart the meter was
@@ -29,6 +39,7 @@ PREFIX=t-cmd-safety-$$
 DRV=$BUILD/bench_publish
 [ -x "$DRV" ] || fail "no $DRV"
 CMD_CONC=40
+CMD_DAEMON_ROLE=t_cs_daemon
 CMD_CONF="[commands]
 disconnect_per_minute = 100
 [mqtt]
@@ -154,14 +165,29 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 [ -n "$mid" ] || { tail -20 "$work/ammd.log" >&2; fail "the MQTT request queued nothing"; }
-ok "the MQTT request queued command $mid (request_id req-77, created_by $(q "$dsn" "SELECT created_by FROM command WHERE request_id = 'req-77'"))"
+ok "the MQTT request queued command $mid"
 expect_eq "it ran" "succeeded" "$(cmd_wait "$mid" 20)"
+expect_eq "... created_by the MQTT request, with ammd logged in as a member of ammd" "mqtt:req-77" \
+	"$(q "$dsn" "SELECT created_by FROM command WHERE id = $mid")"
+expect_eq "... audited: queued and run by the daemon's login" \
+	"t_cs_daemon:queued,t_cs_daemon:running,t_cs_daemon:succeeded" \
+	"$(q "$dsn" "SELECT string_agg(actor || ':' || new_state, ',' ORDER BY id) FROM command_audit WHERE command_id = $mid")"
 expect_eq "the meter's tariff" "4" "$(field "$Q" active_tariff)"
 for _ in $(seq 1 100); do grep -aq "^$PREFIX/command/$mid/result " "$work/sub.txt" && break; sleep 0.1; done
 grep -aq "^$PREFIX/command/$mid/result " "$work/sub.txt" || fail "no result on $PREFIX/command/$mid/result"
 ok "the CommandResult arrived on $PREFIX/command/$mid/result"
 grep -a "^$PREFIX/command/$mid/result " "$work/sub.txt" | grep -aq 'req-77' || fail "the result does not echo the request id"
 ok "... echoing the request id"
+pg_login_role t_cs_op ammd_operator
+odsn="host=$PG_SOCK port=$PG_PORT dbname=amm_cmd_safety user=t_cs_op"
+"$AMMCTL" cmd tariff_force "$Q" tariff=2 --dsn "$odsn" >/dev/null || fail "operator: ammctl cmd"
+oid=$(q "$dsn" "SELECT max(id) FROM command WHERE kind = 'tariff_force'")
+expect_eq "an operator's ammctl cmd ran" "succeeded" "$(cmd_wait "$oid" 20)"
+expect_eq "... created_by the operator's login" "t_cs_op" "$(q "$dsn" "SELECT created_by FROM command WHERE id = $oid")"
+expect_eq "... audited: queued by the operator, run by the daemon" \
+	"t_cs_op:queued,t_cs_daemon:running,t_cs_daemon:succeeded" \
+	"$(q "$dsn" "SELECT string_agg(actor || ':' || new_state, ',' ORDER BY id) FROM command_audit WHERE command_id = $oid")"
+expect_eq "the meter's tariff" "2" "$(field "$Q" active_tariff)"
 
 # ---- low-credit warning -----------------------------------------------------------------
 
@@ -185,6 +211,41 @@ for _ in $(seq 1 300); do
 	sleep 0.1
 done
 sleep 3
+
+# ---- the action slot: a full minute found at the moment of acting ---------------------------
+
+# limiter_per_minute is 10 (default).  The limiter for X is claimed while
+# its group's minute is empty; its state read is slowed, and meanwhile ten
+# limiter actions 35 s old appear (another instance's): when it comes to
+# act, the minute is full for another 25 s.
+lim0=$(field "$X" limiter | cut -d" " -f1)
+ctl fault "delay=1500@$X" >/dev/null || fail "fault"
+lid=$(cmd limiter "$X" threshold_normal_w=7000)
+for _ in $(seq 1 100); do
+	[ "$(q "$dsn" "SELECT state FROM command WHERE id = $lid")" = running ] && break
+	sleep 0.05
+done
+fill=$(q "$dsn" "INSERT INTO command_action (command_id, kind, instance, attempt, acted_at)
+	SELECT 0, 'limiter', 'other', 1, now() - interval '35 seconds' FROM generate_series(1, 10)
+	RETURNING acted_at" | head -1)
+ctl clear "$X" >/dev/null
+for _ in $(seq 1 300); do
+	[ "$(q "$dsn" "SELECT state FROM command WHERE id = $lid")" = queued ] && break
+	sleep 0.1
+done
+expect_eq "with its minute full the limiter waited, then was given back, no attempt counted" "queued 0" \
+	"$(q "$dsn" "SELECT state || ' ' || attempts FROM command WHERE id = $lid")"
+expect_match "... saying why" "rate cap of limiter: no action slot within 20 s" \
+	"$(q "$dsn" "SELECT error FROM command WHERE id = $lid")"
+expect_eq "... nothing was sent: the meter's threshold is unchanged" "$lim0" "$(field "$X" limiter | cut -d" " -f1)"
+grep -aq "command $lid: rate cap of limiter reached this minute: waiting for a slot" "$work/ammd.log" ||
+	fail "no wait logged for command $lid"
+ok "... after waiting for a slot in its association"
+expect_eq "it runs once the minute has passed" "succeeded" "$(cmd_wait "$lid" 40)"
+expect_eq "... its action not before the filling ones + 60 s" "t" \
+	"$(q "$dsn" "SELECT acted_at >= '$fill'::timestamptz + interval '60 seconds' FROM command WHERE id = $lid")"
+expect_eq "... the meter has the threshold" "7000" "$(field "$X" limiter | cut -d" " -f1)"
+
 expect_eq "within the first minute exactly 100 disconnects ran" "100" \
 	"$(q "$dsn" "SELECT count(*) FROM command WHERE kind = 'disconnect' AND state = 'succeeded'")"
 expect_eq "... and 50 wait queued" "50" \
@@ -197,11 +258,16 @@ for _ in $(seq 1 900); do
 done
 expect_eq "the other 50 ran after the minute" "150" \
 	"$(q "$dsn" "SELECT count(*) FROM command WHERE kind = 'disconnect' AND state = 'succeeded'")"
-max=$(q "$dsn" "SELECT max((SELECT count(*) FROM command d WHERE d.kind = 'disconnect'
-	AND d.started_at >= c.started_at AND d.started_at < c.started_at + interval '1 minute'))
-	FROM command c WHERE c.kind = 'disconnect' AND c.started_at IS NOT NULL")
-[ "$max" -le 100 ] || fail "$max disconnects started within one sliding minute"
-ok "at most $max disconnects started in any sliding minute ($(($(date +%s) - t0)) s for 150)"
+expect_eq "one disconnect ACTION per command sent" "150 150" \
+	"$(q "$dsn" "SELECT count(*) || ' ' || count(DISTINCT command_id) FROM command_action WHERE kind = 'disconnect'")"
+max=$(q "$dsn" "SELECT max((SELECT count(*) FROM command_action d WHERE d.kind = 'disconnect'
+	AND d.acted_at >= a.acted_at AND d.acted_at < a.acted_at + interval '1 minute'))
+	FROM command_action a WHERE a.kind = 'disconnect'")
+[ "$max" -le 100 ] || fail "$max disconnect ACTIONs sent within one sliding minute"
+ok "at most $max disconnect ACTIONs sent in any sliding minute ($(($(date +%s) - t0)) s for 150)"
+expect_eq "command_rate shows the actions of the last minute" \
+	"$(q "$dsn" "SELECT count(*) FROM command_action WHERE kind = 'disconnect' AND acted_at > now() - interval '1 minute'")" \
+	"$(q "$dsn" "SELECT acted_last_minute FROM command_rate WHERE kind = 'disconnect'")"
 
 cmd_ammd_term || fail "ammd exit status"
 ok "ammd stops cleanly"

@@ -482,11 +482,17 @@ rig_open(struct rig *g)
  * requests were answered (SIGKILL mid-command).  Returns the status of the
  * last step.
  */
+/* Checkpoints of the last run_cmd(), and the meter's control state and
+ * tariff when the first was given (nothing changed on the meter yet). */
+static int n_ckpt;
+static int ckpt_control, ckpt_tariff;
+
 static int
 run_cmd(struct rig *g, struct cmdk_run *r, bool stop_at_checkpoint, int kill_after_requests,
         char **progress_out)
 {
 	int n = 0;
+	n_ckpt = 0;
 	for (;;) {
 		struct mbuf out;
 		mbuf_init(&out, g->cout, sizeof(g->cout));
@@ -494,8 +500,11 @@ run_cmd(struct rig *g, struct cmdk_run *r, bool stop_at_checkpoint, int kill_aft
 		if (st == CMDK_FINISHED)
 			return st;
 		if (st == CMDK_CHECKPOINT) {
-			cr_assert_not_null(cmdk_run_progress(r));
-			if (progress_out)
+			if (n_ckpt++ == 0) {
+				ckpt_control = g->m.control;
+				ckpt_tariff = g->m.tariff;
+			}
+			if (progress_out && cmdk_run_progress(r) != NULL)
 				*progress_out = strdup(cmdk_run_progress(r));
 			if (stop_at_checkpoint)
 				return st;
@@ -549,6 +558,10 @@ Test(cmd_kinds, disconnect_reconnect)
 	struct cmdk_run *r = exec_cmd(g, "disconnect", NULL);
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	cr_expect_eq(g->m.control, 0);
+	/* the rate-cap slot is asked for once, before the ACTION went out */
+	cr_expect_eq(n_ckpt, 1);
+	cr_expect_eq(ckpt_control, 1);
+	cr_expect_null(cmdk_run_progress(r));
 	expect_in(cmdk_run_result(r),
 	          "\"before\":{\"output_state\":{\"type\":\"boolean\",\"value\":true},\"control_"
 	          "state\":{\"type\":\"enum\",\"value\":1}");
@@ -562,6 +575,7 @@ Test(cmd_kinds, disconnect_reconnect)
 	cr_expect(cmdk_run_ok(r));
 	expect_in(cmdk_run_result(r), "\"applied\":false");
 	expect_in(cmdk_run_result(r), "already disconnected");
+	cr_expect_eq(n_ckpt, 0, "nothing sent: no slot taken");
 	finish_run(r);
 
 	/* Mode 1 reconnects directly; release is refused before acting. */
@@ -690,6 +704,7 @@ Test(cmd_kinds, calendar_special_days_force)
 	struct cmdk_run *r = exec_cmd(g, "tariff_calendar", CAL_OK);
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	cr_expect_str_eq(g->m.active_name, "TOU2");
+	cr_expect_eq(n_ckpt, 1, "a calendar's SETs go out under one slot");
 	expect_in(cmdk_run_result(r),
 	          "\"calendar_name_active\":{\"type\":\"octet-string\",\"hex\":\"4f4c44\"}");
 	finish_run(r);
@@ -710,9 +725,12 @@ Test(cmd_kinds, calendar_special_days_force)
 	cr_expect_gt(g->m.special_len, 0);
 	finish_run(r);
 
+	int tariff0 = g->m.tariff;
 	r = exec_cmd(g, "tariff_force", "{\"tariff\":3}");
 	cr_expect(cmdk_run_ok(r), "%s", cmdk_run_error(r));
 	cr_expect_eq(g->m.tariff, 3);
+	cr_expect_eq(n_ckpt, 1);
+	cr_expect_eq(ckpt_tariff, tariff0, "the slot comes before the SET");
 	expect_in(cmdk_run_result(r),
 	          "\"before\":{\"current_tariff\":{\"type\":\"unsigned\",\"value\":1}}");
 	expect_in(cmdk_run_result(r),
@@ -753,6 +771,23 @@ Test(cmd_kinds, limiter_clock_read)
 	    cmdk_run_result(r),
 	    "\"values\":{\"1-0:1.8.0.255\":{\"type\":\"double-long-unsigned\",\"value\":10000");
 	expect_in(cmdk_run_result(r), "\"0-0:96.14.0.255\":{\"type\":\"unsigned\",\"value\":1}");
+	cr_expect_eq(n_ckpt, 0, "read_now changes nothing: no slot");
+	/* the scaler_unit read for storing is not in the result */
+	cr_expect_null(strstr(cmdk_run_result(r), "scaler"), "%s", cmdk_run_result(r));
+	/* what the session stores: each register with its scaler_unit */
+	struct cmdk_reading rd;
+	cr_assert(cmdk_run_reading(r, 0, &rd));
+	cr_expect_eq(rd.what, CMDK_RD_REGISTER);
+	cr_expect_eq(rd.class_id, 3);
+	cr_expect_eq(rd.obis.v[2], 1);
+	cr_assert_not_null(rd.value);
+	cr_expect_eq(rd.value[0], 6, "double-long-unsigned");
+	cr_assert_not_null(rd.scaler_unit);
+	cr_expect_eq(rd.scaler_unit[0], 2, "scaler_unit is a structure");
+	cr_assert(cmdk_run_reading(r, 1, &rd));
+	cr_expect_eq(rd.class_id, 1);
+	cr_expect_null(rd.scaler_unit, "class 1 has no scaler_unit");
+	cr_expect_not(cmdk_run_reading(r, 2, &rd));
 	finish_run(r);
 	free(g);
 }
