@@ -234,10 +234,13 @@ done
 ok "push on an idle connection: the alarm register (breaker open, 1) is stored"
 expect_eq "... once, at the push's time (not before it)" "1" \
 	"$(q "$dsn" "SELECT count(*) FROM register_reading r JOIN meter m ON m.id = r.meter_id WHERE m.serial = '$P' AND r.obis = '0-0:97.98.0.255' AND r.value = 1 AND r.captured_at >= to_timestamp($pushed_at - 2)")"
-expect_eq "... metersim says the alarm register is 1 (breaker open)" "0" "$(field gin "$P" output_state)"
+expect_eq "... metersim's breaker is open (alarm bit 0)" "0" "$(field gin "$P" output_state)"
 ip1=$(metric idle-push)
 expect_eq "... pushed on an idle connection" "1" "$((ip1 - ip0))"
 expect_match "... read on that connection" "$P.*pushed while idle: read on this connection" "$(cat "$work/ammd.log")"
+# a redial would have been identified again (an `identify` row of a due meter)
+expect_eq "... not after a redial" "0" \
+	"$(q "$dsn" "SELECT count(*) FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.serial = '$P' AND l.outcome = 'identify' AND l.started_at >= to_timestamp($pushed_at)")"
 expect_eq "... by a session with the meter's HLS-GMAC association" "ok" \
 	"$(q "$dsn" "SELECT outcome FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.serial = '$P' AND l.started_at >= to_timestamp($pushed_at - 1) ORDER BY l.id LIMIT 1")"
 for _ in $(seq 1 50); do grep -aq '"0-0:97.98.0.255"' "$work/sub.txt" && break; sleep 0.1; done
