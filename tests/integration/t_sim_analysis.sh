@@ -7,6 +7,8 @@
 #     phase and P+/P- as columns (6, 9, 12) and exactly the rows and
 #     values `metersim expect --what analysis` prints; entries_in_use is
 #     the number of captures in its 40 days; it is in the object list;
+#     reconfigured (ctl set ... analysis) it serves the new period and
+#     channels and starts empty;
 #   * special days: `ammctl action` insert (method 1) of a spec_day_entry
 #     makes today a special day, so the current tariff drops from the
 #     weekday's T2 to T1; the table reads back the entry; delete (method
@@ -81,6 +83,15 @@ inuse=$(ammctl_m "$h" read 1-0:99.2.0.255:7 | python3 -c 'import json,sys; print
 expect_eq "entries_in_use: the captures of the last 40 days" \
 	"$("$METERSIM" expect "${fleet[@]}" --meter "$serial" --from $((T - 40 * 86400)) --to $T \
 		--what analysis --format csv | grep -c '^analysis,')" "$inuse"
+# reconfigured (ctl set, as a SET of capture_objects/capture_period does):
+# cleared, the new period and channels (U L1..L3 and P+: mask 0x207)
+m382=$(awk -F, 'NR > 1 && $2 == "382M" { print $1; exit }' "$SIM_WORK/inv.csv")
+sim_ctl set "$m382" analysis 300 0x207 || fail "ctl set analysis"
+expect_status "ctl set analysis refuses a period not dividing a day" 1 sim_ctl set "$m382" analysis 700
+got=$(ammctl_m "$(host_of "$m382")" read --from 2024-03-04T10:00:00Z --to 2024-03-04T11:00:00Z 1-0:99.2.0.255 |
+	python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["capture_period"], " ".join(c["obis"] for c in d["columns"]), len(d["rows"]))')
+expect_eq "reconfigured: 5 min, clock U1 U2 U3 P+, buffer cleared" \
+	"300 0-0:1.0.0.255 1-0:32.7.0.255 1-0:52.7.0.255 1-0:72.7.0.255 1-0:1.7.0.255 0" "$got"
 expect_match "the association object list has the analysis logger" '"hex": "0100630200ff"' \
 	"$(ammctl_m "$h" read 0-0:40.0.0.255)"
 

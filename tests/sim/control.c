@@ -10,7 +10,9 @@
  *                           credit WH, credit_add WH, payment credit|prepaid,
  *                           limiter NORMAL EMERGENCY MIN_OVER MIN_UNDER,
  *                           emergency on|off, period 300|900|1800|3600,
- *                           clock EPOCH (set the meter's clock)
+ *                           clock EPOCH (set the meter's clock),
+ *                           analysis PERIOD [CHANNELS] (analysis logger:
+ *                           capture period, SIM_ACH_* mask; clears it)
  *   button SERIAL           the consumer presses the breaker button
  *   push SERIAL             GPRS: DataNotification now
  *   fault SPEC              faults.h syntax, fleet-wide or @SERIAL
@@ -133,6 +135,9 @@ set_cmd(struct sim_meter *m, int64_t t, char **av, int ac, struct evbuffer *o)
 		rc = dev_set_emergency(m, t, !strcmp(v, "on"));
 	} else if (!strcmp(k, "period")) {
 		rc = sim_set_period(m, t, (uint16_t)x);
+	} else if (!strcmp(k, "analysis")) {
+		uint16_t chans = ac > 2 ? (uint16_t)strtoul(av[2], NULL, 0) : sim_analysis_chans(m);
+		rc = x < 0 || x > 86400 ? METER_ERANGE : dev_set_analysis(m, t, chans, (uint32_t)x);
 	} else if (!strcmp(k, "clock")) {
 		rc = dev_clock_set(m, t, x * 1000); /* epoch seconds, as a client SETs it */
 	} else {

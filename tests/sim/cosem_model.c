@@ -350,10 +350,11 @@ static const struct capdef bill_cap[10] = {
     {4, OBIS(1, 0, 1, 6, 0, 255), 2}, {4, OBIS(1, 0, 1, 6, 0, 255), 5},
 };
 
-/* Analysis logger columns: the clock, then voltage, current and active
+/* Analysis logger columns: the clock, then the channels of the mask
+ * (model.h SIM_ACH_*) in their bit order: voltage, current and active
  * power of each measured phase (L1; L1 and L3 on the 3-wire 282; L1..L3
- * on the 382M), then total import and export power: 6, 9 or 12 of the 16
- * channels a Kamstrup analysis logger may have. */
+ * on the 382M), then total import and export power: by default 6, 9 or
+ * 12 of the 16 channels a Kamstrup analysis logger may have. */
 enum { A_CLOCK = 0, A_U, A_I, A_P, A_PIMP, A_PEXP };
 
 struct anacol {
@@ -361,21 +362,27 @@ struct anacol {
 	uint8_t what, phase;
 };
 
+/* The register captured by channel bit k (0..10). */
+static struct anacol
+ana_chan(unsigned k)
+{
+	static const uint8_t code[3][3] = {{32, 52, 72}, {31, 51, 71}, {21, 41, 61}};
+	if (k < 9)
+		return (struct anacol){{3, OBIS(1, 0, code[k / 3][k % 3], 7, 0, 255), 2},
+		                       (uint8_t)(A_U + k / 3), (uint8_t)(k % 3)};
+	return (struct anacol){{3, OBIS(1, 0, k == 9 ? 1 : 2, 7, 0, 255), 2},
+	                       k == 9 ? A_PIMP : A_PEXP, 0};
+}
+
 static unsigned
 ana_cols(const struct sim_meter *m, struct anacol c[MAXCOL])
 {
-	static const uint8_t uc[3] = {32, 52, 72}, ic[3] = {31, 51, 71}, pc[3] = {21, 41, 61};
+	uint16_t chans = sim_analysis_chans(m);
 	unsigned n = 0;
 	c[n++] = (struct anacol){{8, OBIS(0, 0, 1, 0, 0, 255), 2}, A_CLOCK, 0};
-	for (uint8_t what = A_U; what <= A_P; what++)
-		for (uint8_t ph = 0; ph < 3; ph++) {
-			if (!(m->phases == 3 || ph == 0 || (m->phases == 2 && ph == 2)))
-				continue;
-			const uint8_t *code = what == A_U ? uc : what == A_I ? ic : pc;
-			c[n++] = (struct anacol){{3, OBIS(1, 0, code[ph], 7, 0, 255), 2}, what, ph};
-		}
-	c[n++] = (struct anacol){{3, OBIS(1, 0, 1, 7, 0, 255), 2}, A_PIMP, 0};
-	c[n++] = (struct anacol){{3, OBIS(1, 0, 2, 7, 0, 255), 2}, A_PEXP, 0};
+	for (unsigned k = 0; k < 11; k++)
+		if (chans >> k & 1)
+			c[n++] = ana_chan(k);
 	return n;
 }
 
@@ -579,7 +586,7 @@ profile_entries(const struct obj *ob, struct sim_meter *m, int64_t t, bool in_us
 	}
 	if (ob->kind == K_ANALYSIS) {
 		if (!in_use)
-			return SIM_ANALYSIS_DAYS * 86400u / SIM_ANALYSIS_PERIOD;
+			return SIM_ANALYSIS_DAYS * 86400u / sim_analysis_period(m);
 		long n = sim_analysis(m, ana_start(m, t), t, NULL, NULL);
 		return n < 0 ? 0 : (uint32_t)n;
 	}
@@ -1091,7 +1098,7 @@ get_attr(const struct obj *ob, const struct dlms_server_req *rq, struct sim_mete
 			return 0;
 		case 4:
 			axdr_put_double_long_unsigned(out, ob->kind == K_LP         ? m->st->period
-			                                   : ob->kind == K_ANALYSIS ? SIM_ANALYSIS_PERIOD
+			                                   : ob->kind == K_ANALYSIS ? sim_analysis_period(m)
 			                                                            : 0);
 			return 0;
 		case 5:
@@ -1372,6 +1379,38 @@ dev_to_dar(int rc)
 	return XDLMS_DAR_OTHER_REASON;
 }
 
+/* SET of capture_objects: the clock first, then channels the meter can
+ * capture (served in their canonical order). */
+static int
+ana_set_capture(struct sim_meter *m, int64_t t, const struct axdr_node *n)
+{
+	if (n->tag != AXDR_ARRAY || n->len < 2 || n->len > MAXCOL)
+		return XDLMS_DAR_TYPE_UNMATCHED;
+	uint16_t chans = 0;
+	for (uint32_t i = 0; i < n->len; i++) {
+		struct xdlms_capture_obj co;
+		if (xdlms_capture_obj_from_node(axdr_child(n, i), &co))
+			return XDLMS_DAR_TYPE_UNMATCHED;
+		if (i == 0) {
+			struct obis clk = OBIS(0, 0, 1, 0, 0, 255);
+			if (co.class_id != 8 || !obis_eq(&co.obis, &clk) || co.attribute != 2)
+				return XDLMS_DAR_TYPE_UNMATCHED;
+			continue;
+		}
+		unsigned k;
+		for (k = 0; k < 11; k++) {
+			struct anacol a = ana_chan(k);
+			if (a.cap.cls == co.class_id && obis_eq(&a.cap.o, &co.obis) &&
+			    a.cap.attr == co.attribute)
+				break;
+		}
+		if (k == 11)
+			return XDLMS_DAR_TYPE_UNMATCHED;
+		chans |= (uint16_t)(1u << k);
+	}
+	return dev_to_dar(dev_set_analysis(m, t, chans, sim_analysis_period(m)));
+}
+
 /* A spec_day_entry: structure {index long-unsigned, specialday_date
  * octet-string (date), day_id unsigned}. */
 static int
@@ -1428,6 +1467,12 @@ set_attr(const struct obj *ob, int attr, struct sim_meter *m, int64_t t, const s
 	case K_LP:
 		if (attr == 4 && num)
 			return dev_to_dar(sim_set_period(m, t, (uint16_t)v));
+		return XDLMS_DAR_READ_WRITE_DENIED;
+	case K_ANALYSIS:
+		if (attr == 3)
+			return ana_set_capture(m, t, n);
+		if (attr == 4 && num && v >= 0 && v <= 86400)
+			return dev_to_dar(dev_set_analysis(m, t, sim_analysis_chans(m), (uint32_t)v));
 		return XDLMS_DAR_READ_WRITE_DENIED;
 	case K_CAL: {
 		struct draft *dr = draft_of(m);

@@ -604,6 +604,22 @@ dev_clock_adjust_preset(struct sim_meter *m, int64_t t)
 }
 
 int
+dev_set_analysis(struct sim_meter *m, int64_t t, uint16_t chans, uint32_t period)
+{
+	if (!chans || (chans & ~sim_analysis_all(m)) || period < 60 || period > 86400 ||
+	    86400 % period)
+		return METER_ERANGE;
+	dev_advance(m, t);
+	struct dev_journal *j = journal(m);
+	if (!j)
+		return METER_ENOSPC;
+	j->ana_chans = chans;
+	j->ana_period = period;
+	j->ana_from = t;
+	return 0;
+}
+
+int
 dev_clock_set(struct sim_meter *m, int64_t t, int64_t clock_ms)
 {
 	dev_advance(m, t);

@@ -70,6 +70,11 @@ struct dev_journal {
 	 * while the meter's clock is in [from, to] (UTC ms, meter's view) */
 	int64_t preset_ms, preset_from_ms, preset_to_ms;
 	uint8_t have_preset;
+	/* analysis logger as a client configured it (0: the defaults), and
+	 * when its buffer was last cleared */
+	uint16_t ana_chans;
+	uint32_t ana_period;
+	int64_t ana_from;
 };
 
 /* The per-meter mutable device state (in struct sim_state). */
@@ -146,6 +151,12 @@ int dev_clock_set(struct sim_meter *m, int64_t t, int64_t clock_ms);
 int dev_clock_preset(struct sim_meter *m, int64_t t, int64_t preset_ms, int64_t from_ms,
 		     int64_t to_ms);
 int dev_clock_adjust_preset(struct sim_meter *m, int64_t t);
+
+/* A client writes the analysis logger's capture objects (chans, SIM_ACH_*
+ * bits, a subset of what the type measures) or capture period (60 s to a
+ * day, dividing a day): the buffer is cleared at t.  METER_ERANGE for a
+ * channel the meter cannot capture or a bad period. */
+int dev_set_analysis(struct sim_meter *m, int64_t t, uint16_t chans, uint32_t period);
 
 /* Read-outs (advance to t first). */
 int64_t dev_credit(struct sim_meter *m, int64_t t);

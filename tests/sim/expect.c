@@ -242,44 +242,43 @@ put_analysis(void *arg, const struct sim_analysis *a)
 	struct out *o = arg;
 	const struct sim_instant *in = &a->in;
 	char ts[32], lt[40];
-	/* phases the meter does not measure are not captured: empty / null */
-	bool has[3];
-	for (unsigned p = 0; p < 3; p++)
-		has[p] = in->phases == 3 || p == 0 || (in->phases == 2 && p == 2);
+	/* channels bit k (model.h SIM_ACH_*) in field order; channels not
+	 * captured (phases the meter does not measure) are empty / null */
+	long long v[11];
+	for (unsigned k = 0; k < 9; k++)
+		v[k] = k < 3 ? in->u[k % 3] : k < 6 ? (long long)in->i[k % 3] : in->p[k % 3];
+	v[9] = in->p_import;
+	v[10] = in->p_export;
 	if (o->csv) {
 		fprintf(o->f, "analysis,%s,%s", expect_iso_utc(a->t, ts), expect_iso_local(o->m, a->t, lt));
-		for (unsigned k = 0; k < 9; k++) {
-			unsigned p = k % 3;
-			long long v = k < 3 ? in->u[p] : k < 6 ? (long long)in->i[p] : in->p[p];
-			if (has[p])
-				fprintf(o->f, ",%lld", v);
+		for (unsigned k = 0; k < 11; k++) {
+			if (a->chans >> k & 1)
+				fprintf(o->f, ",%lld", v[k]);
 			else
 				fputs(",", o->f);
 		}
-		fprintf(o->f, ",%d,%d\n", in->p_import, in->p_export);
+		fputs("\n", o->f);
 		return;
 	}
 	struct json *j = &o->j;
 	json_obj_begin(j, NULL);
 	json_str(j, "t", expect_iso_utc(a->t, ts));
 	json_str(j, "local", expect_iso_local(o->m, a->t, lt));
-	static const char *key[3] = {"u_dv", "i_ma", "p_w"};
-	for (unsigned k = 0; k < 3; k++) {
-		json_arr_begin(j, key[k]);
-		for (unsigned p = 0; p < 3; p++) {
-			if (!has[p])
-				json_null(j, NULL);
-			else if (k == 0)
-				json_uint(j, NULL, in->u[p]);
-			else if (k == 1)
-				json_uint(j, NULL, in->i[p]);
+	static const char *key[5] = {"u_dv", "i_ma", "p_w", "p_import_w", "p_export_w"};
+	for (unsigned g = 0; g < 5; g++) {
+		unsigned k0 = g < 3 ? 3 * g : 6 + g, n = g < 3 ? 3 : 1;
+		if (g < 3)
+			json_arr_begin(j, key[g]);
+		for (unsigned k = k0; k < k0 + n; k++) {
+			const char *name = g < 3 ? NULL : key[g];
+			if (a->chans >> k & 1)
+				json_int(j, name, v[k]);
 			else
-				json_int(j, NULL, in->p[p]);
+				json_null(j, name);
 		}
-		json_arr_end(j);
+		if (g < 3)
+			json_arr_end(j);
 	}
-	json_int(j, "p_import_w", in->p_import);
-	json_int(j, "p_export_w", in->p_export);
 	json_obj_end(j);
 }
 

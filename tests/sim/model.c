@@ -559,15 +559,40 @@ sim_instant(const struct sim_meter *m, int64_t t, struct sim_instant *out)
 	}
 }
 
+uint16_t
+sim_analysis_all(const struct sim_meter *m)
+{
+	uint16_t ph = m->phases == 3 ? 7 : m->phases == 2 ? 5 : 1; /* L1; L1, L3; all */
+	return (uint16_t)(ph | ph << 3 | ph << 6 | SIM_ACH_PIMP | SIM_ACH_PEXP);
+}
+
+uint16_t
+sim_analysis_chans(const struct sim_meter *m)
+{
+	const struct dev_journal *j = m->st->dev.j;
+	return j && j->ana_chans ? j->ana_chans : sim_analysis_all(m);
+}
+
+uint32_t
+sim_analysis_period(const struct sim_meter *m)
+{
+	const struct dev_journal *j = m->st->dev.j;
+	return j && j->ana_period ? j->ana_period : SIM_ANALYSIS_PERIOD;
+}
+
 long
 sim_analysis(const struct sim_meter *m, int64_t from, int64_t to, sim_analysis_fn fn, void *arg)
 {
-	const int64_t p = SIM_ANALYSIS_PERIOD;
+	const int64_t p = sim_analysis_period(m);
+	const struct dev_journal *j = m->st->dev.j;
 	if (from < m->installed)
 		from = m->installed;
+	if (j && from < j->ana_from)
+		from = j->ana_from;
+	uint16_t chans = sim_analysis_chans(m);
 	long n = 0;
 	for (int64_t c = floor_div(from, p) * p + p; c <= to; c += p, n++) {
-		struct sim_analysis a = {.t = c};
+		struct sim_analysis a = {.t = c, .chans = chans};
 		sim_instant(m, c - 1, &a.in);
 		if (fn)
 			fn(arg, &a);

@@ -165,22 +165,38 @@ int sim_set_period(struct sim_meter *m, int64_t t, uint16_t period);
 void sim_instant(const struct sim_meter *m, int64_t t, struct sim_instant *out);
 
 /*
- * Analysis logger (1-0:99.2.0.255): every SIM_ANALYSIS_PERIOD seconds the
- * meter captures its instantaneous values; the entry stamped c holds what
- * the instantaneous registers read in the second before c (sim_instant at
- * c - 1, the grid step that ended at or contains c - 1), so an entry never
- * changes once captured.  SIM_ANALYSIS_DAYS of history, nothing before
- * installation.
+ * Analysis logger (1-0:99.2.0.255): every capture period (default
+ * SIM_ANALYSIS_PERIOD) the meter captures its instantaneous values; the
+ * entry stamped c holds what the instantaneous registers read in the
+ * second before c (sim_instant at c - 1, in the grid step that ends at c
+ * or earlier), so an entry never changes once captured.  The channels
+ * are a mask of SIM_ACH_* bits: by default U, I and P of each measured
+ * phase and both totals.  SIM_ANALYSIS_DAYS of history, nothing before
+ * installation or the last reconfiguration (dev_set_analysis), which
+ * clears the buffer.
  */
 #define SIM_ANALYSIS_PERIOD 600
 #define SIM_ANALYSIS_DAYS   40
+enum {
+	SIM_ACH_U1 = 1 << 0, /* U L1..L3: bits 0..2 */
+	SIM_ACH_I1 = 1 << 3, /* I L1..L3: bits 3..5 */
+	SIM_ACH_P1 = 1 << 6, /* P L1..L3: bits 6..8 */
+	SIM_ACH_PIMP = 1 << 9,
+	SIM_ACH_PEXP = 1 << 10,
+};
 struct sim_analysis {
-	int64_t t; /* capture time, UTC, a multiple of the period */
+	int64_t t;	/* capture time, UTC, a multiple of the period */
+	uint16_t chans; /* SIM_ACH_* captured */
 	struct sim_instant in;
 };
+/* The channels the meter's type can capture (and captures by default),
+ * and those it captures now; its capture period now. */
+uint16_t sim_analysis_all(const struct sim_meter *m);
+uint16_t sim_analysis_chans(const struct sim_meter *m);
+uint32_t sim_analysis_period(const struct sim_meter *m);
 typedef void (*sim_analysis_fn)(void *arg, const struct sim_analysis *a);
-/* Entries with from < t <= to (and after installation); returns their
- * number. */
+/* Entries with from < t <= to (and after installation or the last
+ * reconfiguration); returns their number. */
 long sim_analysis(const struct sim_meter *m, int64_t from, int64_t to, sim_analysis_fn fn,
 		  void *arg);
 /* Import power (W) the model draws in the grid step containing t if the

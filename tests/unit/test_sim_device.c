@@ -534,3 +534,43 @@ Test(sim_device, expect_of_a_commanded_meter_shows_the_commands)
 	sim_fleet_free(f);
 	sim_fleet_free(pure);
 }
+
+/* ---- analysis logger configuration ------------------------------------------- */
+
+Test(sim_device, analysis_logger_reconfigured_clears_and_captures_the_new_channels)
+{
+	struct sim_fleet *f = fleet(5);
+	struct sim_meter m;
+	uint32_t i;
+	for (i = 0; i < 20; i++) {
+		sim_meter_load(f, i, &m);
+		if (m.type == SIM_TYPE_162)
+			break;
+	}
+	cr_assert_lt(i, 20, "a 162 in the fleet");
+	cr_assert_eq(sim_analysis_all(&m), SIM_ACH_U1 | SIM_ACH_I1 | SIM_ACH_P1 | SIM_ACH_PIMP |
+	                                       SIM_ACH_PEXP);
+	int64_t t0 = local(2024, 3, 4, 12, 0);
+	cr_assert_eq(sim_analysis(&m, t0 - 3600, t0, NULL, NULL), 6);
+	/* L2 is not measured on a 162; 700 s does not divide a day */
+	cr_assert_eq(dev_set_analysis(&m, t0, SIM_ACH_U1 << 1, 300), METER_ERANGE);
+	cr_assert_eq(dev_set_analysis(&m, t0, SIM_ACH_U1, 700), METER_ERANGE);
+	cr_assert_eq(dev_set_analysis(&m, t0, 0, 300), METER_ERANGE);
+	cr_assert_eq(sim_analysis_period(&m), 600, "refused: nothing changed");
+	cr_assert_eq(dev_set_analysis(&m, t0 + 30, SIM_ACH_U1 | SIM_ACH_PIMP, 300), 0);
+	cr_assert_eq(sim_analysis_period(&m), 300);
+	cr_assert_eq(sim_analysis_chans(&m), SIM_ACH_U1 | SIM_ACH_PIMP);
+	cr_assert_eq(sim_analysis(&m, t0 - 3600, t0 + 3600, NULL, NULL), 12,
+	             "the buffer starts again at the change, every 5 minutes");
+	struct sim_instant in;
+	sim_instant(&m, t0 + 600 - 1, &in);
+	char *csv = expect_csv(&m, t0, t0 + 600, EXPECT_ANALYSIS);
+	char want[160];
+	snprintf(want, sizeof(want),
+	         "\nanalysis,2024-03-04T11:10:00Z,2024-03-04T12:10:00+01:00,%u,,,,,,,,,%d,\n", in.u[0],
+	         in.p_import);
+	cr_assert_not_null(strstr(csv, want), "%s not in\n%s", want, csv);
+	cr_assert_not_null(strstr(csv, "\nanalysis,2024-03-04T11:05:00Z,"));
+	free(csv);
+	sim_fleet_free(f);
+}
