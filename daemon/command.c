@@ -30,13 +30,13 @@
 #include "metrics.h"
 #include "publish.h"
 
-#define CQ_TICK_MS     1000
-#define CQ_MAX_PARAMS  9
-#define CQ_CLAIM_BATCH 64
-#define CQ_SLOT_WAIT_S 20 /* longest an association waits for an action slot */
-#define CQ_SLOT_RETRY_S 5 /* then the command is queued again after this */
-#define CQ_MAX_WOKEN   4096
-#define CQ_ALWAYS_ON   "{tcpip,mbus,modbus}"
+#define CQ_TICK_MS      1000
+#define CQ_MAX_PARAMS   9
+#define CQ_CLAIM_BATCH  64
+#define CQ_SLOT_WAIT_S  20 /* longest an association waits for an action slot */
+#define CQ_SLOT_RETRY_S 5  /* then the command is queued again after this */
+#define CQ_MAX_WOKEN    4096
+#define CQ_ALWAYS_ON    "{tcpip,mbus,modbus}"
 
 extern char **environ;
 
@@ -53,8 +53,8 @@ struct cq_stmt {
 struct cq_ckpt {
 	struct command_queue *q;
 	struct command_job *job;
-	char *progress; /* NULL: keep the stored one */
-	int64_t give_up;  /* s: then the job goes back to the queue */
+	char *progress;  /* NULL: keep the stored one */
+	int64_t give_up; /* s: then the job goes back to the queue */
 	bool waited;
 	struct event *ev; /* asks again a second later */
 	void (*done)(void *arg, bool ok);
@@ -80,8 +80,8 @@ struct command_queue {
 	int64_t woken[CQ_MAX_WOKEN]; /* GPRS commands whose wake-up ran */
 	size_t nwoken;
 	bool draining;
-	bool stale_done; /* a killed previous run's commands taken back */
-	int64_t last_slow; /* second of the last expiry/renew pass */
+	bool stale_done;    /* a killed previous run's commands taken back */
+	int64_t last_slow;  /* second of the last expiry/renew pass */
 	int64_t last_renew; /* second of the last lease renewal */
 
 	struct metric *m_done, *m_latency, *m_claimed;

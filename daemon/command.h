@@ -75,7 +75,7 @@ struct command_job {
 	int max_attempts;
 	int64_t created_ms;
 	char request_id[128];
-	bool no_slot; /* its checkpoint got no action slot in time (rate cap) */
+	bool no_slot;             /* its checkpoint got no action slot in time (rate cap) */
 	struct command_job *next; /* queue-internal */
 };
 

@@ -532,39 +532,36 @@ push_store(struct session *s, struct message_register *mr, size_t *nmr, int64_t 
 	}
 }
 
+/* One register value into the batch and the registers message mr[]. */
 static void
-regs_store(struct session *s)
+reg_store_one(struct session *s, const struct obis *o, const struct reg_result *r, int64_t at,
+              int64_t read_at, struct message_register *mr, size_t *nmr)
 {
 	char name[OBIS_STRLEN];
-	struct message_register mr[CONFIG_MAX_REGISTERS + PROFILE_MAX_COLUMNS];
-	size_t nmr = 0;
-	int64_t read_at = wall_now();
-	int64_t at = s->have_meter_now ? s->meter_now : read_at;
+	int scaler = r->have_su ? r->scaler : 0;
+	int unit = r->have_su ? r->unit : PROFILE_UNIT_COUNT;
+	if (store_add_register(s->batch, s->m.id, obis_format(o, name), at, r->raw, scaler, unit,
+	                       read_at) == 0)
+		s->rows++;
+	double v = (double)r->raw;
+	for (int e = scaler; e > 0; e--)
+		v *= 10;
+	for (int e = scaler; e < 0; e++)
+		v /= 10;
+	mr[*nmr] = (struct message_register){.obis = *o,
+	                                     .captured_at = at * 1000,
+	                                     .value = v,
+	                                     .has_raw = true,
+	                                     .raw = r->raw,
+	                                     .scaler = (int8_t)scaler,
+	                                     .unit = profile_unit_name((uint8_t)unit)};
+	(*nmr)++;
+}
 
-	for (size_t i = 0; i < s->nregs; i++) {
-		const struct reg_result *r = &s->regs[i];
-		if (!r->have_value)
-			continue;
-		int scaler = r->have_su ? r->scaler : 0;
-		int unit = r->have_su ? r->unit : PROFILE_UNIT_COUNT;
-		if (store_add_register(s->batch, s->m.id, obis_format(&s->reg_obis[i], name), at,
-		                       r->raw, scaler, unit, read_at) == 0)
-			s->rows++;
-		double v = (double)r->raw;
-		for (int e = scaler; e > 0; e--)
-			v *= 10;
-		for (int e = scaler; e < 0; e++)
-			v /= 10;
-		mr[nmr] = (struct message_register){.obis = s->reg_obis[i],
-		                                    .captured_at = at * 1000,
-		                                    .value = v,
-		                                    .has_raw = true,
-		                                    .raw = r->raw,
-		                                    .scaler = (int8_t)scaler,
-		                                    .unit = profile_unit_name((uint8_t)unit)};
-		nmr++;
-	}
-	push_store(s, mr, &nmr, read_at);
+/* The registers message of a session (or of a read_now command). */
+static void
+regs_publish(struct session *s, struct message_register *mr, size_t nmr, int64_t read_at)
+{
 	if (nmr > 0 && s->cfg->mqtt.enabled) {
 		struct message msg;
 		memset(&msg, 0, sizeof(msg));
@@ -574,6 +571,21 @@ regs_store(struct session *s)
 			message_clear(&msg);
 		}
 	}
+}
+
+static void
+regs_store(struct session *s)
+{
+	struct message_register mr[CONFIG_MAX_REGISTERS + PROFILE_MAX_COLUMNS];
+	size_t nmr = 0;
+	int64_t read_at = wall_now();
+	int64_t at = s->have_meter_now ? s->meter_now : read_at;
+
+	for (size_t i = 0; i < s->nregs; i++)
+		if (s->regs[i].have_value)
+			reg_store_one(s, &s->reg_obis[i], &s->regs[i], at, read_at, mr, &nmr);
+	push_store(s, mr, &nmr, read_at);
+	regs_publish(s, mr, nmr, read_at);
 }
 
 static void
@@ -1119,6 +1131,65 @@ cmd_ckpt_done(void *arg, bool ok)
 }
 
 /*
+ * What a read_now read goes where polled data goes, through the same
+ * paths: registers (with the scaler_unit read along), the load profile
+ * (1-0:99.1.0.255 only, mapped by the meter's layout) and the event logs,
+ * into this session's batch and MQTT messages.  The read pointers stay
+ * where the collection left them: an operator's range must not make the
+ * collection skip a gap before it.
+ */
+static void
+cmd_store_reads(struct session *s)
+{
+	struct message_register mr[CMDK_MAX_REGISTERS];
+	size_t nmr = 0;
+	int64_t read_at = wall_now();
+	int64_t at = s->have_meter_now ? s->meter_now : read_at;
+	int64_t profile_last = s->profile_last, event_last[SESSION_NLOGS];
+	struct cmdk_reading rd;
+
+	memcpy(event_last, s->event_last, sizeof(event_last));
+	for (unsigned i = 0; cmdk_run_reading(&s->run, i, &rd); i++) {
+		struct dlms_client_event ev = {
+		    .type = DLMS_CEV_RESULT, .data = rd.value, .data_len = rd.value_len};
+		if (rd.value == NULL)
+			continue;
+		if (rd.what == CMDK_RD_REGISTER) {
+			struct reg_result r = {0};
+			struct profile_column col;
+			const uint8_t *su = rd.scaler_unit;
+			if (decode_int(rd.value, rd.value_len, &r.raw) != 0 ||
+			    nmr == CMDK_MAX_REGISTERS)
+				continue;
+			if (su != NULL &&
+			    profile_scaler_unit_decode(su, rd.scaler_unit_len, &col) > 0) {
+				r.scaler = col.scaler;
+				r.unit = col.unit;
+				r.have_su = true;
+			} else if (rd.class_id != 1) {
+				continue; /* a value without its scaler is not a reading */
+			}
+			r.have_value = true;
+			reg_store_one(s, &rd.obis, &r, at, read_at, mr, &nmr);
+		} else if (rd.what == CMDK_RD_PROFILE) {
+			if (!obis_eq(&rd.obis, &OBIS_LP))
+				continue;
+			if (s->m.n_lp_cols == 0)
+				lp_default_layout(&s->m);
+			lp_map_columns(s);
+			profile_result(s, &ev);
+		} else {
+			for (int li = 0; li < SESSION_NLOGS; li++)
+				if (rd.obis.v[4] == session_log_e[li])
+					events_result(s, &ev, li);
+		}
+	}
+	regs_publish(s, mr, nmr, read_at);
+	s->profile_last = profile_last;
+	memcpy(s->event_last, event_last, sizeof(event_last));
+}
+
+/*
  * Run commands while there are any for this meter: true when a request is
  * on the engine or a checkpoint is being committed (the session waits),
  * false when there is nothing (more) to do.
@@ -1166,6 +1237,8 @@ cmd_next(struct session *s)
 		bool ok = st == CMDK_FINISHED && cmdk_run_ok(&s->run);
 		const char *res = st == CMDK_FINISHED ? cmdk_run_result(&s->run) : NULL;
 		const char *err = st == CMDK_FINISHED ? cmdk_run_error(&s->run) : meter_strerror(st);
+		if (ok && s->job->kind == CMDK_READ_NOW)
+			cmd_store_reads(s);
 		command_finish(q, s->job, ok, res, err);
 		s->job = NULL;
 		cmdk_run_free(&s->run);

@@ -5,8 +5,10 @@
 # several meters, cancels; credit_add transaction ids are used once; a
 # plain SQL insert by an ammd_operator login works and is audited with
 # that login, an ammd_reader cannot queue; the claim function enforces the
-# per-minute caps across instances and one command per meter; expired and
-# abandoned commands are handled.
+# per-minute caps across instances and one command per meter, counting
+# actions (ammd_command_act(), the slot ammd takes just before sending)
+# and claimed commands that have not acted yet; expired and abandoned
+# commands are handled.
 . "$(dirname "$0")/lib.sh"
 
 dsn=$(pg_newdb amm_cmd)
@@ -122,11 +124,37 @@ wait
 expect_eq "three instances claiming at once take exactly the cap of 100 per minute" "100" "$(cat "$work"/c? | wc -l)"
 expect_eq "... none twice" "100" "$(cat "$work"/c? | sort -u | wc -l)"
 expect_eq "a fourth gets nothing within the minute" "0" "$(q "$d" "SELECT count(*) FROM ammd_command_claim('i4', $kinds, 80)")"
+# The cap is on actions (sql/0005): a claimed command keeps its slot until
+# it has acted, and an action holds it for a minute.
 q "$dsn" "UPDATE command SET started_at = started_at - interval '61 seconds' WHERE state = 'running'" >/dev/null
-expect_eq "a minute later the next 100 may start" "100" "$(q "$d" "SELECT count(*) FROM ammd_command_claim('i4', $kinds, 500)")"
+expect_eq "claimed commands that have not acted keep their slots past the minute" "0" \
+	"$(q "$d" "SELECT count(*) FROM ammd_command_claim('i4', $kinds, 500)")"
+act="'disconnect', '{disconnect,reconnect}', 100"
+expect_eq "each of the 100 gets its action slot (as ammd asks just before the ACTION)" "1:100" \
+	"$(q "$d" "SELECT a || ':' || count(*) FROM (SELECT ammd_command_act(id, claimed_by, NULL, $act) a
+		FROM command WHERE state = 'running' ORDER BY id) x GROUP BY a")"
+expect_eq "... recorded once each, with command.acted_at" "100 100 100" \
+	"$(q "$d" "SELECT count(*) || ' ' || count(DISTINCT command_id) || ' ' ||
+		(SELECT count(*) FROM command WHERE acted_at IS NOT NULL) FROM command_action")"
+x=$(q "$dsn" "SELECT id FROM command WHERE state = 'running' ORDER BY id LIMIT 1")
+expect_eq "another instance gets no slot for a command not its own" "-1" \
+	"$(q "$d" "SELECT ammd_command_act($x, 'someone-else', NULL, $act)")"
+q "$dsn" "INSERT INTO command (meter_id, kind, state, claimed_by, started_at, attempts)
+	SELECT meter_id, 'disconnect', 'running', 'i9', now(), 1 FROM command WHERE id = $x" >/dev/null
+y=$(q "$dsn" "SELECT max(id) FROM command")
+expect_eq "a 101st action within the minute is refused" "0" "$(q "$d" "SELECT ammd_command_act($y, 'i9', NULL, $act)")"
+expect_eq "... and not recorded" "100 0" \
+	"$(q "$d" "SELECT (SELECT count(*) FROM command_action) || ' ' || (SELECT count(*) FROM command WHERE id = $y AND acted_at IS NOT NULL)")"
+expect_eq "... while with a cap of 101 it is allowed" "1" "$(q "$d" "SELECT ammd_command_act($y, 'i9', NULL, 'disconnect', '{disconnect}', 101)")"
+q "$dsn" "DELETE FROM command_action WHERE command_id = $y; DELETE FROM command WHERE id = $y" >/dev/null
+expect_eq "the rate view counts the actions of the last minute" "100" \
+	"$(q "$r" "SELECT acted_last_minute FROM command_rate WHERE kind = 'disconnect'")"
+q "$dsn" "UPDATE command_action SET acted_at = acted_at - interval '61 seconds'" >/dev/null
+expect_eq "a minute after their actions the next 100 may start" "100" "$(q "$d" "SELECT count(*) FROM ammd_command_claim('i4', $kinds, 500)")"
 m=$(q "$dsn" "SELECT meter_id FROM command WHERE state = 'queued' ORDER BY id LIMIT 1")
 q "$dsn" "INSERT INTO command (meter_id, kind) VALUES ($m, 'reconnect')" >/dev/null
-q "$dsn" "UPDATE command SET started_at = started_at - interval '61 seconds' WHERE state = 'running'" >/dev/null
+# those 100 end without acting (already disconnected, say): their slots free up
+q "$dsn" "UPDATE command SET state = 'succeeded', started_at = started_at - interval '61 seconds' WHERE state = 'running'" >/dev/null
 got=$(q "$d" "SELECT kind FROM ammd_command_claim('i5', $kinds, 1000, '5 minutes', ARRAY[$m])" | sort | tr '\n' ' ')
 expect_eq "a meter's commands run one at a time, oldest first" "disconnect " "$got"
 q "$dsn" "UPDATE command SET lease_until = now() - interval '1 second' WHERE claimed_by = 'i5'" >/dev/null
