@@ -7,8 +7,9 @@
 #     phase and P+/P- as columns (6, 9, 12) and exactly the rows and
 #     values `metersim expect --what analysis` prints; entries_in_use is
 #     the number of captures in its 40 days; it is in the object list;
-#     reconfigured (ctl set ... analysis) it serves the new period and
-#     channels and starts empty;
+#     reconfigured (SET of capture_objects / capture_period over DLMS, or
+#     ctl set ... analysis) it serves the new period and channels and
+#     starts empty; a channel the type does not measure is refused;
 #   * special days: `ammctl action` insert (method 1) of a spec_day_entry
 #     makes today a special day, so the current tariff drops from the
 #     weekday's T2 to T1; the table reads back the entry; delete (method
@@ -92,6 +93,37 @@ got=$(ammctl_m "$(host_of "$m382")" read --from 2024-03-04T10:00:00Z --to 2024-0
 	python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["capture_period"], " ".join(c["obis"] for c in d["columns"]), len(d["rows"]))')
 expect_eq "reconfigured: 5 min, clock U1 U2 U3 P+, buffer cleared" \
 	"300 0-0:1.0.0.255 1-0:32.7.0.255 1-0:52.7.0.255 1-0:72.7.0.255 1-0:1.7.0.255 0" "$got"
+# SET over DLMS (ammctl has no SET): wrapper, the public client's AARQ
+# (LN referencing, no security, as ammctl sends it), SET-Request-Normal
+dlms_set() { # HOST CLASS OBIS_HEX ATTR DATA_HEX: prints the SET result byte
+	python3 - "$1" "$port" "$2" "$3" "$4" "$5" <<'EOF'
+import socket, struct, sys
+host, port, cls, obis, attr, data = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
+s = socket.create_connection((host, port), timeout=5)
+def xfer(apdu):
+    s.sendall(struct.pack(">HHHH", 1, 0x10, 1, len(apdu)) + apdu)
+    n = struct.unpack(">HHHH", s.recv(8))[3]
+    b = b""
+    while len(b) < n:
+        b += s.recv(n - len(b))
+    return b
+aare = xfer(bytes.fromhex("601da109060760857405080101be10040e01000000065f1f0400001e9d0800"))
+assert aare[0] == 0x61
+r = xfer(bytes([0xc1, 1, 0xc1]) + struct.pack(">H", cls) + bytes.fromhex(obis) + bytes([attr, 0]) + bytes.fromhex(data))
+print(r[3])
+EOF
+}
+m282=$(awk -F, 'NR > 1 && $2 == "282" { print $1; exit }' "$SIM_WORK/inv.csv")
+co() { printf '020412%04x0906%s0f%02x120000' "$1" "$2" "$3"; }
+expect_eq "SET capture_objects (clock, U L3, P+) accepted" 0 \
+	"$(dlms_set "$(host_of "$m282")" 7 0100630200ff 3 "0103$(co 8 0000010000ff 2)$(co 3 0100480700ff 2)$(co 3 0100010700ff 2)")"
+expect_eq "SET capture_objects with U L2 (not measured on a 282) refused: type-unmatched" 12 \
+	"$(dlms_set "$(host_of "$m282")" 7 0100630200ff 3 "0102$(co 8 0000010000ff 2)$(co 3 0100340700ff 2)")"
+expect_eq "SET capture_period 900 accepted" 0 "$(dlms_set "$(host_of "$m282")" 7 0100630200ff 4 0600000384)"
+got=$(ammctl_m "$(host_of "$m282")" read --from 2024-03-04T10:00:00Z --to 2024-03-04T11:00:00Z 1-0:99.2.0.255 |
+	python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["capture_period"], " ".join(c["obis"] for c in d["columns"]), len(d["rows"]))')
+expect_eq "after the SETs: 15 min, clock U3 P+, buffer cleared" \
+	"900 0-0:1.0.0.255 1-0:72.7.0.255 1-0:1.7.0.255 0" "$got"
 expect_match "the association object list has the analysis logger" '"hex": "0100630200ff"' \
 	"$(ammctl_m "$h" read 0-0:40.0.0.255)"
 
