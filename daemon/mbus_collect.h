@@ -10,9 +10,11 @@
  *
  * Concurrency and fairness: every gateway has its own queue and its own
  * limit (an M-Bus segment carries one transaction at a time; a Modbus
- * gateway is read by one worker thread), so a slow bus or a gateway that
- * stopped answering delays only its own meters, never the other gateways
- * or the DLMS sessions.  Gateway meters take no DLMS session slot.
+ * gateway is read by gateway.concurrency workers, each on a connection of
+ * its own), so a slow bus or a gateway that stopped answering delays only
+ * its own meters, never the other gateways or the DLMS sessions.  Gateway
+ * meters take no DLMS session slot.  Per-gateway metrics (label gateway =
+ * gateway.name) go to the daemon's /metrics.
  *
  * The Modbus register map comes from the file named by the environment
  * variable AMMD_MODBUS_MAP, else AMMD_MAPDIR/kamstrup382.map, else

@@ -177,6 +177,9 @@ case $check in
 ok*) ok "metrics per gateway equal metersim's counters, one connection per gateway, none refused: ${check#ok }" ;;
 *) fail "gateway metrics: $check" ;;
 esac
+grep -q "gateway 127.0.0.1:$((base + 3)): concurrency 4 not used" "$SIM_WORK/ammd.log" ||
+	fail "no notice that the M-Bus row's concurrency 4 is not used"
+ok "the M-Bus row's concurrency 4 is logged as not used"
 status=$("$AMMCTL" status --dsn "$dsn" -f "$SIM_WORK/ammd.conf" --json) || fail "ammctl status"
 expect_eq "ammctl status: gateways, meters read this round, errors" \
 	"$((NB + NM + 1)) $N 3 1 slow-1200:$PER:0:true" \
