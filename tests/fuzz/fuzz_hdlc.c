@@ -4,7 +4,10 @@
  *
  * A parsed frame must re-encode to the same bytes; the links must never
  * read or write out of bounds, whatever arrives, in whatever chunks.  The
- * first input byte chooses the chunk size so the fuzzer explores splits.
+ * first input byte chooses the chunk size so the fuzzer explores splits,
+ * and the size of the output buffer, from one maximum frame up: the links
+ * are drained the way callers must (poll, write, poll again while
+ * hdlc_link_out_pending()), never overrun out, and always make progress.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 
 #include "hdlc.h"
 #include "hdlc_link.h"
+#include "meter_error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,11 +69,56 @@ check_scan(const uint8_t *data, size_t size)
 	}
 }
 
+/* One maximum frame of the 128-byte information length both links use. */
+#define FRAME_128 (128 + 17)
+
+static struct hdlc_link l;
+static uint8_t outbuf[8 * HDLC_MAX_FRAME], apdu[300];
+
 static void
-run_link(int role, const uint8_t *data, size_t size, size_t chunk)
+send_apdu(struct mbuf *out)
 {
-	static struct hdlc_link l;
-	static uint8_t rx[4096], outbuf[8 * HDLC_MAX_FRAME], apdu[300];
+	/* Only an empty out too small for one frame may refuse it. */
+	if (hdlc_link_send(&l, apdu, sizeof(apdu), out) == METER_ENOSPC && out->len == 0)
+		abort();
+}
+
+/* Poll until nothing is left, writing out (here: dropping it) between. */
+static void
+drain(int role, struct mbuf *out, size_t cap, unsigned *sum)
+{
+	struct hdlc_event ev;
+
+	for (int guard = 0;; guard++) {
+		if (guard > 10000)
+			abort(); /* pending forever */
+		while (hdlc_link_poll(&l, out, &ev) != HDLC_EV_NONE) {
+			if (ev.type == HDLC_EV_APDU) {
+				for (size_t i = 0; i < ev.apdu_len; i++)
+					*sum += ev.apdu[i];
+				if (!hdlc_link_tx_busy(&l))
+					send_apdu(out);
+			} else if (ev.type == HDLC_EV_CONNECTED && role == HDLC_CLIENT) {
+				send_apdu(out);
+			}
+			if (out->err || out->len > cap)
+				abort();
+		}
+		if (out->err || out->len > cap)
+			abort(); /* the link never overruns out */
+		bool pending = hdlc_link_out_pending(&l);
+		if (pending && out->len == 0)
+			abort(); /* pending, yet nothing came out */
+		mbuf_init(out, outbuf, cap);
+		if (!pending)
+			return;
+	}
+}
+
+static void
+run_link(int role, const uint8_t *data, size_t size, size_t chunk, size_t cap)
+{
+	static uint8_t rx[4096];
 	struct hdlc_link_config cfg = {
 	    .role = role,
 	    .local =
@@ -82,34 +131,31 @@ run_link(int role, const uint8_t *data, size_t size, size_t chunk)
 	    .rxcap = sizeof(rx),
 	};
 	struct mbuf out;
-	struct hdlc_event ev;
 	size_t off = 0;
 	unsigned sum = 0;
 
 	if (hdlc_link_init(&l, &cfg) < 0)
 		abort();
-	mbuf_init(&out, outbuf, sizeof(outbuf));
+	mbuf_init(&out, outbuf, cap);
 	if (role == HDLC_CLIENT && hdlc_link_connect(&l, &out) < 0)
 		abort();
+	mbuf_init(&out, outbuf, cap);
 	while (off < size) {
 		size_t k = size - off < chunk ? size - off : chunk;
-		off += hdlc_link_feed(&l, data + off, k);
-		while (hdlc_link_poll(&l, &out, &ev) != HDLC_EV_NONE) {
-			if (ev.type == HDLC_EV_APDU) {
-				for (size_t i = 0; i < ev.apdu_len; i++)
-					sum += ev.apdu[i];
-				if (!hdlc_link_tx_busy(&l))
-					(void)hdlc_link_send(&l, apdu, sizeof(apdu), &out);
-			} else if (ev.type == HDLC_EV_CONNECTED && role == HDLC_CLIENT) {
-				(void)hdlc_link_send(&l, apdu, sizeof(apdu), &out);
-			}
-			mbuf_init(&out, outbuf, sizeof(outbuf));
+		size_t took = hdlc_link_feed(&l, data + off, k);
+		off += took;
+		drain(role, &out, cap, &sum);
+		if (took == 0) {
+			/* Drained: a frame's worth of room is free again. */
+			if ((took = hdlc_link_feed(&l, data + off, k)) == 0)
+				abort();
+			off += took;
+			drain(role, &out, cap, &sum);
 		}
-		if (out.err)
-			abort(); /* out_max bytes are always enough */
-		mbuf_init(&out, outbuf, sizeof(outbuf));
-		if ((sum & 0xff) == 0x42)
+		if ((sum & 0xff) == 0x42) {
 			(void)hdlc_link_resend(&l, &out);
+			drain(role, &out, cap, &sum);
+		}
 	}
 	(void)hdlc_link_disconnect(&l, &out);
 }
@@ -130,8 +176,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 1)
 		return 0;
+	static const size_t caps[4] = {FRAME_128, 2 * FRAME_128, 7 * FRAME_128, sizeof(outbuf)};
 	chunk = 1 + data[0] % 64;
-	run_link(HDLC_CLIENT, data + 1, size - 1, chunk);
-	run_link(HDLC_SERVER, data + 1, size - 1, chunk);
+	run_link(HDLC_CLIENT, data + 1, size - 1, chunk, caps[data[0] >> 6]);
+	run_link(HDLC_SERVER, data + 1, size - 1, chunk, caps[data[0] >> 6]);
 	return 0;
 }
