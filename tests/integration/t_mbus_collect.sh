@@ -188,6 +188,13 @@ g = json.load(sys.stdin)["gateways"]
 s = [x for x in g if x["name"] == "slow-1200"][0]
 print(len(g), sum(x["read"] for x in g), sum(x["errors"] for x in g),
       sum(1 for x in g if x["reachable"] is False), "%s:%d:%d:%s" % (s["name"], s["read"], s["errors"], str(s["reachable"]).lower()))' <<<"$status")"
+txt=$("$AMMCTL" status --dsn "$dsn" -f "$SIM_WORK/ammd.conf") || fail "ammctl status (text)"
+expect_match "ammctl status text: gateways line" \
+	"gateways +$((NB + NM + 1)) \(M-Bus $((NB + 1)), Modbus $NM\): reachable $((NB + NM)), unreachable 1" "$txt"
+expect_match "ammctl status text: the dead gateway's line" \
+	"127\.0\.0\.1:$dead +mbus +0 / 3 +read +3 errors  unreachable  last: .*127\.0\.0\.1:$dead" "$txt"
+expect_eq "ammctl status text: of $((NB + NM + 1)) gateways only the dead one is listed" "1 1" \
+	"$(grep -cE '^ +[^ ]+ +(mbus|modbus) +[0-9]+ / [0-9]+ +read' <<<"$txt") $(grep -c '(1 with errors or unreachable shown' <<<"$txt")"
 kill -TERM $ammd_pid
 wait $ammd_pid
 live="JOIN meter m ON m.id = l.meter_id WHERE m.serial NOT LIKE 'dead%'"
