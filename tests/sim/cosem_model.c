@@ -37,7 +37,9 @@
  * clock, voltage, current and active power of each measured phase and
  * total import and export power (model.h sim_analysis): 6 columns on a
  * 162, 9 on a 282 (L1, L3), 12 on a 382M; the last 40 days, range and
- * entry selective access as the load profile.
+ * entry selective access as the load profile.  capture_objects (the
+ * clock, then any of those channels) and capture_period are writable;
+ * either restarts the buffer.
  */
 #include <stdio.h>
 #include <stdlib.h>
