@@ -311,7 +311,7 @@ gw_stats_flush(struct gw *g)
 		const struct modbus_gw_stats *st = &cur, *o = &g->seen_mo;
 		modbus_gw_stats(g->mgw, &cur);
 		metric_add(m->requests, DELTA(st, o, requests), l, k);
-		metric_add(m->retries, DELTA(st, o, reconnects), l, k);
+		metric_add(m->retries, DELTA(st, o, retries), l, k);
 		metric_add(m->timeouts, DELTA(st, o, timeouts), l, k);
 		metric_add(m->garbled, DELTA(st, o, garbled), l, k);
 		metric_add(m->exceptions, DELTA(st, o, exceptions), l, k);
@@ -741,8 +741,9 @@ gw_metrics_register(struct collector *c, struct metrics *reg)
 	                                "Requests sent to a gateway: M-Bus frames, Modbus "
 	                                "register reads; retries included.",
 	                                gk),
-	    .retries = metrics_counter(reg, "ammd_gateway_retries_total",
-	                               "M-Bus requests sent again; Modbus reconnections.", gk),
+	    .retries =
+	        metrics_counter(reg, "ammd_gateway_retries_total",
+	                        "M-Bus requests sent again; Modbus readouts tried again.", gk),
 	    .timeouts = metrics_counter(reg, "ammd_gateway_timeouts_total",
 	                                "Requests without an answer (Modbus: also exceptions "
 	                                "10 and 11, the target did not answer).",

@@ -265,11 +265,11 @@ worker(void *arg)
 
 		int rc = worker_read(w, r);
 		for (int t = 0; rc != 0 && rc != METER_ENOSPC && t < g->retries; t++) {
-			if (rc == METER_EABORTED) {
-				pthread_mutex_lock(&g->mu);
+			pthread_mutex_lock(&g->mu);
+			g->st.retries++;
+			if (rc == METER_EABORTED)
 				g->st.reconnects++;
-				pthread_mutex_unlock(&g->mu);
-			}
+			pthread_mutex_unlock(&g->mu);
 			rc = worker_read(w, r);
 		}
 		r->status = rc;

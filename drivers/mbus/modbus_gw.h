@@ -47,6 +47,7 @@ struct modbus_gw_stats {
 	uint64_t timeouts; /* no answer, or exception 10/11 (target did not answer) */
 	uint64_t garbled;  /* answers that did not make sense (bad data, wrong unit) */
 	uint64_t exceptions; /* other exception responses, server busy included */
+	uint64_t retries; /* readouts tried again (after a failed request) */
 	uint64_t reconnects;
 	uint64_t connects; /* TCP connections established */
 	/* Bytes as Modbus-TCP frames them (libmodbus does not report what it

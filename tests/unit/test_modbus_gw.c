@@ -223,6 +223,7 @@ Test(modbus_gw, busy_exception_is_ebusy)
 	modbus_gw_stats(f.g, &st);
 	cr_assert_eq(st.failures, 2, "the busy answer and its retry");
 	cr_assert_eq(st.exceptions, 2);
+	cr_assert_eq(st.retries, 1, "the busy meter once more, the other not");
 	cr_assert_eq(st.timeouts + st.garbled, 0);
 	cr_assert_eq(st.connects, 1, "an exception keeps the connection");
 	/* 3 requests of 12 bytes; 2 exception answers of 9, one of 9 + 2 * 5 */
