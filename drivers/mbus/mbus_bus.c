@@ -601,6 +601,26 @@ mbus_bus_probe(struct mbus_bus *b, const struct mbus_secondary *mask, mbus_probe
 }
 
 size_t
+mbus_bus_drop_queued(struct mbus_bus *b, void (*dropped)(void *arg))
+{
+	size_t n = 0;
+
+	if (b->head == NULL)
+		return 0;
+	while (b->head->next != NULL) {
+		struct txn *t = b->head->next;
+		b->head->next = t->next;
+		b->npending--;
+		n++;
+		if (dropped != NULL)
+			dropped(t->arg);
+		free(t);
+	}
+	b->tail = b->head;
+	return n;
+}
+
+size_t
 mbus_bus_pending(const struct mbus_bus *b)
 {
 	return b->npending;

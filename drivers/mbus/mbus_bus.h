@@ -103,6 +103,15 @@ int mbus_bus_read(struct mbus_bus *b, const struct mbus_addr *a, mbus_read_fn cb
 int mbus_bus_probe(struct mbus_bus *b, const struct mbus_secondary *mask, mbus_probe_fn cb,
                    void *arg);
 
+/*
+ * Drops the transactions queued behind the one under way (which stays:
+ * it is on the wire, or the bus is dialling for it), for a daemon that
+ * is shutting down.  Their read or probe callbacks never run; instead
+ * dropped(arg) is called for each, at once, in queue order.  Returns how
+ * many were dropped.  Not from inside a callback of this bus.
+ */
+size_t mbus_bus_drop_queued(struct mbus_bus *b, void (*dropped)(void *arg));
+
 /* Transactions queued or under way. */
 size_t mbus_bus_pending(const struct mbus_bus *b);
 const struct mbus_bus_stats *mbus_bus_stats(const struct mbus_bus *b);

@@ -436,6 +436,28 @@ modbus_gw_read(struct modbus_gw *g, uint8_t unit, modbus_gw_fn cb, void *arg)
 }
 
 size_t
+modbus_gw_drop_queued(struct modbus_gw *g, void (*dropped)(void *arg))
+{
+	struct mreq *list;
+	size_t n = 0;
+
+	pthread_mutex_lock(&g->mu);
+	list = g->q;
+	g->q = g->qtail = NULL;
+	pthread_mutex_unlock(&g->mu);
+	while (list != NULL) {
+		struct mreq *r = list;
+		list = r->next;
+		g->npending--;
+		n++;
+		if (dropped != NULL)
+			dropped(r->arg);
+		free(r);
+	}
+	return n;
+}
+
+size_t
 modbus_gw_pending(const struct modbus_gw *g)
 {
 	return g->npending;

@@ -79,6 +79,14 @@ void modbus_gw_free(struct modbus_gw *g);
 /* Queue a readout of unit id unit (1..247); 0, or -1 when out of memory. */
 int modbus_gw_read(struct modbus_gw *g, uint8_t unit, modbus_gw_fn cb, void *arg);
 
+/*
+ * Drops the readouts no worker has started (those under way finish and
+ * call back as usual), for a daemon that is shutting down: their
+ * callbacks never run; dropped(arg) is called for each instead, at once,
+ * in queue order.  Returns how many were dropped.
+ */
+size_t modbus_gw_drop_queued(struct modbus_gw *g, void (*dropped)(void *arg));
+
 size_t modbus_gw_pending(const struct modbus_gw *g);
 /* A snapshot (the worker updates the counters). */
 void modbus_gw_stats(struct modbus_gw *g, struct modbus_gw_stats *out);

@@ -245,6 +245,7 @@ struct result {
 	int64_t values[8];
 	size_t nvalues;
 	bool called;
+	bool dropped; /* handed back by mbus_bus_drop_queued() */
 };
 
 static void
@@ -488,6 +489,52 @@ Test(mbus_bus, dropped_connection_fails_only_the_readout_on_the_wire)
 	cr_assert_eq(r[1].status, 0, "the next readout dials again");
 	cr_assert_eq(r[1].values[0], 2000);
 	cr_assert_eq(mbus_bus_stats(b)->connects, 2);
+	mbus_bus_free(b);
+	gw_free(&g);
+}
+
+static void
+note_dropped(void *arg)
+{
+	((struct result *)arg)->dropped = true;
+}
+
+/* Shutting down: the readout under way finishes, those behind it are
+ * handed back without a frame on the wire or a read callback. */
+Test(mbus_bus, drop_queued_keeps_the_readout_under_way)
+{
+	struct gateway g;
+	struct result r[3];
+	struct mbus_addr a[3];
+
+	gw_init(&g);
+	memset(r, 0, sizeof(r));
+	struct mbus_bus *b = bus_for(&g, 1);
+	for (int i = 0; i < 3; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].primary = (uint8_t)(i + 1);
+		cr_assert_eq(mbus_bus_read(b, &a[i], read_cb, &r[i]), 0);
+	}
+	cr_assert_eq(mbus_bus_drop_queued(b, note_dropped), 2);
+	cr_assert_eq(mbus_bus_pending(b), 1);
+	cr_assert(r[1].dropped && r[2].dropped && !r[0].dropped);
+	run_until(&g, r, 1);
+	cr_assert_eq(r[0].status, 0);
+	cr_assert_eq(r[0].values[0], 1000);
+	/* the loop runs on: nothing else is sent, nobody else called back */
+	for (int i = 0; i < 50; i++)
+		event_base_loop(g.base, EVLOOP_NONBLOCK);
+	cr_assert(!r[1].called && !r[2].called);
+	static const struct wire want[] = {{"nke", 1, -1}, {"req", 1, 1}};
+	expect_wire(&g, want, 2);
+	cr_assert_eq(mbus_bus_pending(b), 0);
+	cr_assert_eq(mbus_bus_drop_queued(b, note_dropped), 0, "an idle bus has nothing to drop");
+	/* the bus still works afterwards */
+	struct result again = {0};
+	cr_assert_eq(mbus_bus_read(b, &a[2], read_cb, &again), 0);
+	run_until(&g, &again, 1);
+	cr_assert_eq(again.status, 0);
+	cr_assert_eq(again.values[0], 3000);
 	mbus_bus_free(b);
 	gw_free(&g);
 }

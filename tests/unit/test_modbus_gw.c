@@ -484,3 +484,44 @@ Test(modbus_gw, concurrency_is_connections_and_requests_at_once)
 		event_base_free(base);
 	}
 }
+
+static void
+note_dropped(void *arg)
+{
+	((struct result *)arg)->status = 1; /* no read callback sets 1 */
+}
+
+/* Shutting down: the readout a worker has started finishes, the queued
+ * ones are handed back at once without reaching the gateway. */
+Test(modbus_gw, drop_queued_keeps_the_readout_under_way)
+{
+	struct fixture f;
+	struct result r[3];
+	struct modbus_gw_stats st;
+
+	memset(r, 0, sizeof(r));
+	setup(&f, 0);
+	cr_assert_eq(modbus_gw_read(f.g, UNIT_SLOW, read_cb, &r[0]), 0);
+	cr_assert_eq(modbus_gw_read(f.g, 2, read_cb, &r[1]), 0);
+	cr_assert_eq(modbus_gw_read(f.g, 3, read_cb, &r[2]), 0);
+	/* the worker counts its request before sending it: then the slow
+	 * answer takes 300 ms, and the other two wait in the queue */
+	for (int i = 0; i < 2000; i++) {
+		modbus_gw_stats(f.g, &st);
+		if (st.requests > 0)
+			break;
+		usleep(1000);
+	}
+	cr_assert_eq(st.requests, 1);
+	cr_assert_eq(modbus_gw_drop_queued(f.g, note_dropped), 2);
+	cr_assert_eq(modbus_gw_pending(f.g), 1);
+	cr_assert(r[1].status == 1 && r[2].status == 1 && !r[1].called && !r[2].called);
+	wait_for(&f, r, 1);
+	cr_assert_eq(r[0].status, 0);
+	cr_assert_float_eq(r[0].v[0], UNIT_SLOW * 1.0, 1e-9);
+	cr_assert_eq(modbus_gw_pending(f.g), 0);
+	modbus_gw_stats(f.g, &st);
+	cr_assert_eq(st.requests, 1, "the dropped readouts never reached the gateway");
+	teardown(&f);
+	cr_assert_eq(f.sv.served, 1, "the server answered one readout"); /* joined: stable */
+}
