@@ -103,7 +103,7 @@ struct dlms_link {
 	bool dead;      /* wrapper: stream lost, error reported */
 	uint16_t local_wport, remote_wport;
 	bool any_remote;
-	uint32_t ignored; /* PDUs for another wPort */
+	uint32_t ignored;    /* PDUs for another wPort */
 	const uint8_t *held; /* wrapper: APDU sent while out was full */
 	size_t held_len;
 	union {

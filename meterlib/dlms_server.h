@@ -15,8 +15,8 @@
  * Driving it: like the client (see dlms_client.h): dlms_server_feed()
  * received bytes, dlms_server_poll() until DLMS_SEV_NONE, write what was
  * appended to `out`, and while dlms_server_out_pending() empty `out` and
- * poll again (a pipelined read may need more answers than `out` holds).  The server needs no timer: the caller closes idle
- * connections itself.
+ * poll again (a pipelined read may need more answers than `out` holds).
+ * The server needs no timer: the caller closes idle connections itself.
  *
  * Buffers (struct dlms_buffers, see dlms_client.h) are the caller's.
  * A server may lend its big buffers to another engine while
