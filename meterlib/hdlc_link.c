@@ -204,6 +204,7 @@ hdlc_link_disconnect(struct hdlc_link *l, struct mbuf *out)
 	if ((rc = emit(l, out, HDLC_DISC, true, NULL, 0)) < 0)
 		return rc;
 	l->state = HDLC_LINK_DISCONNECTING;
+	l->tx_more = false; /* no I-frame may follow the DISC */
 	return 0;
 }
 

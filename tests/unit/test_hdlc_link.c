@@ -969,3 +969,27 @@ Test(hdlc_link, tight_three_iframes_in_one_segment)
 	cr_assert_eq(nr[1], 2);
 	cr_assert_eq(s.sent_len, 2 * r1.len);
 }
+
+/* A client that disconnects with a window half out sends no I-frame after
+ * its DISC. */
+Test(hdlc_link, tight_disconnect_drops_the_rest_of_a_window)
+{
+	static struct peer c, s;
+	static uint8_t req[3000];
+	struct hdlc_params prm = {128, 128, 7, 7};
+	struct hdlc_event ev;
+	struct hdlc_frame f;
+
+	connect_pair(&c, &s, prm, prm, WHOLE);
+	tight(&c, hdlc_link_out_max(&c.l) / c.l.window_tx);
+	cr_assert_eq(hdlc_link_send(&c.l, req, sizeof(req), &c.out), 0);
+	cr_assert(hdlc_link_out_pending(&c.l));
+	mbuf_init(&c.out, c.outbuf, c.cap); /* written */
+	cr_assert_eq(hdlc_link_disconnect(&c.l, &c.out), 0);
+	cr_assert_not(hdlc_link_out_pending(&c.l));
+	size_t n = c.out.len;
+	cr_assert_eq(hdlc_link_poll(&c.l, &c.out, &ev), HDLC_EV_NONE);
+	cr_assert_eq(c.out.len, n, "nothing after the DISC");
+	cr_assert_eq(hdlc_parse(c.outbuf, n, &f), (ssize_t)n);
+	cr_assert_eq(f.type, HDLC_DISC);
+}
