@@ -255,3 +255,33 @@ ok "every other gateway finished $((last_slow - last_fast)) s before the slow bu
 figures=$(q "$dsn" "SELECT l.transport || ': median ' || percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) ||
 	' ms, bytes in ' || round(avg(bytes_in)) FROM session_log l $live GROUP BY l.transport ORDER BY 1" | tr '\n' ';')
 ok "figures: $N meters in $(python3 -c "print(round($t1 - $t0, 1))") s; $figures"
+
+# Shutdown while the slow bus has a queue: the readout on the wire
+# finishes, the queued ones are dropped and stay due (not waited for: 50
+# meters at 1200 Bd take ~58 s), no lease is left behind.
+slow_id=$(q "$dsn" "SELECT id FROM gateway WHERE name = 'slow-1200'")
+q "$dsn" "UPDATE meter SET next_due_at = now() - interval '1 second' WHERE gateway_id = $slow_id" >/dev/null
+sed -i 's/^\[daemon\]$/[daemon]\nshutdown_timeout = 120/' "$SIM_WORK/ammd.conf"
+before=$(q "$dsn" "SELECT count(*) FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.gateway_id = $slow_id")
+"$AMMD" -d -f "$SIM_WORK/ammd.conf" >"$SIM_WORK/ammd2.log" 2>&1 &
+ammd_pid=$!
+lib_cleanup_add "kill -9 $ammd_pid"
+i=0
+while [ "$(q "$dsn" "SELECT count(*) FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.gateway_id = $slow_id")" -lt $((before + 3)) ]; do
+	sleep 0.2
+	i=$((i + 1))
+	[ $i -gt 150 ] && { tail -20 "$SIM_WORK/ammd2.log" >&2; fail "the slow bus read nothing in 30 s"; }
+done
+ts=$(date +%s.%N)
+kill -TERM $ammd_pid
+wait $ammd_pid || fail "ammd exited $? after SIGTERM"
+secs=$(python3 -c "print(round($(date +%s.%N) - $ts, 1))")
+read -r k left leased <<<"$(q "$dsn" "SELECT (SELECT count(*) FROM session_log l JOIN meter m ON m.id = l.meter_id
+	WHERE m.gateway_id = $slow_id) - $before, (SELECT count(*) FROM meter WHERE gateway_id = $slow_id AND next_due_at <= now()),
+	(SELECT count(*) FROM meter WHERE leased_by IS NOT NULL)" | tr '|' ' ')"
+dropped=$(sed -n 's/.*gateways: draining: 1 readouts to finish, \([0-9]*\) queued left.*/\1/p' "$SIM_WORK/ammd2.log")
+expect_eq "drain: read + dropped = the 50 meters, the dropped ones still due, no lease left" \
+	"$PER $left 0" "$((k + ${dropped:-1000})) $((PER - k)) $leased"
+python3 -c "import sys; sys.exit(0 if $secs < 20 else 1)" || fail "SIGTERM took $secs s with a queue on the slow bus"
+! grep -q "shutdown_timeout .* reached" "$SIM_WORK/ammd2.log" || fail "the drain ran into shutdown_timeout"
+ok "SIGTERM during the slow bus's queue: exit in $secs s after $k readouts, $dropped queued readouts left for the next start"
