@@ -3,19 +3,20 @@
 # run on the meter's own connection.
 #
 # Eight simulated meters (seed 1: HLS-GMAC, LLS and unsecured ones):
-# indices 0..5 connect in to ammd's [gprs] listener (metersim serve
-# --transport gprs --push), index 6 connects in only later, index 7 is an
-# outbound GPRS module (an APN address, dialled with [gprs] timing).
+# indices 0..4 connect in to ammd's [gprs] listener (metersim serve
+# --transport gprs --push), indices 5 and 6 connect in only later, index 7
+# is an outbound GPRS module (an APN address, dialled with [gprs] timing).
 # After the first collection round the meters that connect in are not due
 # and ammd holds their connections idle ([gprs] idle_timeout_s = 30 s).
 #   (a) commands queued for connected idle meters (disconnect, read_now,
 #       credit_add, clock_sync) run on the held connection within a few
 #       seconds, not after a redial; verified in metersim's state
 #       (metersim ctl show) and the command result rows;
-#   (b) a command for a meter that is not connected calls the wake-up hook
-#       ([gprs] wakeup_command) once with the serial, however many wake-up
-#       passes follow; when the meter connects (not due, held idle) the
-#       command runs on that connection;
+#   (b) commands for meters that are not connected call the wake-up hook
+#       ([gprs] wakeup_command) once each with the serial, however many
+#       wake-up passes follow; when the meters connect the commands run on
+#       their connections: meter 6 is not due (held idle, a command-only
+#       session), meter 5 is due (its collection session runs it);
 #   (c) commands for the outbound meter run over an outbound call;
 #   push: an alarm pushed on an idle connection (the breaker opened from
 #       metersim's side) is read on that connection: the alarm register's
@@ -42,7 +43,7 @@ BASE=$(port_block "$N")
 { head -n 7 "$work/in.csv"; sed -n 8p "$work/in.csv"; sed -n 9p "$work/tcp.csv" | sed 's/,tcpip,/,gprs,/'; } >"$work/m.csv"
 mapfile -t S < <(tail -n +2 "$work/m.csv" | cut -d, -f1)
 mapfile -t SEC < <(tail -n +2 "$work/m.csv" | cut -d, -f9)
-A=${S[0]} A2=${S[2]} P=${S[3]} B=${S[6]} C=${S[7]}
+A=${S[0]} A2=${S[2]} P=${S[3]} B2=${S[5]} B=${S[6]} C=${S[7]}
 [ "${SEC[0]} ${SEC[2]} ${SEC[3]} ${SEC[6]}" = "hls-gmac hls-gmac hls-gmac hls-gmac" ] ||
 	fail "seed $SEED no longer gives HLS-GMAC meters at 0, 2, 3, 6: ${SEC[*]}"
 dsn=$(pg_newdb amm_gprs_cmd)
@@ -137,25 +138,26 @@ sim outb --first 7 --base-port "$BASE"
 wait_port $((BASE + 7)) 20 || fail "outbound module not listening"
 ammd_start
 wait_port "$LPORT" 20 || { cat "$work/ammd.log" >&2; fail "no GPRS listener"; }
-sim gin --transport gprs --gprs-connect "127.0.0.1:$LPORT" --gprs-max 6 --push
+sim gin --transport gprs --gprs-connect "127.0.0.1:$LPORT" --gprs-max 5 --push
 
-# ---- first round: everyone but meter 6 (not connected) ---------------------------
+# ---- first round: everyone but meters 5 and 6 (not connected) ---------------------------
 
 i=0
-until [ "$(q "$dsn" "SELECT count(DISTINCT meter_id) FROM session_log WHERE outcome = 'ok'")" = 7 ]; do
+until [ "$(q "$dsn" "SELECT count(DISTINCT meter_id) FROM session_log WHERE outcome = 'ok'")" = 6 ]; do
 	sleep 0.2
 	i=$((i + 1))
 	[ $i -gt 300 ] && { tail -30 "$work/ammd.log" >&2; fail "first round not finished"; }
 done
-ok "first round: 6 inbound meters and the outbound one read"
-expect_eq "meter 6 (not connected) has no session" "0" \
-	"$(q "$dsn" "SELECT count(*) FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.serial = '$B'")"
+ok "first round: 5 inbound meters and the outbound one read"
+expect_eq "meters 5 and 6 (not connected) have no session" "0" \
+	"$(q "$dsn" "SELECT count(*) FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.serial IN ('$B', '$B2')")"
 
 # ---- (b) first: a command for a meter that is not connected -----------------------
 
 # not due when it comes (the held-idle path), so only its command reads it
 q "$dsn" "UPDATE meter SET next_due_at = now() + interval '1 hour' WHERE serial = '$B'" >/dev/null
 bid=$(cmd disconnect "$B")
+b2id=$(cmd read_now "$B2" registers='["1-0:1.8.0.255"]')
 bq=$(date +%s)
 
 # ---- (a) connected idle meters --------------------------------------------------------
@@ -163,7 +165,7 @@ bq=$(date +%s)
 # every inbound meter held idle: its session over, redialled, identified
 sleep 3
 idle0=$(metric idle)
-[ "$idle0" -ge 6 ] || fail "meters held idle: $idle0"
+[ "$idle0" -ge 5 ] || fail "meters held idle: $idle0"
 ok "the inbound meters are held idle after their session ($idle0 idle holds)"
 ctl gin set "$A2" payment prepaid >/dev/null && ctl gin set "$A2" credit 20000 >/dev/null || fail "ctl set credit"
 ctl gin set "$A2" clock $(($(date +%s) - 3600)) >/dev/null || fail "ctl set clock"
@@ -259,27 +261,37 @@ PY
 )
 expect_eq "... and published once on $PREFIX/meter/$P/registers" "1" "$pub"
 
-# ---- (b) the wake-up hook, then the meter connects --------------------------------
+# ---- (b) the wake-up hook, then the meters connect --------------------------------
 
 i=0
-until grep -q " $B\$" "$work/hook.log"; do
+until grep -q " $B\$" "$work/hook.log" && grep -q " $B2\$" "$work/hook.log"; do
 	sleep 0.2
 	i=$((i + 1))
-	[ $i -gt 75 ] && { cat "$work/hook.log" >&2; fail "wake-up hook not called for $B"; }
+	# a pass every 10 s: the command module's tick must not skip it
+	[ $(($(date +%s) - bq)) -gt 35 ] && { cat "$work/hook.log" >&2; fail "wake-up hook not called for $B and $B2 within 35 s of queueing"; }
 done
-ok "(b) the wake-up hook ran for $B ($(($(grep " $B\$" "$work/hook.log" | head -1 | cut -d' ' -f1) - bq)) s after queueing)"
-# let at least one more wake-up pass (every 10 s) go by with it still queued
+ok "(b) the wake-up hook ran for $B and $B2 ($(($(grep " $B\$" "$work/hook.log" | head -1 | cut -d' ' -f1) - bq)) s after queueing)"
+# let at least one more wake-up pass (every 10 s) go by with them queued
 sleep 11
-expect_eq "... the command still waits" "queued" "$(q "$dsn" "SELECT state FROM command WHERE id = $bid")"
-expect_eq "... the hook ran once for it, with the serial as its argument" "1" "$(grep -c " $B\$" "$work/hook.log")"
+expect_eq "... the commands still wait" "queued queued" \
+	"$(q "$dsn" "SELECT state FROM command WHERE id = $bid") $(q "$dsn" "SELECT state FROM command WHERE id = $b2id")"
+expect_eq "... the hook ran once for each, with the serial as its argument" "1 1" \
+	"$(grep -c " $B\$" "$work/hook.log") $(grep -c " $B2\$" "$work/hook.log")"
 tb=$(date +%s.%N)
-sim gin6 --transport gprs --gprs-connect "127.0.0.1:$LPORT" --first 6 --gprs-max 1 --push
+sim gin5 --transport gprs --gprs-connect "127.0.0.1:$LPORT" --first 5 --gprs-max 2 --push
 cmd_ok "$bid" "(b) the command ran when $B connected"
 t_b=$(python3 -c "print(round($(date +%s.%N) - $tb, 1))")
-expect_eq "... its breaker is open in metersim" "0 0" "$(field gin6 "$B" control_state) $(field gin6 "$B" output_state)"
+expect_eq "... its breaker is open in metersim" "0 0" "$(field gin5 "$B" control_state) $(field gin5 "$B" output_state)"
 expect_eq "... in a command session only (it was not due: nothing collected)" "0" \
 	"$(q "$dsn" "SELECT count(*) FROM register_reading r JOIN meter m ON m.id = r.meter_id WHERE m.serial = '$B'")"
 ok "... $t_b s after the module started"
+cmd_ok "$b2id" "(b) the read_now ran when $B2 connected"
+ap=$(field gin5 "$B2" A+)
+rv=$(res "$b2id" values,1-0:1.8.0.255,value)
+[ -n "$rv" ] && [ "$rv" -le "$ap" ] && [ $((ap - rv)) -le 50 ] || fail "read_now A+ of $B2 ($rv) against metersim ($ap)"
+ok "... A+ in the result equals metersim's ($rv, now $ap)"
+expect_eq "... $B2 was due: identified and collected on that connection" "1 1" \
+	"$(q "$dsn" "SELECT count(*) FILTER (WHERE l.outcome = 'identify') || ' ' || count(*) FILTER (WHERE l.outcome = 'ok') FROM session_log l JOIN meter m ON m.id = l.meter_id WHERE m.serial = '$B2' AND l.started_at < (SELECT finished_at FROM command WHERE id = $b2id)")"
 
 expect_eq "no command failed" "0" "$(q "$dsn" "SELECT count(*) FROM command WHERE state <> 'succeeded'")"
 ammd_term || fail "ammd exit status $?"
