@@ -551,3 +551,34 @@ Test(hdlc, addresses)
 	uint8_t five[] = {0x00, 0x02, 0x22, 0x00, 0x01};
 	cr_assert_eq(hdlc_addr_parse(five, 5, &a), METER_EMALFORMED);
 }
+
+/* hdlc_frame_len() is what hdlc_encode() appends, for every address size
+ * pair and information lengths from none to the largest. */
+Test(hdlc, frame_len_matches_encode)
+{
+	static uint8_t buf[HDLC_MAX_FRAME], info[HDLC_MAX_INFO];
+	static const struct hdlc_addr addrs[3] = {{16, 0, 1}, {1, 17, 2}, {1, 0x3fff, 4}};
+	static const size_t lens[] = {0, 1, 3, 128, 1024, HDLC_MAX_INFO};
+	int checked = 0;
+
+	for (int d = 0; d < 3; d++)
+		for (int s = 0; s < 3; s++)
+			for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+				struct hdlc_frame f = {.type = lens[k] ? HDLC_I : HDLC_RR,
+				                       .dest = addrs[d],
+				                       .src = addrs[s],
+				                       .info = info,
+				                       .info_len = lens[k]};
+				struct mbuf m;
+				mbuf_init(&m, buf, sizeof(buf));
+				ssize_t n = hdlc_encode(&m, &f);
+				cr_assert_gt(n, 0, "d %d s %d len %zu", d, s, lens[k]);
+				cr_assert_eq((size_t)n,
+				             hdlc_frame_len(addrs[d].size, addrs[s].size, lens[k]));
+				/* one byte less room: refused without a partial frame */
+				mbuf_init(&m, buf, (size_t)n - 1);
+				cr_assert_eq(hdlc_encode(&m, &f), METER_ENOSPC);
+				checked++;
+			}
+	cr_assert_eq(checked, 54);
+}
