@@ -208,7 +208,7 @@ ok "... its clock is within 5 s ($e0 -> $e1 ms)"
 ctl outb set "$C" clock $(($(date +%s) - 600)) >/dev/null || fail "ctl set clock"
 cid=$(cmd disconnect "$C")
 cmd_ok "$cid" "(c) disconnect of the outbound GPRS meter $C"
-expect_eq "... its breaker is open in metersim" "0 0" "$(field outb "$C" control_state) $(field outb "$C" output_state)"
+expect_eq "... its breaker is open in metersim ($(took "$cid") s from queueing)" "0 0" "$(field outb "$C" control_state) $(field outb "$C" output_state)"
 ckid=$(cmd clock_sync "$C")
 cmd_ok "$ckid" "(c) clock_sync of $C"
 e=$(field outb "$C" clock_error_ms)
