@@ -57,6 +57,6 @@ waits=$(grep -ac "waiting for a slot" "$work/ammd.log")
 # reserves an action, and a finish follows its action by a read-back.
 echo "  (starts: at most $smax, finishes: at most $fmax in any sliding minute; $waits waits for a slot)"
 expect_eq "the meters agree: 1,000 breakers open" "1000" \
-	"$(ctl list 0 $N | grep -c ' disconnected$')"
+	"$(ctl list 0 $N | grep -c ' open$')"
 cmd_ammd_term || fail "ammd exit status"
 exit 0

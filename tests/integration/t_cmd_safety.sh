@@ -228,11 +228,19 @@ done
 fill=$(q "$dsn" "INSERT INTO command_action (command_id, kind, instance, attempt, acted_at)
 	SELECT 0, 'limiter', 'other', 1, now() - interval '35 seconds' FROM generate_series(1, 10)
 	RETURNING acted_at" | head -1)
+# (the fault is cleared only once the command waits: clearing it closes
+# the connection of a request being held back)
+for _ in $(seq 1 150); do
+	grep -aq "command $lid: rate cap of limiter reached this minute: waiting for a slot" "$work/ammd.log" && break
+	sleep 0.1
+done
 ctl clear "$X" >/dev/null
 for _ in $(seq 1 300); do
 	[ "$(q "$dsn" "SELECT state FROM command WHERE id = $lid")" = queued ] && break
 	sleep 0.1
 done
+[ "$(q "$dsn" "SELECT state || ' ' || attempts FROM command WHERE id = $lid")" = "queued 0" ] ||
+	grep -a "command $lid\|$X" "$work/ammd.log" | tail -20 >&2
 expect_eq "with its minute full the limiter waited, then was given back, no attempt counted" "queued 0" \
 	"$(q "$dsn" "SELECT state || ' ' || attempts FROM command WHERE id = $lid")"
 expect_match "... saying why" "rate cap of limiter: no action slot within 20 s" \
