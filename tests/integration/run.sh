@@ -8,7 +8,8 @@
 # per test with the failing test's output.  Appends "integration PASSED
 # FAILED" to $RESULTS when set (tests/summary.sh sums it).  Exits non-zero
 # on any failure.  Everything it started is stopped on exit, however the
-# run ends.
+# run ends.  INTEGRATION_VERBOSE=1 prints a passing test's output too
+# (the figures some tests report).
 #
 # Environment given to each test: BUILD (the build directory, ammctl and
 # friends), AMMCTL, PG_SUPER_DSN, PG_SOCK, PG_PORT, MQTT_PORT, AMM_VECTORS.
@@ -77,6 +78,7 @@ for t in "${tests[@]}"; do
 	checks=$(grep -c '^  ok ' "$log")
 	if [ $rc = 0 ]; then
 		echo "PASS $name ($checks checks, $secs s)"
+		[ "${INTEGRATION_VERBOSE:-0}" = 1 ] && sed 's/^/    | /' "$log"
 		pass=$((pass + 1))
 	else
 		[ $rc = 124 ] && echo "  (timed out after $T_TIMEOUT s)" >>"$log"
