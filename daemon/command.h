@@ -10,14 +10,18 @@
  *            [commands] caps per minute: for always-on meters (tcpip,
  *            mbus, modbus) at once; for GPRS meters only when they
  *            connect (command_claim_meter()).  The caps are counted in the
- *            command table, so they hold across restarts and instances.
+ *            database (sql/0005: actions sent in the sliding minute plus
+ *            claimed commands that have not acted yet), so they hold
+ *            across restarts and instances; each state-changing request
+ *            takes its action slot first (command_checkpoint()).
  *            Parameters are checked again (cmd_kinds.c) right after the
  *            claim, so a bad plain-SQL insert fails before anything is
  *            sent.
  *   expire   a queued command past its expires_at becomes `expired`, and
  *            a running one whose instance died with no attempts left
  *            becomes `failed`, each with a sentence saying why;
- *   renew    the leases of this instance's running commands;
+ *   renew    the leases of this instance's running commands, every third
+ *            of [commands] lease_seconds;
  *   wake     GPRS meters with queued commands get [gprs] wakeup_command
  *            run once per command (argument: the serial), e.g. an SMS.
  *
