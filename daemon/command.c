@@ -67,6 +67,12 @@ struct command_queue {
 	PGconn *pg;
 	struct event *ev_pg;
 	struct event *ev_tick;
+	/* An immediate pass (a NOTIFY, a full claim batch) runs through
+	 * ev_now: activating the persistent ev_tick by hand would push its
+	 * next timeout a period on, so the once-a-second work (expiry, caps,
+	 * the wake-up pass) would skip seconds under a stream of NOTIFYs. */
+	struct event *ev_now;
+	int64_t next_wake; /* when the GPRS wake-up pass runs next */
 	struct cq_stmt *head, *tail;
 	bool busy;
 	PGresult *res;
@@ -213,7 +219,7 @@ cq_pgcb(evutil_socket_t fd, short what, void *arg)
 		cq_send_next(q);
 	}
 	if (q->claim_wanted && !q->claiming && !q->busy && q->pg)
-		event_active(q->ev_tick, EV_TIMEOUT, 0);
+		event_active(q->ev_now, EV_TIMEOUT, 0);
 }
 
 static void
@@ -617,7 +623,7 @@ claim_done(struct command_queue *q, PGresult *res, void *arg)
 	if (n == CQ_CLAIM_BATCH) {
 		/* there may be more: claim again now, not at the next tick */
 		q->claim_wanted = true;
-		event_active(q->ev_tick, EV_TIMEOUT, 0);
+		event_active(q->ev_now, EV_TIMEOUT, 0);
 	}
 	for (int i = 0; i < n; i++) {
 		struct command_job *j = calloc(1, sizeof(*j));
@@ -768,9 +774,11 @@ expire_done(struct command_queue *q, PGresult *res, void *arg)
 
 /* ---- GPRS wake-up ------------------------------------------------------------------------ */
 
+/* Meters with an APN address are dialled for their commands: no hook. */
 static const char wake_sql[] =
     "SELECT c.id, m.serial FROM command c JOIN meter m ON m.id = c.meter_id "
-    "WHERE c.state = 'queued' AND m.transport = 'gprs' AND c.expires_at > now() "
+    "WHERE c.state = 'queued' AND m.transport = 'gprs' AND m.host IS NULL "
+    "  AND c.expires_at > now() "
     "ORDER BY c.id LIMIT 100";
 
 static bool
@@ -846,8 +854,10 @@ cq_tick(evutil_socket_t fd, short what, void *arg)
 			q->last_renew = now;
 			cq_query(q, renew_sql, 2, p, finish_done, NULL);
 		}
-		if (now % 10 == 0 && q->d->cfg->gprs.wakeup_command[0])
+		if (now >= q->next_wake && q->d->cfg->gprs.wakeup_command[0]) {
+			q->next_wake = now + 10;
 			cq_query(q, wake_sql, 0, NULL, wake_done, NULL);
+		}
 		/* Caps free up as the minute slides on: look again. */
 		if (q->exec != NULL)
 			q->claim_wanted = true;
@@ -951,7 +961,12 @@ command_start(struct ammd *d)
 	                               "Commands claimed by this instance.", NULL);
 	q->ev_tick = event_new(d->base, -1, EV_PERSIST, cq_tick, q);
 	struct timeval tv = {CQ_TICK_MS / 1000, (CQ_TICK_MS % 1000) * 1000};
-	if (q->ev_tick == NULL || event_add(q->ev_tick, &tv) != 0) {
+	q->ev_now = event_new(d->base, -1, 0, cq_tick, q);
+	if (q->ev_tick == NULL || q->ev_now == NULL || event_add(q->ev_tick, &tv) != 0) {
+		if (q->ev_tick)
+			event_free(q->ev_tick);
+		if (q->ev_now)
+			event_free(q->ev_now);
 		free(q);
 		return -1;
 	}
@@ -1002,6 +1017,8 @@ command_stop(struct ammd *d)
 	}
 	if (q->ev_tick)
 		event_free(q->ev_tick);
+	if (q->ev_now)
+		event_free(q->ev_now);
 	if (q->ev_pg)
 		event_free(q->ev_pg);
 	while (q->head) {
