@@ -886,16 +886,20 @@ submit_done(struct command_queue *q, PGresult *res, void *arg)
 
 /*
  * An inbound CommandRequest.  MQTT 3.1.1 does not tell a subscriber who
- * published, so the broker's ACL must restrict who may write the request
- * topic; the audit records "mqtt:<request id>".  Requests with bad
- * parameters are refused here, before anything is queued.
+ * published, so the identity comes from the topic: a request on
+ * <prefix>/command/request/<client> is created_by "mqtt:<client>", which
+ * the broker's ACL makes true by letting each client write only its own
+ * topic.  One on the shared <prefix>/command/request names nobody and is
+ * created_by "mqtt:request:<request id>" (a client level never holds a
+ * ':', so the two cannot be confused).  Requests with bad parameters are
+ * refused here, before anything is queued.
  */
 static void
 cq_mqtt_request(const struct message_command_request *req, void *arg)
 {
 	struct command_queue *q = arg;
 	struct cmdk_params p;
-	char err[256], exp[24], prio[8], by[160];
+	char err[256], exp[24], prio[8], by[MESSAGE_TOPIC_MAX + 16]; /* a whole client level fits */
 	int kind = cmdk_by_name(req->kind);
 	struct {
 		char *p;
@@ -927,7 +931,11 @@ cq_mqtt_request(const struct message_command_request *req, void *arg)
 	                    ? req->expires_at
 	                    : now_ms() + (int64_t)q->d->cfg->commands.default_expiry_s * 1000));
 	snprintf(prio, sizeof(prio), "%d", req->priority);
-	snprintf(by, sizeof(by), "mqtt:%s", req->request_id ? req->request_id : "");
+	const char *client = publish_command_client(q->d->publish);
+	if (client != NULL)
+		snprintf(by, sizeof(by), "mqtt:%s", client);
+	else
+		snprintf(by, sizeof(by), "mqtt:request:%s", req->request_id ? req->request_id : "");
 	const char *params[8] = {arr.p,
 	                         req->kind,
 	                         req->params_json && *req->params_json ? req->params_json : "{}",

@@ -85,6 +85,7 @@ static const struct opt opts[] = {
 	O("mqtt", "format", OPT_FORMAT, mqtt.format, 0, 0, "protobuf"),
 	O("mqtt", "ha_discovery", OPT_BOOL, mqtt.ha_discovery, 0, 0, "no"),
 	O("mqtt", "ha_prefix", OPT_STR, mqtt.ha_prefix, 1, CONFIG_STR_MAX - 1, "homeassistant"),
+	O("mqtt", "shared_requests", OPT_BOOL, mqtt.shared_requests, 0, 0, "yes"),
 
 	O("collection", "window_start", OPT_HHMM, collection.window_start, 0, 0, "00:15"),
 	O("collection", "window_length", OPT_DURATION, collection.window_length, 60, 86400, "20h"),

@@ -62,6 +62,9 @@ struct config {
 		enum config_format format;
 		bool ha_discovery;
 		char ha_prefix[CONFIG_STR_MAX];
+		/* also take CommandRequests on <prefix>/command/request, whose
+		 * publisher nobody can name (each client's own topic is always on) */
+		bool shared_requests;
 	} mqtt;
 	struct {
 		int window_start;  /* minutes after local midnight */

@@ -85,9 +85,11 @@ struct publish {
 	struct event *m_rev, *m_wev, *m_misc, *m_retry;
 	int m_backoff_ms;
 	time_t m_since; /* connecting since / down since */
-	char request_topic[MESSAGE_TOPIC_MAX];
+	char request_topic[MESSAGE_TOPIC_MAX]; /* <prefix>/command/request */
+	char client_topic[MESSAGE_TOPIC_MAX];  /* <prefix>/command/request/+ */
 	publish_command_fn cmd_fn;
 	void *cmd_arg;
+	const char *cmd_client; /* the request's topic level, during cmd_fn */
 
 	/* database */
 	PGconn *pg;
@@ -219,6 +221,32 @@ set_gauges(struct publish *p)
 
 /* ---- broker ------------------------------------------------------------------ */
 
+/* The inbound topics: every client's own request topic, and the shared one
+ * unless [mqtt] shared_requests is off. */
+static void
+request_topics(struct publish *p)
+{
+	message_command_request_topic(&p->cfg, p->request_topic, sizeof(p->request_topic));
+	if ((size_t)snprintf(p->client_topic, sizeof(p->client_topic), "%s/+", p->request_topic) >=
+	    sizeof(p->client_topic))
+		p->client_topic[0] = '\0';
+}
+
+static void
+requests_subscribe(struct publish *p, bool on)
+{
+	if (on) {
+		if (p->client_topic[0] != '\0')
+			mosquitto_subscribe(p->mosq, NULL, p->client_topic, 1);
+		if (p->cfg.mqtt.shared_requests)
+			mosquitto_subscribe(p->mosq, NULL, p->request_topic, 1);
+	} else {
+		if (p->client_topic[0] != '\0')
+			mosquitto_unsubscribe(p->mosq, NULL, p->client_topic);
+		mosquitto_unsubscribe(p->mosq, NULL, p->request_topic);
+	}
+}
+
 static void
 on_connect(struct mosquitto *m, void *arg, int rc)
 {
@@ -238,7 +266,7 @@ on_connect(struct mosquitto *m, void *arg, int rc)
 	log_notice("mqtt: connected to %s:%d as %s", p->cfg.mqtt.host, p->cfg.mqtt.port,
 	           p->cfg.mqtt.client_id);
 	if (p->cmd_fn != NULL)
-		mosquitto_subscribe(p->mosq, NULL, p->request_topic, 1);
+		requests_subscribe(p, true);
 	p->need_read = true;
 }
 
@@ -275,11 +303,30 @@ on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
 {
 	struct publish *p = arg;
 	struct message_command_request req;
+	size_t plen = strlen(p->request_topic);
+	const char *client = NULL;
 	int rc;
 
 	(void)m;
-	if (msg->topic == NULL || strcmp(msg->topic, p->request_topic) != 0)
+	if (msg->topic == NULL || strncmp(msg->topic, p->request_topic, plen) != 0)
 		return;
+	if (msg->topic[plen] == '/') {
+		/*
+		 * <prefix>/command/request/<client>: the level names the publisher
+		 * because the broker lets each client write its own topic only (the
+		 * ACL pattern in the README).  One level, and no ':' in it, so that
+		 * it can never read like the shared topic's "mqtt:request:<id>".
+		 */
+		client = msg->topic + plen + 1;
+		if (*client == '\0' || strchr(client, '/') != NULL || strchr(client, ':') != NULL) {
+			metric_inc(p->mx_commands, "malformed");
+			log_warnx("mqtt: %s: ignoring a request on a topic that names no client",
+			          msg->topic);
+			return;
+		}
+	} else if (msg->topic[plen] != '\0' || !p->cfg.mqtt.shared_requests) {
+		return;
+	}
 	p->st.commands++;
 	if ((rc = message_command_request_decode(msg->payload, (size_t)msg->payloadlen, &req)) !=
 	    0) {
@@ -289,11 +336,14 @@ on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
 		return;
 	}
 	metric_inc(p->mx_commands, "accepted");
-	log_info("mqtt: command request %s: %s for %zu meter(s), first %s",
-	         req.request_id[0] != '\0' ? req.request_id : "(no id)", req.kind, req.nmeters,
-	         req.meters[0]);
-	if (p->cmd_fn != NULL)
+	log_info("mqtt: command request %s from %s: %s for %zu meter(s), first %s",
+	         req.request_id[0] != '\0' ? req.request_id : "(no id)",
+	         client != NULL ? client : "the shared topic", req.kind, req.nmeters, req.meters[0]);
+	if (p->cmd_fn != NULL) {
+		p->cmd_client = client;
 		p->cmd_fn(&req, p->cmd_arg);
+		p->cmd_client = NULL;
+	}
 	message_command_request_free(&req);
 }
 
@@ -989,7 +1039,7 @@ publish_new(struct event_base *base, const struct config *cfg, struct metrics *m
 	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS)
 		goto fail;
 	p->lib_init = true;
-	message_command_request_topic(&p->cfg, p->request_topic, sizeof(p->request_topic));
+	request_topics(p);
 	if (metrics != NULL) {
 		p->mx_published = metrics_counter(
 		    metrics, "ammd_mqtt_published_total",
@@ -1066,7 +1116,7 @@ publish_reload(struct publish *p, const struct config *cfg)
 	bool db = strcmp(p->cfg.database.dsn, cfg->database.dsn) != 0;
 
 	p->cfg = *cfg;
-	message_command_request_topic(&p->cfg, p->request_topic, sizeof(p->request_topic));
+	request_topics(p);
 	if (!p->started || (!mq && !db))
 		return;
 	log_info("mqtt: configuration changed; reconnecting");
@@ -1105,10 +1155,16 @@ publish_set_command_handler(struct publish *p, publish_command_fn fn, void *arg)
 	if (p->mosq == NULL || p->mstate != MQTT_UP)
 		return; /* on_connect subscribes */
 	if (fn != NULL && !was)
-		mosquitto_subscribe(p->mosq, NULL, p->request_topic, 1);
+		requests_subscribe(p, true);
 	else if (fn == NULL && was)
-		mosquitto_unsubscribe(p->mosq, NULL, p->request_topic);
+		requests_subscribe(p, false);
 	mqtt_update_write(p);
+}
+
+const char *
+publish_command_client(const struct publish *p)
+{
+	return p->cmd_client;
 }
 
 void

@@ -13,7 +13,11 @@
  * do not publish each row several times.  The others poll for the lock.
  *
  * Inbound: when a command handler is registered, the publisher subscribes
- * to <prefix>/command/request and hands every decoded CommandRequest to it.
+ * to <prefix>/command/request/+ (each client's own request topic, whose
+ * last level names the publisher when the broker's ACL lets every client
+ * write only its own: see the README) and, unless [mqtt] shared_requests
+ * is off, to the shared <prefix>/command/request, and hands every decoded
+ * CommandRequest to the handler.
  */
 #ifndef AMM_PUBLISH_H
 #define AMM_PUBLISH_H
@@ -65,6 +69,13 @@ void publish_tune(struct publish *p, size_t window, size_t chunk, int poll_ms);
  */
 typedef void (*publish_command_fn)(const struct message_command_request *req, void *arg);
 void publish_set_command_handler(struct publish *p, publish_command_fn fn, void *arg);
+
+/*
+ * Inside the handler: the client level of the topic the request came on
+ * (<prefix>/command/request/<client>; one level without ':'), or NULL when
+ * it came on the shared topic, which names nobody.  NULL outside a call.
+ */
+const char *publish_command_client(const struct publish *p);
 
 struct publish_stats {
 	uint64_t published;    /* PUBLISH packets handed to libmosquitto */
