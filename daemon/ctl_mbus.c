@@ -22,11 +22,9 @@
  * to OBIS readings with the daemon's own mapping (mbus_collect.h), so the
  * engineer sees what ammd would store.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -38,9 +36,6 @@
 #include "mbus_collect.h"
 #include "modbus_map.h"
 
-#ifndef AMMD_MAPDIR
-#define AMMD_MAPDIR "/usr/local/share/ammd/maps"
-#endif
 #define MAP_MAX 64
 
 struct found {
@@ -312,49 +307,27 @@ mbus_read_cmd(const struct mbus_bus_params *p, const char *target)
 /* ---- `ammctl read --mbus|--modbus` --------------------------------------- */
 
 /*
- * The records of a readout's telegrams that ammd stores, as it maps them.
- * The slave's header (of its first telegram) goes to *m.  Returns 0, or
- * -1 with a message when no record could be mapped.
+ * The records of a readout's telegrams that ammd stores, mapped as ammd
+ * maps them (mbus_collect_map_frames).  The slave's header (of its first
+ * telegram) goes to *m.  Returns 0, or -1 with a message when no record
+ * could be mapped.
  */
 static int
 mbus_values(const struct readout *r, struct mbus_collect_value *vals, size_t cap, size_t *n,
             struct ctl_gw_meter *m)
 {
-	size_t off = 0;
-	char err[160] = "";
+	struct mbus_header h;
+	char err[160];
 
-	*n = 0;
-	while (off < r->len) {
-		struct mbus_frame f;
-		struct mbus_telegram tg;
-		struct mbus_iter it;
-		struct mbus_record rec;
-		int rc = mbus_frame_parse(r->frames + off, r->len - off, &f);
-		if (rc <= 0)
-			break;
-		off += (size_t)rc;
-		if (mbus_telegram_decode(&f, &tg) != 0)
-			continue;
-		if (tg.kind == MBUS_TG_APP_ERROR) {
-			snprintf(err, sizeof(err), "application error: %s",
-			         mbus_app_error_text(tg.app_error));
-			continue;
-		}
-		if (!m->have && tg.hdr.has_id) {
-			struct mbus_secondary sec;
-			m->have = true;
-			snprintf(m->id, sizeof(m->id), "%08u", tg.hdr.id % 100000000u);
-			mbus_secondary_from_header(&tg.hdr, &sec);
-			mbus_secondary_format(&sec, m->secondary);
-			mbus_manufacturer(tg.hdr.manufacturer, m->manufacturer);
-			m->medium = mbus_medium_name(tg.hdr.medium);
-		}
-		mbus_iter_init(&it, &tg);
-		while ((rc = mbus_records_next(&it, &rec)) == 1 && *n < cap)
-			if (mbus_collect_map_record("other", &rec, &vals[*n]) == 0)
-				(*n)++;
-		if (rc < 0)
-			snprintf(err, sizeof(err), "record: %s", meter_strerror(rc));
+	mbus_collect_map_frames("other", r->frames, r->len, vals, cap, n, &h, err, sizeof(err));
+	if (h.has_id) {
+		struct mbus_secondary sec;
+		m->have = true;
+		snprintf(m->id, sizeof(m->id), "%08u", h.id % 100000000u);
+		mbus_secondary_from_header(&h, &sec);
+		mbus_secondary_format(&sec, m->secondary);
+		mbus_manufacturer(h.manufacturer, m->manufacturer);
+		m->medium = mbus_medium_name(h.medium);
 	}
 	if (*n > 0)
 		return 0;
@@ -362,41 +335,18 @@ mbus_values(const struct readout *r, struct mbus_collect_value *vals, size_t cap
 	return -1;
 }
 
-/* The map file as ammd finds it (mbus_collect.h), unless one is named. */
+/* The map file as ammd finds it (mbus_collect_map_load), unless one is named. */
 static int
 modbus_map_load(const char *path, struct modbus_map *map, struct modbus_map_entry *e)
 {
-	const char *paths[3] = {getenv("AMMD_MODBUS_MAP"), AMMD_MAPDIR "/kamstrup382.map",
-	                        "meterlib/maps/kamstrup382.map"};
-	char buf[16384], err[256] = "";
+	char err[400];
+	int rc = mbus_collect_map_load(path, map, e, MAP_MAX, NULL, err, sizeof(err));
 
-	modbus_map_init(map, e, MAP_MAX);
-	if (path == NULL)
-		for (int i = 0; i < 3 && path == NULL; i++)
-			if (paths[i] != NULL && access(paths[i], R_OK) == 0)
-				path = paths[i];
-	if (path == NULL) {
+	if (rc == METER_ENOTFOUND)
 		fprintf(stderr, "ammctl read: no Modbus register map found: give --map FILE\n");
-		return -1;
-	}
-	FILE *f = fopen(path, "r");
-	if (f == NULL) {
-		fprintf(stderr, "ammctl read: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	size_t n = fread(buf, 1, sizeof(buf), f);
-	bool whole = feof(f) && !ferror(f);
-	fclose(f);
-	if (!whole) {
-		fprintf(stderr, "ammctl read: %s: not read whole (at most %zu bytes)\n", path,
-		        sizeof(buf) - 1);
-		return -1;
-	}
-	if (modbus_map_parse(map, buf, n, err, sizeof(err)) != 0 || map->n == 0) {
-		fprintf(stderr, "ammctl read: %s: %s\n", path, err[0] ? err : "no entries");
-		return -1;
-	}
-	return 0;
+	else if (rc != 0)
+		fprintf(stderr, "ammctl read: %s\n", err);
+	return rc != 0 ? -1 : 0;
 }
 
 struct modbus_readout {

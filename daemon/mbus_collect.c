@@ -181,6 +181,100 @@ mbus_collect_map_modbus(const struct obis *o, double value, const char *unit,
 	return METER_ERANGE;
 }
 
+int
+mbus_collect_map_frames(const char *type, const uint8_t *frames, size_t len,
+                        struct mbus_collect_value *vals, size_t cap, size_t *n,
+                        struct mbus_header *hdr, char *err, size_t errlen)
+{
+	size_t off = 0;
+	int problem = 0;
+
+	*n = 0;
+	if (hdr != NULL)
+		memset(hdr, 0, sizeof(*hdr));
+	if (errlen > 0)
+		err[0] = '\0';
+	while (off < len) {
+		struct mbus_frame f;
+		struct mbus_telegram tg;
+		struct mbus_iter it;
+		struct mbus_record r;
+		int rc = mbus_frame_parse(frames + off, len - off, &f);
+		if (rc <= 0)
+			break;
+		off += (size_t)rc;
+		if (mbus_telegram_decode(&f, &tg) != 0)
+			continue;
+		if (tg.kind == MBUS_TG_APP_ERROR) {
+			problem = METER_EAPPERR;
+			snprintf(err, errlen, "application error: %s",
+			         mbus_app_error_text(tg.app_error));
+			continue;
+		}
+		if (hdr != NULL && !hdr->has_id && tg.hdr.has_id)
+			*hdr = tg.hdr;
+		mbus_iter_init(&it, &tg);
+		while ((rc = mbus_records_next(&it, &r)) == 1 && *n < cap)
+			if (mbus_collect_map_record(type, &r, &vals[*n]) == 0)
+				(*n)++;
+		if (rc < 0) {
+			problem = rc;
+			snprintf(err, errlen, "record: %s", meter_strerror(rc));
+		}
+	}
+	return problem;
+}
+
+int
+mbus_collect_map_load(const char *path, struct modbus_map *map, struct modbus_map_entry *e,
+                      size_t cap, const char **used, char *err, size_t errlen)
+{
+	const char *paths[3] = {getenv("AMMD_MODBUS_MAP"), AMMD_MAPDIR "/kamstrup382.map",
+	                        "meterlib/maps/kamstrup382.map"};
+	char buf[16384], why[256] = "";
+	FILE *f = NULL;
+
+	modbus_map_init(map, e, cap);
+	if (used != NULL)
+		*used = NULL;
+	if (path != NULL) {
+		f = fopen(path, "r");
+		if (f == NULL) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			return METER_EINVAL;
+		}
+	} else {
+		/* the first that opens: a file named but missing falls through */
+		for (int i = 0; i < 3 && f == NULL; i++)
+			if (paths[i] != NULL && (f = fopen(paths[i], "r")) != NULL)
+				path = paths[i];
+		if (f == NULL) {
+			snprintf(err, errlen, "no Modbus register map found");
+			return METER_ENOTFOUND;
+		}
+	}
+	if (used != NULL)
+		*used = path;
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	bool whole = feof(f) && !ferror(f);
+	fclose(f);
+	if (!whole) {
+		snprintf(err, errlen, "%s: not read whole (at most %zu bytes)", path,
+		         sizeof(buf) - 1);
+		return METER_EINVAL;
+	}
+	int rc = modbus_map_parse(map, buf, n, why, sizeof(why));
+	if (rc == 0 && map->n == 0) {
+		rc = METER_EMALFORMED;
+		snprintf(why, sizeof(why), "no entries");
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: %s", path, why);
+		return rc;
+	}
+	return 0;
+}
+
 /* ---- gateways and jobs ------------------------------------------------------------ */
 
 struct collector;
@@ -446,7 +540,7 @@ mbus_read_done(int status, const uint8_t *frames, size_t len, size_t nt, void *a
 {
 	struct job *j = arg;
 	struct mbus_collect_value vals[MAX_VALUES];
-	size_t n = 0, off = 0;
+	size_t n = 0;
 	char err[400] = "";
 	(void)nt;
 
@@ -456,29 +550,7 @@ mbus_read_done(int status, const uint8_t *frames, size_t len, size_t nt, void *a
 		job_submit(j, outcome_of(status), err, NULL, 0, (int64_t)len, 10);
 		return;
 	}
-	while (off < len) {
-		struct mbus_frame f;
-		struct mbus_telegram tg;
-		struct mbus_iter it;
-		struct mbus_record r;
-		int rc = mbus_frame_parse(frames + off, len - off, &f);
-		if (rc <= 0)
-			break;
-		off += (size_t)rc;
-		if (mbus_telegram_decode(&f, &tg) != 0)
-			continue;
-		if (tg.kind == MBUS_TG_APP_ERROR) {
-			snprintf(err, sizeof(err), "application error: %s",
-			         mbus_app_error_text(tg.app_error));
-			continue;
-		}
-		mbus_iter_init(&it, &tg);
-		while ((rc = mbus_records_next(&it, &r)) == 1 && n < MAX_VALUES)
-			if (mbus_collect_map_record(j->type, &r, &vals[n]) == 0)
-				n++;
-		if (rc < 0)
-			snprintf(err, sizeof(err), "record: %s", meter_strerror(rc));
-	}
+	mbus_collect_map_frames(j->type, frames, len, vals, MAX_VALUES, &n, NULL, err, sizeof(err));
 	if (n == 0 && err[0] == '\0')
 		snprintf(err, sizeof(err), "no known records");
 	/* what was decoded is kept even when a later record was bad */
@@ -690,29 +762,20 @@ take(struct scheduler *sc, const struct scheduler_gateway_meter *m)
 static int
 load_map(struct collector *c)
 {
-	const char *paths[3] = {getenv("AMMD_MODBUS_MAP"), AMMD_MAPDIR "/kamstrup382.map",
-	                        "meterlib/maps/kamstrup382.map"};
-	char err[256];
+	char err[400];
+	const char *used;
+	int rc = mbus_collect_map_load(NULL, &c->map, c->map_e, MAP_MAX, &used, err, sizeof(err));
 
-	modbus_map_init(&c->map, c->map_e, MAP_MAX);
-	for (int i = 0; i < 3; i++) {
-		if (paths[i] == NULL)
-			continue;
-		FILE *f = fopen(paths[i], "r");
-		if (f == NULL)
-			continue;
-		char buf[16384];
-		size_t n = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		if (modbus_map_parse(&c->map, buf, n, err, sizeof(err)) != 0 || c->map.n == 0) {
-			log_warnx("modbus map %s: %s", paths[i], err);
-			return -1;
-		}
-		c->have_map = true;
-		log_info("modbus register map %s: %zu readings", paths[i], c->map.n);
+	if (rc == METER_ENOTFOUND) {
+		log_info("no modbus register map found: Modbus gateways are not read");
 		return 0;
 	}
-	log_info("no modbus register map found: Modbus gateways are not read");
+	if (rc != 0) {
+		log_warnx("modbus map %s", err);
+		return -1;
+	}
+	c->have_map = true;
+	log_info("modbus register map %s: %zu readings", used, c->map.n);
 	return 0;
 }
 

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "mbus.h"
+#include "modbus_map.h"
 #include "obis.h"
 
 extern const struct ammd_module gateway_module;
@@ -56,5 +57,34 @@ int mbus_collect_map_record(const char *type, const struct mbus_record *r,
  */
 int mbus_collect_map_modbus(const struct obis *o, double value, const char *unit,
                             struct mbus_collect_value *out);
+
+/*
+ * A readout's frames (len bytes, as mbus_bus_read() delivers them) to the
+ * values ammd stores: every telegram decoded, its records mapped with
+ * mbus_collect_map_record(type, ...); at most cap go to vals, *n says how
+ * many.  The header of the first telegram that carries an identification
+ * goes to *hdr when hdr is not NULL (hdr->has_id false when none did).
+ * Returns 0 when nothing went wrong, else the last problem's code
+ * (METER_EAPPERR for an application error telegram, a record decoder's
+ * error) with its text in err; values mapped before or after a problem
+ * are kept in vals.  This is what ammd stores and what `ammctl read
+ * --mbus` shows.
+ */
+int mbus_collect_map_frames(const char *type, const uint8_t *frames, size_t len,
+                            struct mbus_collect_value *vals, size_t cap, size_t *n,
+                            struct mbus_header *hdr, char *err, size_t errlen);
+
+/*
+ * Load a Modbus register map into map (over e[0..cap)): the file path, or
+ * when path is NULL the first readable of $AMMD_MODBUS_MAP,
+ * AMMD_MAPDIR/kamstrup382.map and meterlib/maps/kamstrup382.map (the
+ * source tree), the order ammd uses.  *used (when not NULL) names the file
+ * taken.  Returns 0; METER_ENOTFOUND when path is NULL and none of them
+ * is readable; METER_EINVAL when the file cannot be opened or read whole
+ * (16 KiB at most); METER_EMALFORMED or METER_ENOSPC when it does not
+ * parse or has no entry.  err says why.
+ */
+int mbus_collect_map_load(const char *path, struct modbus_map *map, struct modbus_map_entry *e,
+                          size_t cap, const char **used, char *err, size_t errlen);
 
 #endif

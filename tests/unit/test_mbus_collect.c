@@ -4,12 +4,15 @@
  * captured Kamstrup 382 telegram in the vector corpus and from records
  * encoded the way the 382M module (and metersim) sends voltage, current,
  * tariffs and export; Modbus readings (already OBIS) to the store's
- * value, scaler and unit.
+ * value, scaler and unit.  The helpers ammd and `ammctl read` share: a
+ * readout's frames to values, and the Modbus map lookup.
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mbus.h"
 #include "mbus_collect.h"
@@ -168,4 +171,97 @@ Test(mbus_collect, modbus_readings)
 		check("modbus", i, mbus_collect_map_modbus(&o, c->value, c->unit, &v), &v,
 		      &c->want);
 	}
+}
+
+/*
+ * A readout's frames to values (mbus_collect_map_frames, shared by ammd and
+ * `ammctl read --mbus`): the corpus telegram twice, as a two-telegram
+ * readout, maps to its six values twice; the header of the first telegram
+ * comes back; cap bounds the values; a cut-off last frame ends the walk.
+ */
+Test(mbus_collect, frames_of_a_readout_to_values)
+{
+	size_t len, n, nv;
+	char *hex = slurp(vectors_path("mbus/frames/kamstrup_382_005.hex"), &len);
+	cr_assert_not_null(hex, "cannot read the Kamstrup 382 vector (set AMM_VECTORS)");
+	uint8_t *p = hex_tail(hex, &n);
+	uint8_t *two = malloc(2 * n);
+	struct mbus_collect_value v[16];
+	struct mbus_header h;
+	struct mbus_frame f;
+	struct mbus_telegram t;
+	char err[160];
+
+	cr_assert_not_null(two);
+	memcpy(two, p, n);
+	memcpy(two + n, p, n);
+	cr_assert_gt(mbus_frame_parse(p, n, &f), 0);
+	cr_assert_eq(mbus_telegram_decode(&f, &t), 0);
+	cr_assert_eq(mbus_collect_map_frames("382M", two, 2 * n, v, 16, &nv, &h, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(nv, 12);
+	cr_assert_str_eq(err, "");
+	cr_assert(h.has_id);
+	cr_assert_eq(h.id, t.hdr.id);
+	char a[OBIS_STRLEN], b[OBIS_STRLEN];
+	for (size_t i = 0; i < 6; i++) {
+		cr_assert_str_eq(obis_format(&v[i].obis, a), obis_format(&v[i + 6].obis, b));
+		cr_assert_eq(v[i].value, v[i + 6].value);
+	}
+	cr_assert_str_eq(obis_format(&v[0].obis, a), "1-0:1.8.0.255");
+	/* cap */
+	cr_assert_eq(mbus_collect_map_frames("382M", two, 2 * n, v, 4, &nv, NULL, err, sizeof(err)), 0);
+	cr_assert_eq(nv, 4);
+	/* the second frame cut short: the first one's values only */
+	cr_assert_eq(mbus_collect_map_frames("382M", two, 2 * n - 3, v, 16, &nv, NULL, err, sizeof(err)),
+	             0);
+	cr_assert_eq(nv, 6);
+	free(two);
+	tail_free(p);
+	free(hex);
+}
+
+static char *
+temp_map(const char *text)
+{
+	static char path[64];
+	snprintf(path, sizeof(path), "/tmp/amm-test-map-XXXXXX");
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+/* The Modbus map as ammd and ammctl find it (mbus_collect_map_load). */
+Test(mbus_collect, modbus_map_lookup)
+{
+	struct modbus_map m;
+	struct modbus_map_entry e[8];
+	const char *used;
+	char err[400];
+	char *path = temp_map("0x0000 u32 hi 0.001 kWh 1-0:1.8.0.255\n"
+	                      "0x0002 u32 hi 0.001 kWh 1-0:2.8.0.255\n");
+	char named[64];
+
+	snprintf(named, sizeof(named), "%s", path);
+	/* $AMMD_MODBUS_MAP first */
+	setenv("AMMD_MODBUS_MAP", named, 1);
+	cr_assert_eq(mbus_collect_map_load(NULL, &m, e, 8, &used, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(used, named);
+	cr_assert_eq(m.n, 2);
+	/* a file named explicitly that is not there */
+	cr_assert_eq(mbus_collect_map_load("/nonexistent/x.map", &m, e, 8, &used, err, sizeof(err)),
+	             METER_EINVAL);
+	cr_assert_not_null(strstr(err, "/nonexistent/x.map"));
+	/* a file without entries */
+	char *empty = temp_map("# nothing\n");
+	cr_assert_eq(mbus_collect_map_load(empty, &m, e, 8, NULL, err, sizeof(err)),
+	             METER_EMALFORMED);
+	cr_assert_not_null(strstr(err, "no entries"));
+	/* more entries than room */
+	cr_assert_eq(mbus_collect_map_load(named, &m, e, 1, NULL, err, sizeof(err)), METER_ENOSPC);
+	unlink(empty);
+	unlink(named);
+	unsetenv("AMMD_MODBUS_MAP");
 }
