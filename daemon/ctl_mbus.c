@@ -151,6 +151,10 @@ mbus_scan_cmd(struct mbus_bus *bus, struct event_base *base, const struct mbus_s
 		json_uint(&j, "requests", st->requests);
 		json_uint(&j, "collisions", st->garbled);
 		json_uint(&j, "unresolved", c.scan.unresolved);
+		json_uint(&j, "repeated", c.scan.repeated);
+		json_uint(&j, "late", st->late);
+		json_uint(&j, "stray", st->stray);
+		json_uint(&j, "slack_ms", st->slack_ms);
 		json_uint(&j, "found", ok);
 		json_arr_begin(&j, "meters");
 		for (size_t i = 0; i < c.n; i++) {

@@ -9,11 +9,27 @@
  * Callbacks run from the bus's own deferred event, never from inside
  * mbus_bus_read() or mbus_bus_probe(), and the transaction is unlinked
  * before its callback runs, so a callback may queue more work.
+ *
+ * Late answers.  The timeouts are what the line needs, but the far end is
+ * a gateway (or a simulator) on a host that may be busy, and an answer
+ * that arrives after its timeout is worse than slow: a probe's E5 taken
+ * for silence prunes a whole subtree of a scan, and the late byte then
+ * lands in the window of the next request and is taken for its answer.
+ * So silence is believed only after a short guard past the timeout (a
+ * byte in the guard is the answer, counted late), bytes that arrive for
+ * no request are counted as stray (the scan repeats its last silent probe
+ * when it sees one, mbus_scan.c), and the bus learns: every answer that
+ * used more than two thirds of its timeout, and every late one, widens
+ * an allowance (slack) added to the timeouts that follow, which shrinks
+ * again by 1/32 per answer in time.  (The ms figures are whole ms: the
+ * slack moves in steps of 1 ms.)  An idle host keeps the line's
+ * timeouts; a loaded one gets retries and longer waits, not wrong results.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -27,6 +43,8 @@
 
 #define RX_MAX       (4 * MBUS_FRAME_MAX)
 #define OUT_MAX      (16 * MBUS_FRAME_MAX)
+#define SLACK_MAX_MS 2000 /* the most the learnt allowance adds to a timeout */
+#define GUARD_MS     3    /* listened past a silent timeout, plus half the slack */
 #define RECONNECT_MS 1000
 
 enum step {
@@ -74,6 +92,9 @@ struct mbus_bus {
 	uint8_t fcb[256]; /* per address: next FCB to send */
 	uint8_t rx[RX_MAX];
 	size_t rxn;
+	int64_t sent_us; /* when the step on the wire (or the last one) was sent */
+	int slack_ms;    /* learnt allowance for a loaded host (see the top) */
+	bool guarding;   /* the step's timeout passed in silence: the guard runs */
 	struct mbus_bus_stats st;
 };
 
@@ -98,6 +119,43 @@ ms_tv(int ms, struct timeval *tv)
 {
 	tv->tv_sec = ms / 1000;
 	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * An answer of got bytes to the last request came now.  What it took
+ * beyond the bytes' time on the line is the wait the timeout allows for
+ * (reply time, gateway latency, slack): widen the slack when that wait
+ * used more than two thirds of its allowance (late or nearly so), else
+ * let the slack shrink a little.
+ */
+static void
+learn(struct mbus_bus *b, size_t got)
+{
+	int64_t took = (mono_us() - b->sent_us) / 1000;
+	int64_t wait = took - mbus_bus_timeout_ms(b->baud, b->req_len, got, 0, 0);
+	int64_t need = wait + wait / 2 - b->reply_ms - b->latency_ms;
+
+	if (need > b->slack_ms)
+		b->slack_ms = need > SLACK_MAX_MS ? SLACK_MAX_MS : (int)need;
+	else
+		b->slack_ms -= (b->slack_ms + 31) / 32;
+	b->st.slack_ms = (uint64_t)b->slack_ms;
+}
+
+/* Bytes no request on the wire asked for: an earlier answer, late. */
+static void
+stray_bytes(struct mbus_bus *b, size_t n)
+{
+	b->st.stray++;
+	learn(b, n);
 }
 
 /* ---- finishing transactions ------------------------------------------------ */
@@ -128,6 +186,7 @@ txn_finish(struct mbus_bus *b, int status)
 
 	evtimer_del(b->timer);
 	b->on_wire = false;
+	b->guarding = false;
 	b->head = t->next;
 	if (b->head == NULL)
 		b->tail = NULL;
@@ -282,9 +341,13 @@ step_send(struct mbus_bus *b)
 		break;
 	}
 	/* Whatever is left from an earlier answer belongs to it. */
-	evbuffer_drain(bufferevent_get_input(b->bev),
-	               evbuffer_get_length(bufferevent_get_input(b->bev)));
+	size_t stale = evbuffer_get_length(bufferevent_get_input(b->bev));
+	if (stale > 0) {
+		stray_bytes(b, stale);
+		evbuffer_drain(bufferevent_get_input(b->bev), stale);
+	}
 	b->rxn = 0;
+	b->guarding = false;
 	if (bufferevent_write(b->bev, frame, m.len) != 0) {
 		bus_fail_all(b);
 		return;
@@ -293,7 +356,9 @@ step_send(struct mbus_bus *b)
 	b->st.bytes_out += m.len;
 	b->req_len = m.len;
 	b->on_wire = true;
-	ms = mbus_bus_timeout_ms(b->baud, m.len, reply_max, b->reply_ms, b->latency_ms);
+	b->sent_us = mono_us();
+	ms = mbus_bus_timeout_ms(b->baud, m.len, reply_max, b->reply_ms, b->latency_ms) +
+	     b->slack_ms;
 	struct timeval tv;
 	ms_tv(ms, &tv);
 	evtimer_add(b->timer, &tv);
@@ -304,6 +369,7 @@ static void
 step_next(struct mbus_bus *b, enum step next)
 {
 	b->on_wire = false;
+	b->guarding = false;
 	evtimer_del(b->timer);
 	b->head->step = next;
 	b->head->tries = 0;
@@ -317,6 +383,7 @@ step_retry(struct mbus_bus *b, int why)
 	struct txn *t = b->head;
 
 	b->on_wire = false;
+	b->guarding = false;
 	evtimer_del(b->timer);
 	if (t->tries < b->retries) {
 		t->tries++;
@@ -400,7 +467,21 @@ process(struct mbus_bus *b)
 
 	if (t == NULL || !b->on_wire || b->rxn == 0)
 		return;
+	if (b->guarding) {
+		/* past the timeout: this is the answer, late */
+		b->st.late++;
+		b->guarding = false;
+		evtimer_del(b->timer);
+		/* the rest of a long answer gets the step's whole time again */
+		struct timeval tv;
+		ms_tv(mbus_bus_timeout_ms(b->baud, b->req_len, t->step == STEP_REQ ? MBUS_FRAME_MAX : 1,
+		                          b->reply_ms, b->latency_ms) +
+		          b->slack_ms,
+		      &tv);
+		evtimer_add(b->timer, &tv);
+	}
 	if (t->step != STEP_REQ) {
+		learn(b, b->rxn);
 		/* single-character answers: E5, or a garbled byte when
 		 * several slaves acknowledged at once */
 		bool ack = b->rx[0] == MBUS_ACK && b->rxn == 1;
@@ -442,9 +523,11 @@ process(struct mbus_bus *b)
 		if (f.type != MBUS_FRAME_ACK)
 			break;
 		/* a late E5 of an earlier exchange is not this answer */
+		stray_bytes(b, 1);
 		memmove(b->rx, b->rx + n, b->rxn - (size_t)n);
 		b->rxn -= (size_t)n;
 	}
+	learn(b, (size_t)n);
 	got_rsp(b, b->rx + skipped, (size_t)n - skipped, &f);
 }
 
@@ -467,10 +550,12 @@ on_read(struct bufferevent *bev, void *arg)
 		b->rxn += (size_t)got;
 		b->st.bytes_in += (uint64_t)got;
 	}
-	if (b->on_wire)
+	if (b->on_wire) {
 		process(b);
-	else
-		b->rxn = 0; /* nobody asked: stale bytes */
+	} else if (b->rxn > 0) {
+		stray_bytes(b, b->rxn); /* nobody asked: an answer that came late */
+		b->rxn = 0;
+	}
 }
 
 static void
@@ -483,6 +568,15 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (t == NULL || !b->on_wire)
 		return;
+	if (b->rxn == 0 && !b->guarding) {
+		/* silence is believed only after the guard */
+		struct timeval tv;
+		b->guarding = true;
+		ms_tv(GUARD_MS + b->slack_ms / 2, &tv);
+		evtimer_add(b->timer, &tv);
+		return;
+	}
+	b->guarding = false;
 	if (b->rxn == 0) {
 		b->st.timeouts++;
 		if (t->kind == TXN_PROBE) {

@@ -63,6 +63,9 @@ struct mbus_bus_stats {
 	uint64_t readouts, failed;
 	uint64_t bytes_in, bytes_out;
 	uint64_t connects; /* TCP connections established */
+	uint64_t late;     /* answers after their timeout, caught in the guard and used */
+	uint64_t stray;    /* bytes for no request: an earlier answer, later than the guard */
+	uint64_t slack_ms; /* what the bus adds to its timeouts now (learnt, see mbus_bus.c) */
 };
 
 /*
@@ -138,14 +141,19 @@ int mbus_bus_timeout_ms(int baud, size_t req_bytes, size_t reply_max, int reply_
  */
 #define MBUS_SCAN_STACK 96
 
+#define MBUS_SCAN_REPEAT 3 /* times one probe is sent again at most */
+
 struct mbus_scan {
 	struct mbus_secondary stack[MBUS_SCAN_STACK];
+	uint8_t repeats[MBUS_SCAN_STACK]; /* times each pending probe was sent already */
 	size_t depth;
 	struct mbus_secondary current; /* the probe waiting for its result */
+	unsigned current_repeats;      /* times current was sent before */
 	bool waiting;
 	uint64_t probes;     /* selections sent */
 	uint64_t found;      /* probes answered by exactly one slave */
 	uint64_t unresolved; /* collisions with every id digit fixed */
+	uint64_t repeated;   /* probes sent again because their result was doubtful */
 };
 
 /* Start a search under mask (NULL: every digit and field a wildcard). */
@@ -156,6 +164,15 @@ bool mbus_scan_next(struct mbus_scan *s, struct mbus_secondary *probe);
 
 /* What the last probe got (MBUS_PROBE_*). */
 void mbus_scan_result(struct mbus_scan *s, enum mbus_probe_result r);
+
+/*
+ * A probe's result turned out doubtful (an answer came after the bus had
+ * taken it for silence, or a slave that acknowledged alone could not be
+ * read): probe sent again (times: how often it had been sent again
+ * already) comes next.  False when it was repeated MBUS_SCAN_REPEAT times
+ * already, or the stack is full.
+ */
+bool mbus_scan_repeat(struct mbus_scan *s, const struct mbus_secondary *probe, unsigned times);
 
 /*
  * One found slave: its header as read from its RSP_UD (hdr), and the whole
@@ -169,7 +186,13 @@ struct mbus_scan_run;
 
 /*
  * Run a search over bus b: every slave that answers a probe alone is read
- * at 253 (REQ_UD2) for its header and reported through found.  The run is
+ * at 253 (REQ_UD2) for its header and reported through found.  A result
+ * the bus shows to be doubtful is not trusted: when stray bytes (an answer
+ * later than its timeout and guard) come after a probe was taken as
+ * silent, that probe is sent again; when a slave that acknowledged alone
+ * then gives no readable answer (the acknowledgement was a late one of an
+ * earlier probe), this probe and the last silent one are sent again, up to
+ * MBUS_SCAN_REPEAT times each, before the slave is reported as failed.  The run is
  * freed by mbus_scan_run_free() after done (not from inside it).
  */
 struct mbus_scan_run *mbus_scan_start(struct mbus_bus *b, const struct mbus_secondary *mask,

@@ -11,6 +11,13 @@
  * most for 250 slaves, where trying every id would take 10^8.  The search
  * keeps its pending probes on a fixed stack (8 levels of at most 10), so it
  * never allocates.
+ *
+ * Trust: a scan is what a field engineer uses to learn what is on a line,
+ * so a meter missed is worse than a slow scan.  Silence prunes a subtree,
+ * so silence that was really a late answer would hide every meter under
+ * it.  The bus guards and learns (mbus_bus.c); what still slips through
+ * shows up as stray bytes or as a lone acknowledgement whose slave cannot
+ * be read, and then the doubtful probes are sent again (mbus_scan_run).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +64,7 @@ mbus_scan_next(struct mbus_scan *s, struct mbus_secondary *probe)
 	if (s->waiting || s->depth == 0)
 		return false;
 	s->current = s->stack[--s->depth];
+	s->current_repeats = s->repeats[s->depth];
 	s->waiting = true;
 	s->probes++;
 	*probe = s->current;
@@ -94,8 +102,20 @@ mbus_scan_result(struct mbus_scan *s, enum mbus_probe_result r)
 			return;
 		struct mbus_secondary c = s->current;
 		digit_set(&c, k, (unsigned)d);
+		s->repeats[s->depth] = 0;
 		s->stack[s->depth++] = c;
 	}
+}
+
+bool
+mbus_scan_repeat(struct mbus_scan *s, const struct mbus_secondary *probe, unsigned times)
+{
+	if (times >= MBUS_SCAN_REPEAT || s->depth == MBUS_SCAN_STACK)
+		return false;
+	s->repeats[s->depth] = (uint8_t)(times + 1);
+	s->stack[s->depth++] = *probe;
+	s->repeated++;
+	return true;
 }
 
 /* ---- the search over a bus ------------------------------------------------------ */
@@ -107,7 +127,34 @@ struct mbus_scan_run {
 	mbus_scan_done_fn done;
 	void *arg;
 	bool over;
+	/* the last probe taken as silent, while no later answer doubts it */
+	bool have_silent;
+	struct mbus_secondary silent;
+	unsigned silent_repeats;
+	uint64_t stray_seen; /* the bus's stray count when last looked at */
 };
+
+/* The last silent probe is doubtful: send it again. */
+static void
+doubt_silent(struct mbus_scan_run *r)
+{
+	if (r->have_silent)
+		mbus_scan_repeat(&r->scan, &r->silent, r->silent_repeats);
+	r->have_silent = false;
+}
+
+/* Stray bytes since the last look: an answer came after its probe was
+ * taken as silent (or a read's answer after its retry; one probe more). */
+static void
+check_stray(struct mbus_scan_run *r)
+{
+	uint64_t stray = mbus_bus_stats(r->bus)->stray;
+
+	if (stray != r->stray_seen) {
+		r->stray_seen = stray;
+		doubt_silent(r);
+	}
+}
 
 static void run_next(struct mbus_scan_run *r);
 
@@ -124,6 +171,15 @@ run_read_cb(int status, const uint8_t *frames, size_t len, size_t nt, void *arg)
 	if (status == METER_EABORTED) {
 		r->over = true;
 		r->done(METER_EABORTED, &r->scan, r->arg);
+		return;
+	}
+	check_stray(r);
+	if ((status == METER_ETIMEOUT || status == METER_ECOLLISION || status == METER_EPROTO) &&
+	    mbus_scan_repeat(&r->scan, &r->scan.current, r->scan.current_repeats)) {
+		/* no slave (or not one) was selected after all: the E5 was
+		 * most likely the late answer of the last silent probe */
+		doubt_silent(r);
+		run_next(r);
 		return;
 	}
 	if (status == 0 || status == METER_EAPPERR) {
@@ -147,7 +203,13 @@ run_probe_cb(int result, void *arg)
 		r->done(result, &r->scan, r->arg);
 		return;
 	}
+	check_stray(r);
 	mbus_scan_result(&r->scan, (enum mbus_probe_result)result);
+	if (result == MBUS_PROBE_NONE) {
+		r->have_silent = true;
+		r->silent = r->scan.current;
+		r->silent_repeats = r->scan.current_repeats;
+	}
 	if (result == MBUS_PROBE_ONE) {
 		/* exactly one slave is selected now: read it at 253 for its
 		 * full address (the read deselects it afterwards) */

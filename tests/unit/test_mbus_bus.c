@@ -6,7 +6,8 @@
  * answer, selection at 253 and deselection), multi-telegram readouts (DIF
  * 0x1F), a lost answer retried with the same FCB and answered with the same
  * telegram, timeouts after the retries, and never two requests on the bus
- * at once.
+ * at once.  A host too busy to answer in time: an answer after the
+ * timeout is counted stray and widens the timeouts that follow.
  */
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -55,6 +56,7 @@ struct gateway {
 	bool mute;    /* nobody answers anything */
 	int close_on; /* close the connection at the n-th frame (1-based) */
 	int nframes;
+	int reply_us; /* how long an answer takes; 0: 3 ms */
 };
 
 static void
@@ -158,7 +160,7 @@ answer(struct gateway *g, const struct mbus_frame *f)
 		log_wire(g, "other", a, -1);
 	}
 	if (out.len > 0) {
-		struct timeval tv = {0, 3000};
+		struct timeval tv = {0, g->reply_us ? g->reply_us : 3000};
 		g->out_len = out.len;
 		g->busy = true;
 		evtimer_add(g->reply, &tv);
@@ -406,6 +408,51 @@ Test(mbus_bus, silent_slave_times_out_after_the_retries)
 	expect_wire(&g, want, 6);
 	cr_assert_eq(mbus_bus_stats(b)->timeouts, 6);
 	cr_assert_eq(mbus_bus_stats(b)->failed, 1);
+	mbus_bus_free(b);
+	gw_free(&g);
+}
+
+static void
+probe_cb(int result, void *arg)
+{
+	int *r = arg;
+	*r = result;
+}
+
+/*
+ * The gateway answers a selection 60 ms late, past the probe's timeout
+ * (34 ms at 38400 Bd with 20 ms reply time) and its guard: the probe is
+ * silent, the E5 then arrives for no request (stray) and teaches the bus
+ * a slack, so the same probe sent again is answered in time.
+ */
+Test(mbus_bus, a_late_answer_is_stray_and_widens_the_timeouts)
+{
+	struct gateway g;
+	struct mbus_secondary mask;
+	int r1 = -100, r2 = -100;
+
+	gw_init(&g);
+	g.reply_us = 60000;
+	struct mbus_bus *b = bus_for(&g, 0);
+	cr_assert_eq(mbus_secondary_parse("87654321", &mask), 0);
+	cr_assert_eq(mbus_bus_probe(b, &mask, probe_cb, &r1), 0);
+	for (int i = 0; i < 20000 && r1 == -100; i++)
+		event_base_loop(g.base, EVLOOP_ONCE);
+	cr_assert_eq(r1, MBUS_PROBE_NONE, "the late E5 is not the answer");
+	cr_assert_eq(mbus_bus_stats(b)->slack_ms, 0);
+	/* idle until the late E5 has come */
+	for (int i = 0; i < 20000 && mbus_bus_stats(b)->stray == 0; i++)
+		event_base_loop(g.base, EVLOOP_ONCE);
+	cr_assert_eq(mbus_bus_stats(b)->stray, 1);
+	/* 60 ms where 14.75 ms of line time was due: 1.5 x the wait, less
+	 * the 20 ms reply time allowed, is at least 45 ms of slack */
+	cr_assert_geq(mbus_bus_stats(b)->slack_ms, 45);
+	cr_assert_eq(mbus_bus_probe(b, &mask, probe_cb, &r2), 0);
+	for (int i = 0; i < 20000 && r2 == -100; i++)
+		event_base_loop(g.base, EVLOOP_ONCE);
+	cr_assert_eq(r2, MBUS_PROBE_ONE, "the same probe with the slack learnt");
+	cr_assert_eq(mbus_bus_stats(b)->timeouts, 1);
+	cr_assert_eq(mbus_bus_stats(b)->late, 0);
 	mbus_bus_free(b);
 	gw_free(&g);
 }

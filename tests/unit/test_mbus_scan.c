@@ -4,8 +4,9 @@
  * bus would: nobody matches, one slave matches (E5), or several do and
  * their ACKs collide.  Every bus must be found completely, with a number
  * of probes that grows with the slaves, never with the 10^8 ids; the
- * figures are printed for the report.  Also the text form of secondary
- * addresses and the baud-rate timeout.
+ * figures are printed for the report.  A probe whose answer came late and
+ * was doubted is probed again, a bounded number of times.  Also the text
+ * form of secondary addresses and the baud-rate timeout.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -224,6 +225,76 @@ Test(mbus_scan, probes_are_one_at_a_time)
 	cr_assert_eq(q.id_bcd[3], 0x0F);
 	cr_assert_eq(q.id_bcd[0], 0xFF);
 	cr_assert_eq(s.probes, 2);
+}
+
+/*
+ * A loaded line: the first answer of every probe that one slave would
+ * acknowledge comes late and is taken for silence; the late bytes show
+ * up afterwards (stray), and the caller doubts that silent probe
+ * (mbus_scan_repeat), as mbus_scan_run does.  Every slave is still found,
+ * each once, with exactly one repeated probe per lost answer.
+ */
+Test(mbus_scan, a_late_answer_doubted_is_probed_again)
+{
+	static struct membus b;
+	static const struct scan_case c = {"late", RANDOM, 250, 0, 0};
+	struct mbus_scan s;
+	struct mbus_secondary p;
+	size_t found = 0, lost = 0;
+
+	fill(&b, &c);
+	memset(b.seen, 0, sizeof(b.seen));
+	mbus_scan_init(&s, NULL);
+	while (mbus_scan_next(&s, &p)) {
+		size_t hits = 0, who = 0;
+		for (size_t i = 0; i < b.n; i++)
+			if (mbus_secondary_match(&p, &b.h[i])) {
+				hits++;
+				who = i;
+			}
+		if (hits == 1 && s.current_repeats == 0) {
+			/* its E5 comes after the timeout */
+			mbus_scan_result(&s, MBUS_PROBE_NONE);
+			lost++;
+			cr_assert(mbus_scan_repeat(&s, &p, s.current_repeats));
+			continue;
+		}
+		if (hits == 1) {
+			cr_assert_not(b.seen[who], "slave %u found twice", b.h[who].id);
+			b.seen[who] = true;
+			found++;
+		}
+		mbus_scan_result(&s, hits == 0   ? MBUS_PROBE_NONE
+		                     : hits == 1 ? MBUS_PROBE_ONE
+		                                 : MBUS_PROBE_COLLISION);
+	}
+	cr_assert_eq(found, 250);
+	cr_assert_eq(lost, 250);
+	cr_assert_eq(s.repeated, 250);
+	cr_assert_eq(s.unresolved, 0);
+}
+
+Test(mbus_scan, a_probe_is_repeated_a_bounded_number_of_times)
+{
+	struct mbus_scan s;
+	struct mbus_secondary p;
+	unsigned times = 0;
+
+	mbus_scan_init(&s, NULL);
+	cr_assert(mbus_scan_next(&s, &p));
+	mbus_scan_result(&s, MBUS_PROBE_NONE);
+	while (mbus_scan_repeat(&s, &p, s.current_repeats)) {
+		struct mbus_secondary q;
+		times++;
+		cr_assert(mbus_scan_next(&s, &q));
+		cr_assert_eq(memcmp(&q, &p, sizeof(p)), 0, "the doubted probe comes next");
+		cr_assert_eq(s.current_repeats, times);
+		mbus_scan_result(&s, MBUS_PROBE_NONE);
+		cr_assert(times <= MBUS_SCAN_REPEAT, "repeated without end");
+	}
+	cr_assert_eq(times, MBUS_SCAN_REPEAT);
+	cr_assert_eq(s.repeated, MBUS_SCAN_REPEAT);
+	cr_assert_not(mbus_scan_next(&s, &p), "nothing else was pending");
 }
 
 struct sec_case {
