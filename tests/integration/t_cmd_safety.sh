@@ -12,7 +12,7 @@
 #     after 20 s without counting the attempt, and acts only once the
 #     minute has passed (acted_at >= the filling actions + 60 s);
 #   * the audit with ammd logged in as a member of the ammd role (not the
-#     owner): an MQTT request is created_by "mqtt:<request id>", an
+#     owner): an MQTT request on the shared topic is created_by "mqtt:request:<request id>", an
 #     `ammctl cmd` by an ammd_operator login is created_by that login, and
 #     command_audit names those and the daemon's login;
 #   * credit_add with ammd killed (SIGKILL) right after its checkpoint was
@@ -167,7 +167,7 @@ done
 [ -n "$mid" ] || { tail -20 "$work/ammd.log" >&2; fail "the MQTT request queued nothing"; }
 ok "the MQTT request queued command $mid"
 expect_eq "it ran" "succeeded" "$(cmd_wait "$mid" 20)"
-expect_eq "... created_by the MQTT request, with ammd logged in as a member of ammd" "mqtt:req-77" \
+expect_eq "... created_by the MQTT request, with ammd logged in as a member of ammd" "mqtt:request:req-77" \
 	"$(q "$dsn" "SELECT created_by FROM command WHERE id = $mid")"
 expect_eq "... audited: queued and run by the daemon's login" \
 	"t_cs_daemon:queued,t_cs_daemon:running,t_cs_daemon:succeeded" \
