@@ -1021,6 +1021,44 @@ on_value_response(struct dlms_client *c, struct mbuf *out, const struct xdlms_ap
 	return DLMS_CEV_NONE;
 }
 
+/*
+ * Pushes.  A DataNotification comes in clear or in general-glo/ded-
+ * ciphering (it has no glo- twin); our requests go glo-ciphered and are
+ * answered in kind, so an APDU with one of these tags is never the answer
+ * we wait for.  One that fails its checks (in clear in a ciphered context,
+ * not authentic, a replayed counter, malformed once deciphered) is
+ * reported and dropped: it must neither be stored nor fail the request
+ * outstanding (anyone on the path could otherwise end a session).
+ */
+static bool
+push_tag(uint8_t tag)
+{
+	return tag == XDLMS_TAG_DATA_NOTIFICATION || tag == XDLMS_TAG_GENERAL_GLO_CIPHERING ||
+	       tag == XDLMS_TAG_GENERAL_DED_CIPHERING;
+}
+
+static int
+push_event(struct dlms_client_event *ev, const struct xdlms_apdu *a)
+{
+	ev->type = DLMS_CEV_NOTIFICATION;
+	ev->long_iip = a->long_iip;
+	ev->time = a->time_len == 12 ? a->time : NULL;
+	ev->data = a->value.raw;
+	ev->data_len = a->value.len;
+	return ev->type;
+}
+
+static int
+push_refused(struct dlms_client *c, struct dlms_client_event *ev, int err)
+{
+	c->pushes_refused++;
+	ev->type = DLMS_CEV_NOTIFICATION;
+	ev->err = err;
+	ev->data = NULL;
+	ev->data_len = 0;
+	return ev->type;
+}
+
 static int
 handle_xdlms(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_t len,
              struct dlms_client_event *ev)
@@ -1032,6 +1070,8 @@ handle_xdlms(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_
 	int r;
 
 	r = unprotect(c, apdu, len, &plain, &plen);
+	if (r && push_tag(apdu[0]))
+		return push_refused(c, ev, r);
 	if (r) {
 		if (c->state == DLMS_CLIENT_AUTHENTICATING)
 			return session_fail(c, ev, r);
@@ -1044,6 +1084,8 @@ handle_xdlms(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_
 	n = xdlms_decode(plain, plen, &a, NULL, 0);
 	if (n < 0) {
 		r = n == METER_ENEEDMORE ? METER_EMALFORMED : (int)n;
+		if (push_tag(apdu[0]) && plain[0] == XDLMS_TAG_DATA_NOTIFICATION)
+			return push_refused(c, ev, r);
 		if (c->state == DLMS_CLIENT_AUTHENTICATING)
 			return session_fail(c, ev, r);
 		if (c->op != DLMS_OP_NONE && c->fail_err == 0)
@@ -1052,14 +1094,8 @@ handle_xdlms(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_
 			c->stray++;
 		return DLMS_CEV_NONE;
 	}
-	if (a.type == XDLMS_DATA_NOTIFICATION) {
-		ev->type = DLMS_CEV_NOTIFICATION;
-		ev->long_iip = a.long_iip;
-		ev->time = a.time_len == 12 ? a.time : NULL;
-		ev->data = a.value.raw;
-		ev->data_len = a.value.len;
-		return ev->type;
-	}
+	if (a.type == XDLMS_DATA_NOTIFICATION)
+		return push_event(ev, &a);
 	if (a.type == XDLMS_EXCEPTION_RESPONSE || a.type == XDLMS_CONFIRMED_SERVICE_ERROR) {
 		if (c->state == DLMS_CLIENT_AUTHENTICATING)
 			return session_fail(c, ev, METER_EEXCEPTION);
@@ -1125,16 +1161,14 @@ handle_apdu(struct dlms_client *c, struct mbuf *out, const uint8_t *apdu, size_t
 		const uint8_t *plain;
 		size_t plen;
 
-		if (unprotect(c, apdu, len, &plain, &plen) == 0 &&
-		    xdlms_decode(plain, plen, &a, NULL, 0) > 0 &&
-		    a.type == XDLMS_DATA_NOTIFICATION) {
-			ev->type = DLMS_CEV_NOTIFICATION;
-			ev->long_iip = a.long_iip;
-			ev->time = a.time_len == 12 ? a.time : NULL;
-			ev->data = a.value.raw;
-			ev->data_len = a.value.len;
-			return ev->type;
-		}
+		int r = unprotect(c, apdu, len, &plain, &plen);
+		if (r)
+			return push_refused(c, ev, r);
+		ssize_t n = xdlms_decode(plain, plen, &a, NULL, 0);
+		if (n > 0 && a.type == XDLMS_DATA_NOTIFICATION)
+			return push_event(ev, &a);
+		if (n < 0 && plain[0] == XDLMS_TAG_DATA_NOTIFICATION)
+			return push_refused(c, ev, n == METER_ENEEDMORE ? METER_EMALFORMED : (int)n);
 	}
 	c->stray++;
 	return DLMS_CEV_NONE;

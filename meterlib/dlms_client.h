@@ -46,6 +46,11 @@
  * nothing is outstanding (a late answer after a timeout) is ignored and
  * counted in `stray`.
  *
+ * Pushes (DataNotification, in clear or general-glo/ded-ciphering) are
+ * never taken for a response: they come as NOTIFICATION events between
+ * the request's, and one that fails its checks neither fails the request
+ * nor the association (see NOTIFICATION below).
+ *
  * Tolerated: bytes after a complete response APDU, HDLC frames split
  * across reads, segmented I-frames, unspecified date-time fields.
  *
@@ -190,7 +195,13 @@ enum dlms_client_event_type {
  *   data-access-result), else the same request-level error.
  *   For EEXCEPTION: state_error/service_error (ExceptionResponse) or
  *   cse_service/cse_error/cse_value (ConfirmedServiceError) are set.
- * NOTIFICATION: long_iip, time (12 bytes or NULL), data/data_len.
+ * NOTIFICATION: a push, at any time, also while a request is outstanding
+ *   (which it leaves alone).  err 0: long_iip, time (12 bytes or NULL),
+ *   data/data_len, authenticated like every APDU when ciphered.  err set
+ *   (METER_EAUTH: in clear in a ciphered context, or not authentic;
+ *   METER_EREPLAY; METER_EPROTO: ciphered without ciphering;
+ *   METER_EMALFORMED): a push that failed its checks, reported so it can
+ *   be logged, data NULL: nothing of it may be used.
  * FAILED: err (METER_EREJECTED with result/diag from the AARE;
  *   METER_EAUTH for a wrong f(CtoS) or refused HLS pass 3; METER_ETIMEOUT;
  *   METER_EABORTED for DM/disconnect; METER_EPROTO; METER_EMALFORMED;
@@ -259,6 +270,7 @@ struct dlms_client {
 	uint32_t tx_counter;     /* next invocation counter we send */
 	struct dlms_rx_counter rx_counter;
 	uint32_t stray; /* responses with nothing outstanding */
+	uint32_t pushes_refused; /* pushes that failed their checks (NOTIFICATION with err) */
 
 	/* timer */
 	uint32_t timer_ms;

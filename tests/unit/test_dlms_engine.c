@@ -7,8 +7,9 @@
  * ciphering, refusals with the right result and diagnostic, GET/SET/ACTION,
  * GET with-list, a 30-day load profile read by range in blocks and checked
  * row by row, invocation-counter replays, wrong invoke ids, trailing bytes,
- * timeouts, pushes and release.  Corpus pushes are fed to a client as a
- * meter would send them.
+ * timeouts, pushes (also between a request and its answer, and forged
+ * ones) and release.  Corpus pushes are fed to a client as a meter would
+ * send them.
  *
  * With DLMS_ENGINE_RECORD=dir set, the server's bytes of the fuzzing
  * scenarios are written there as seeds for tests/fuzz/fuzz_client.c.
@@ -1465,6 +1466,186 @@ Test(dlms_engine, data_notification)
 		expect_u32(p, i, 123456);
 		pair_free(p);
 	}
+}
+
+/*
+ * A push interleaved with a GET response: the meter pushes after our
+ * request came in and before it answers.  The client delivers it as a
+ * NOTIFICATION while the GET stays outstanding (BUSY, no RESULT), and the
+ * answer still completes the GET.  Forged pushes in a ciphered association
+ * (in clear, a flipped GCM tag, a replayed counter) come as NOTIFICATION
+ * with err and no data, counted in pushes_refused, and fail neither the
+ * GET nor the association; in a plain association a ciphered push is
+ * refused the same way.
+ */
+
+/* Send a GET of A+; the server takes it, its answer is kept in held[]. */
+static size_t
+request_held(struct pair *p, const struct dlms_get_item *it, uint8_t *held, size_t cap)
+{
+	cr_assert_eq(dlms_client_get(&p->c, &p->cout, it, 1), 0);
+	size_t n = p->cout.len;
+	memcpy(p->wire, p->c_outbuf, n);
+	mbuf_init(&p->cout, p->c_outbuf, sizeof(p->c_outbuf));
+	deliver(p, true, p->wire, n);
+	size_t held_len = p->sout.len;
+	cr_assert_gt(held_len, 0);
+	cr_assert_leq(held_len, cap);
+	memcpy(held, p->s_outbuf, held_len);
+	mbuf_init(&p->sout, p->s_outbuf, sizeof(p->s_outbuf));
+	return held_len;
+}
+
+/* Feed a push to the client mid-request: exactly one NOTIFICATION with
+ * error err, the GET still outstanding. */
+static const struct rec *
+push_mid_request(struct pair *p, const uint8_t *bytes, size_t n, int err)
+{
+	int first = p->n_ev;
+	uint32_t refused = p->c.pushes_refused;
+
+	deliver(p, false, bytes, n);
+	cr_assert_eq(p->n_ev, first + 1, "events after a push: %d", p->n_ev - first);
+	const struct rec *r = &p->ev[first];
+	cr_assert_eq(r->type, DLMS_CEV_NOTIFICATION);
+	cr_assert_eq(r->err, err, "push err %d, wanted %d", r->err, err);
+	cr_assert_eq(p->c.pushes_refused, refused + (err != 0));
+	if (err)
+		cr_assert_eq(r->len, 0);
+	cr_assert_eq(p->c.state, DLMS_CLIENT_BUSY);
+	return r;
+}
+
+static void
+push_body(uint8_t *body, size_t cap, size_t *len)
+{
+	struct mbuf b;
+
+	mbuf_init(&b, body, cap);
+	axdr_put_structure(&b, 2);
+	axdr_put_octet_string(&b, "KAM-000001", 10);
+	axdr_put_double_long_unsigned(&b, 1);
+	cr_assert_eq(b.err, 0);
+	*len = b.len;
+}
+
+/* The held answer completes the GET with the meter's value. */
+static void
+answer_completes(struct pair *p, const uint8_t *held, size_t held_len)
+{
+	int first = p->n_ev;
+
+	deliver(p, false, held, held_len);
+	run(p);
+	cr_assert_eq(p->n_ev, first + 2);
+	cr_assert_eq(p->ev[first].type, DLMS_CEV_RESULT);
+	expect_u32(p, first, 123456);
+	cr_assert_eq(p->ev[first + 1].type, DLMS_CEV_DONE);
+	cr_assert_eq(p->ev[first + 1].err, 0);
+	cr_assert_eq(p->c.state, DLMS_CLIENT_READY);
+}
+
+Test(dlms_engine, push_interleaved_with_get_response)
+{
+	static const struct {
+		int framing, flags;
+	} cases[] = {
+	    {DLMS_FRAMING_WRAPPER, 0},
+	    {DLMS_FRAMING_WRAPPER, CIPHER | HLS},
+	    {DLMS_FRAMING_HDLC, 0},
+	    {DLMS_FRAMING_HDLC, CIPHER | HLS},
+	};
+	struct dlms_get_item it[1] = {ITEM(3, O_APLUS, 2)};
+	static uint8_t held[4096], pushb[OUTCAP];
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct pair *p = pair_new(cases[k].framing, cases[k].flags);
+		uint8_t body[64];
+		size_t blen;
+		struct mbuf pm;
+
+		pair_init(p);
+		open_ok(p);
+		push_body(body, sizeof(body), &blen);
+		/* the push is made first: its counter is below the answer's */
+		mbuf_init(&pm, pushb, sizeof(pushb));
+		int nr = dlms_server_notify(&p->s, &pm, 77, NULL, body, blen);
+		cr_assert_eq(nr, 0, "case %zu: notify %s", k, meter_strerror(nr));
+		if ((cases[k].flags & CIPHER) && cases[k].framing == DLMS_FRAMING_WRAPPER)
+			cr_assert_eq(pm.p[8], DLMS_TAG_GENERAL_GLO_CIPHERING);
+		size_t held_len = request_held(p, it, held, sizeof(held));
+		const struct rec *r = push_mid_request(p, pm.p, pm.len, 0);
+		cr_assert_eq(r->long_iip, 77);
+		cr_assert_eq(r->len, blen);
+		cr_assert_eq(memcmp(p->arena + r->off, body, blen), 0, "case %zu: push body", k);
+		answer_completes(p, held, held_len);
+		/* the association goes on */
+		int i = get(p, it, 1);
+		expect_u32(p, i, 123456);
+		cr_assert_eq(p->c.pushes_refused, 0);
+		pair_free(p);
+	}
+}
+
+Test(dlms_engine, forged_push_refused_mid_request)
+{
+	struct dlms_get_item it[1] = {ITEM(3, O_APLUS, 2)};
+	static uint8_t held[4096], pushb[1024], forged[1024];
+	uint8_t body[64], apdu[128];
+	size_t blen;
+	struct mbuf pm, m;
+
+	/* ciphered association (wrapper: the forged PDUs are built here) */
+	struct pair *p = pair_new(DLMS_FRAMING_WRAPPER, CIPHER | HLS);
+	pair_init(p);
+	open_ok(p);
+	push_body(body, sizeof(body), &blen);
+	mbuf_init(&pm, pushb, sizeof(pushb));
+	cr_assert_eq(dlms_server_notify(&p->s, &pm, 5, NULL, body, blen), 0);
+	size_t held_len = request_held(p, it, held, sizeof(held));
+
+	/* in clear: what anyone on the path could inject */
+	struct xdlms_apdu a;
+	memset(&a, 0, sizeof(a));
+	a.type = XDLMS_DATA_NOTIFICATION;
+	a.long_iip = 5;
+	a.value = xdlms_data_raw(body, (uint32_t)blen);
+	mbuf_init(&m, apdu, sizeof(apdu));
+	cr_assert_gt(xdlms_encode(&a, &m), 0);
+	size_t alen = m.len;
+	mbuf_init(&m, forged, sizeof(forged));
+	cr_assert_gt(wrapper_encode(&m, 1, 16, apdu, alen), 0);
+	push_mid_request(p, forged, m.len, METER_EAUTH);
+
+	/* the meter's push with one bit of its GCM tag flipped */
+	memcpy(forged, pm.p, pm.len);
+	forged[pm.len - 1] ^= 0x01;
+	push_mid_request(p, forged, pm.len, METER_EAUTH);
+	/* a ciphertext byte changed: not authentic either */
+	memcpy(forged, pm.p, pm.len);
+	forged[8 + 16] ^= 0x80;
+	push_mid_request(p, forged, pm.len, METER_EAUTH);
+
+	/* the real one still passes (the forgeries moved no counter) ... */
+	const struct rec *r = push_mid_request(p, pm.p, pm.len, 0);
+	cr_assert_eq(r->len, blen);
+	cr_assert_eq(memcmp(p->arena + r->off, body, blen), 0);
+	/* ... once */
+	push_mid_request(p, pm.p, pm.len, METER_EREPLAY);
+	cr_assert_eq(p->c.pushes_refused, 4);
+	answer_completes(p, held, held_len);
+	int i = get(p, it, 1);
+	expect_u32(p, i, 123456);
+	pair_free(p);
+
+	/* a plain association: a ciphered push cannot be checked, refused */
+	p = pair_new(DLMS_FRAMING_WRAPPER, 0);
+	pair_init(p);
+	open_ok(p);
+	held_len = request_held(p, it, held, sizeof(held));
+	push_mid_request(p, pushb, pm.len, METER_EPROTO);
+	answer_completes(p, held, held_len);
+	pair_free(p);
 }
 
 /* Corpus pushes as meters send them: an HDLC UI frame and a wrapper PDU. */
