@@ -11,7 +11,10 @@
 # than the others, and the fast buses are done long before it is.
 # Concurrency and metrics: one M-Bus gateway row says concurrency 4, yet
 # every bus saw one connection and refused none (metersim refuses a second
-# master); each Modbus gateway (concurrency 1) one connection; per gateway,
+# master); each Modbus gateway of concurrency 1 (metersim takes one master)
+# one connection; the Modbus gateway of concurrency 3 (metersim takes 3
+# masters) was read over 2 or 3 connections open at once, never more
+# (metersim's modbus_open_max), and its energies equal expect too; per gateway,
 # /metrics counts exactly the requests and bytes metersim counted, 50
 # readouts ok, no timeout or garbled answer, and 3 refused readouts at the
 # dead gateway; `ammctl status` lists the gateways with what they read.
@@ -34,6 +37,7 @@ N=$(((NB + NM) * PER))
 START=2024-03-01T12:00:00Z
 T=1709294400
 SLOW=7 # the gateway at 1200 Bd
+CONC=$((NB + 1)) # the Modbus gateway of concurrency 3
 fleet=(--seed $SEED --count $N)
 base=$(sim_base_port $((NB + NM)))
 
@@ -47,9 +51,11 @@ for ((g = 0; g < NB + NM; g++)); do
 		sim_start "g$g" --seed $SEED --count $((first + PER)) --first $first --transport mbus \
 			--base-port $((base + g)) --speed 0 --start $START --baud $baud
 	else
+		masters=1 # as many masters as the gateway row's concurrency
+		[ $g = $CONC ] && masters=3
 		sim_start "g$g" --seed $SEED --count $((first + PER)) --first $first --transport modbus \
 			--base-port $((base + g)) --speed 0 --start $START \
-			--modbus-map "$ROOT/meterlib/maps/kamstrup382.map"
+			--modbus-map "$ROOT/meterlib/maps/kamstrup382.map" --modbus-masters $masters
 	fi
 done
 ok "$NB M-Bus and $NM Modbus gateways of $PER meters started"
@@ -71,7 +77,8 @@ out=$("$AMMCTL" meter import --dsn "$dsn" "$SIM_WORK/inv.csv" 2>&1) || fail "imp
 q "$dsn" "UPDATE gateway SET baud_rate = CASE WHEN port = $((base + SLOW)) THEN 1200 ELSE 9600 END
 	WHERE kind = 'mbus';
 	UPDATE gateway SET name = 'slow-1200' WHERE port = $((base + SLOW));
-	UPDATE gateway SET concurrency = 4 WHERE port = $((base + 3))" >/dev/null
+	UPDATE gateway SET concurrency = 4 WHERE port = $((base + 3));
+	UPDATE gateway SET concurrency = 3 WHERE port = $((base + CONC))" >/dev/null
 expect_eq "inventory: $N meters on $((NB + NM)) gateways" "$N $((NB + NM))" \
 	"$(q "$dsn" "SELECT (SELECT count(*) FROM meter) || ' ' || (SELECT count(*) FROM gateway)")"
 # and a gateway that is down, with three meters
@@ -123,7 +130,8 @@ for ((g = 0; g < NB + NM; g++)); do
 	[ $g -ge $NB ] && kind=modbus
 	echo "$label $kind $("$METERSIM" ctl "$SIM_WORK/g$g.sock" counters | tr '\n' ' ')"
 done >"$SIM_WORK/simcount.txt"
-check=$(python3 - "$SIM_WORK/simcount.txt" "$PER" "127.0.0.1:$dead" "$SIM_WORK/metrics.txt" <<'PY'
+check=$(python3 - "$SIM_WORK/simcount.txt" "$PER" "127.0.0.1:$dead" "$SIM_WORK/metrics.txt" \
+	"127.0.0.1:$((base + CONC))" <<'PY'
 
 import re, sys
 m = {}
@@ -134,7 +142,8 @@ for line in open(sys.argv[4]):
         m[(r.group(1), labels)] = float(r.group(3))
 def v(name, **kw):
     return m.get((name, tuple(sorted(kw.items()))), -1)
-bad, per = [], int(sys.argv[2])
+bad, per, conc = [], int(sys.argv[2]), sys.argv[5]
+conc_seen = None
 for line in open(sys.argv[1]):
     f = line.split()
     gw, kind = f[0], f[1]
@@ -156,6 +165,20 @@ for line in open(sys.argv[1]):
         "garbled": v("ammd_gateway_garbled_total", **k),
         "concurrency": v("ammd_gateway_concurrency", **k),
         "queue": v("ammd_gateway_queue", **k)}
+    if kind == "modbus":
+        want["sim open at most"] = 1
+        got["sim open at most"] = int(sim["modbus_open_max"])
+    if gw == conc:
+        # 3 workers: a connection each, all open together; the counts
+        # must agree, and more than one and at most 3 were open at once
+        conc_seen = (got["sim connections"], got["sim open at most"])
+        want["concurrency"] = 3
+        want["sim connections"] = got["connects"]
+        want["sim open at most"] = got["sim open at most"]
+        if not 2 <= got["sim open at most"] <= 3:
+            bad.append("%s: %d connections open at once, expected 2 or 3" % (gw, got["sim open at most"]))
+        if got["sim connections"] > 3:
+            bad.append("%s: %d connections for 3 workers" % (gw, got["sim connections"]))
     for key in want:
         if got[key] != want[key]:
             bad.append("%s %s: %s %g, expected %g" % (gw, kind, key, got[key], want[key]))
@@ -169,12 +192,16 @@ fast = max(x for (n, l), x in m.items() if n == "ammd_gateway_busy_seconds_total
            and dict(l)["kind"] == "mbus" and dict(l)["gateway"] not in ("slow-1200", sys.argv[3]))
 if not slow > 3 * fast:
     bad.append("busy: slow bus %g s, fastest-finishing others at most %g s" % (slow, fast))
-print("; ".join(bad) if bad else "ok %d requests, busy slow %.1f s, others <= %.1f s" %
-      (sum(x for (n, l), x in m.items() if n == "ammd_gateway_requests_total"), slow, fast))
+if conc_seen is None:
+    bad.append("no counters of the concurrency-3 gateway")
+print("; ".join(bad) if bad else "ok %d requests, busy slow %.1f s, others <= %.1f s; "
+      "concurrency 3: %d connections, %d open at once" %
+      (sum(x for (n, l), x in m.items() if n == "ammd_gateway_requests_total"), slow, fast,
+       conc_seen[0], conc_seen[1]))
 PY
 )
 case $check in
-ok*) ok "metrics per gateway equal metersim's counters, one connection per gateway, none refused: ${check#ok }" ;;
+ok*) ok "metrics per gateway equal metersim's counters, one connection per gateway of concurrency 1, none refused: ${check#ok }" ;;
 *) fail "gateway metrics: $check" ;;
 esac
 grep -q "gateway 127.0.0.1:$((base + 3)): concurrency 4 not used" "$SIM_WORK/ammd.log" ||

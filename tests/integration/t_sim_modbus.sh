@@ -3,7 +3,10 @@
 # libmodbus and decoded through meterlib/maps/kamstrup382.map give the
 # model's values: energies equal `metersim expect`, power, voltages and
 # currents equal `metersim info`; unit ids beyond the gateway's meters get
-# an exception; the second gateway serves meters 247 on.
+# an exception; the second gateway serves meters 247 on.  Several masters
+# at once: with --modbus-masters 2 an idle master does not hold up a second
+# one, a third is closed at once (refused), and the counters show the
+# masters open now and the most at once.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/sim_lib.sh"
 
@@ -41,3 +44,52 @@ done
 out=$("$CHECK" --check modbus "127.0.0.1:$((base + 1))" --unit 200 --map "$MAP")
 expect_match "unit id without a meter: gateway exception" '^error,read,Gateway path' "$out"
 expect_match "requests counted" '^modbus_requests=[3-9]' "$(sim_ctl counters)"
+
+# several masters at once, at most 2
+mbase=$(sim_base_port 1)
+sim_start mm --seed $SEED --count 10 --transport modbus --base-port "$mbase" --speed 0 --start $START \
+	--modbus-map "$MAP" --modbus-masters 2
+got=$(python3 - "$mbase" "$METERSIM" "$SIM_CTL" <<'PY'
+import socket, struct, subprocess, sys, time
+port, sim, ctl = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def conn():
+    for _ in range(50):
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=3)
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("no gateway")
+def read(s, tid):
+    # MBAP (transaction, protocol 0, length 6, unit 1), read holding registers 0, 2
+    s.sendall(struct.pack(">HHHBBHH", tid, 0, 6, 1, 3, 0, 2))
+    r = s.recv(64)
+    return "ok" if len(r) == 13 and r[7] == 3 and struct.unpack(">H", r[:2])[0] == tid else "bad %r" % r
+def counters():
+    out = subprocess.run([sim, "ctl", ctl, "counters"], capture_output=True, text=True).stdout
+    d = dict(l.split("=", 1) for l in out.split())
+    return "%s/%s/%s/%s" % (d["connections"], d["refused"], d["modbus_open"], d["modbus_open_max"])
+a = conn()
+b = conn()
+res = [read(b, 1), read(a, 2)]  # b first: a, idle and first, must not hold it up
+c = conn()
+c.settimeout(3)
+try:
+    res.append("closed" if c.recv(16) == b"" else "answered")
+except (ConnectionResetError, BrokenPipeError):
+    res.append("closed")
+except socket.timeout:
+    res.append("still open")
+time.sleep(0.2)
+res.append(counters())
+a.close(); b.close(); c.close()
+for _ in range(50):
+    n = counters()
+    if n.split("/")[2] == "0":
+        break
+    time.sleep(0.1)
+res.append(n)
+print(" ".join(res))
+PY
+)
+expect_eq "2 masters at once, a third closed; counters connections/refused/open/open_max, then after closing" \
+	"ok ok closed 2/1/2/2 2/1/0/2" "$got"

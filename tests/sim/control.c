@@ -225,6 +225,8 @@ counters(struct serve *sv, struct evbuffer *o)
 	C(mbus_requests);
 	C(mbus_answers);
 	C(modbus_requests);
+	C(modbus_open);
+	C(modbus_open_max);
 	C(pushes);
 #undef C
 	evbuffer_add_printf(o, "open=%u\nlisteners=%u\nserved=%u\n", dlms_open_connections(sv),

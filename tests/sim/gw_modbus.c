@@ -8,12 +8,28 @@
  *
  * Why threads: libmodbus's server side (modbus_tcp_listen, _accept,
  * modbus_receive, modbus_reply) is blocking and owns its sockets, so it
- * cannot be driven from the libevent loop.  Each gateway therefore runs in
- * its own thread with its own modbus_t and its own register mapping (the
- * mapping is rewritten for every request, so sharing one would race), and
- * takes the model lock only while it computes one meter's values.  A real
- * gateway serves one master at a time, and so does this one.  Threads get
- * a small stack; stopping shuts the listening socket so accept returns.
+ * cannot be driven from the libevent loop.  Each gateway therefore runs a
+ * thread that accepts masters, and every accepted master gets a thread of
+ * its own with its own modbus_t (a context holds one socket and its
+ * framing state and is not thread safe) and its own register mapping (the
+ * mapping is rewritten for every request, so sharing one would race); the
+ * model lock is taken only while one meter's values are computed.
+ *
+ * Why a thread per master rather than one thread polling every socket:
+ * modbus_receive() reads a whole request before it returns, so a poll loop
+ * that calls it on a ready socket still blocks on a master that sent half
+ * a frame (or stalls), and a delayed answer (the delay fault) would hold
+ * every other master; with a thread each, a slow or stuck master holds
+ * only itself, as on a real multi-master gateway.
+ *
+ * Masters at once: real gateways take a few (often 1 to 8) and close
+ * connections beyond that.  --modbus-masters N (serve_cfg.modbus_masters)
+ * does the same: a connection past N masters open on the gateway is
+ * closed at once and counted as refused; 0 takes any number.  The
+ * counters show modbus_open (masters connected now, all gateways) and
+ * modbus_open_max (the most one gateway had at once), so a test can see
+ * how many connections a head-end really kept open.  Threads get a small
+ * stack; stopping shuts the listening socket so accept returns.
  *
  * Faults (per meter, by unit id): busy -> exception 6 (server busy),
  * noanswer -> exception 11 (gateway target failed to respond), drop ->
@@ -46,6 +62,13 @@ struct mgw {
 	bool started;
 	int lsock;
 	volatile int stop;
+	unsigned open; /* masters connected now (atomic) */
+};
+
+/* One master's connection, owned by its thread. */
+struct mconn {
+	struct mgw *g;
+	int sock;
 };
 
 struct mgws {
@@ -212,25 +235,61 @@ serve_client(struct mgw *g, struct mgws *all, modbus_t *ctx, modbus_mapping_t *m
 	}
 }
 
+/* Raise the high-water mark to at least n (several threads race). */
+static void
+open_max_raise(struct serve *sv, uint64_t n)
+{
+	uint64_t cur = __atomic_load_n(&sv->cnt.modbus_open_max, __ATOMIC_RELAXED);
+	while (cur < n && !__atomic_compare_exchange_n(&sv->cnt.modbus_open_max, &cur, n, true,
+	                                               __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+static void *
+conn_thread(void *arg)
+{
+	struct mconn *mc = arg;
+	struct mgw *g = mc->g;
+	struct serve *sv = g->sv;
+	struct mgws *all = g->all;
+	/* the address is not used: the context only wraps the accepted socket */
+	modbus_t *ctx = modbus_new_tcp("127.0.0.1", g->port);
+	modbus_mapping_t *mp = modbus_mapping_new(0, 0, all->nregs, all->nregs);
+	if (ctx && mp && modbus_set_socket(ctx, mc->sock) == 0)
+		serve_client(g, all, ctx, mp);
+	close(mc->sock);
+	if (mp)
+		modbus_mapping_free(mp);
+	if (ctx)
+		modbus_free(ctx); /* does not close: the socket was closed above */
+	__atomic_sub_fetch(&g->open, 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&sv->cnt.modbus_open, 1, __ATOMIC_RELAXED);
+	CNT_ADD(sv, closed, 1);
+	free(mc);
+	return NULL;
+}
+
 static void *
 gw_thread(void *arg)
 {
 	struct mgw *g = arg;
 	struct serve *sv = g->sv;
-	struct mgws *all = g->all;
 	modbus_t *ctx = modbus_new_tcp("127.0.0.1", g->port);
-	modbus_mapping_t *mp = modbus_mapping_new(0, 0, all->nregs, all->nregs);
-	if (!ctx || !mp)
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setstacksize(&at, 128 * 1024);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (!ctx)
 		goto out;
-	g->lsock = modbus_tcp_listen(ctx, 4);
+	g->lsock = modbus_tcp_listen(ctx, 16);
 	if (g->lsock < 0) {
 		fprintf(stderr, "metersim: modbus gateway %u: cannot listen on port %u: %s\n", g->g,
 		        g->port, modbus_strerror(errno));
 		goto out;
 	}
 	while (!g->stop) {
-		int s = g->lsock;
-		int c = modbus_tcp_accept(ctx, &s);
+		/* plain accept(): the listening context keeps no client socket */
+		int c = accept(g->lsock, NULL, NULL);
 		if (c < 0) {
 			if (g->stop)
 				break;
@@ -239,20 +298,37 @@ gw_thread(void *arg)
 		const struct fault_set *fs = faults_for(&sv->faults, g->first);
 		struct fault_rng rng;
 		fault_rng_init(&rng, sv->fleet->cfg.seed, g->first, 0x10000u + (uint64_t)c);
-		if (fault_fire(&sv->faults, fs, &rng, FAULT_REFUSE)) {
+		uint32_t max = sv->cfg.modbus_masters;
+		if (fault_fire(&sv->faults, fs, &rng, FAULT_REFUSE) ||
+		    (max > 0 && __atomic_load_n(&g->open, __ATOMIC_RELAXED) >= max)) {
 			CNT_ADD(sv, refused, 1);
 			close(c);
 			continue;
 		}
+		struct mconn *mc = malloc(sizeof(*mc));
+		if (!mc) {
+			close(c);
+			continue;
+		}
+		mc->g = g;
+		mc->sock = c;
+		/* counted before the thread runs, so the limit holds for the
+		 * next accept already */
+		unsigned now = __atomic_add_fetch(&g->open, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&sv->cnt.modbus_open, 1, __ATOMIC_RELAXED);
+		open_max_raise(sv, now);
 		CNT_ADD(sv, connections, 1);
-		serve_client(g, all, ctx, mp);
-		close(c);
-		modbus_set_socket(ctx, -1);
-		CNT_ADD(sv, closed, 1);
+		pthread_t th;
+		if (pthread_create(&th, &at, conn_thread, mc)) {
+			__atomic_sub_fetch(&g->open, 1, __ATOMIC_RELAXED);
+			__atomic_sub_fetch(&sv->cnt.modbus_open, 1, __ATOMIC_RELAXED);
+			CNT_ADD(sv, closed, 1);
+			close(c);
+			free(mc);
+		}
 	}
 out:
-	if (mp)
-		modbus_mapping_free(mp);
+	pthread_attr_destroy(&at);
 	if (ctx)
 		modbus_free(ctx);
 	return NULL;
@@ -359,8 +435,9 @@ modbus_gw_stop(struct serve *sv)
 		if (w->lsock >= 0)
 			shutdown(w->lsock, SHUT_RDWR);
 	}
-	/* a gateway blocked in modbus_receive on a quiet master would never
-	 * return: threads are detached rather than joined */
+	/* a master's thread blocked in modbus_receive on a quiet master
+	 * would never return: threads are detached rather than joined (the
+	 * masters' threads are detached from the start) */
 	for (uint32_t g = 0; g < all->n; g++)
 		if (all->gw[g].started)
 			pthread_detach(all->gw[g].th);

@@ -57,7 +57,7 @@ usage(FILE *f)
 	      "         [--base-port P | --loopback | --loopback-port P] [--per-meter-listeners]\n"
 	      "         [--speed X] [--start T] [--faults SPEC] [--control PATH] [--baud B]\n"
 	      "         [--gprs-connect HOST:PORT [--gprs-max N] [--push]] [--first INDEX]\n"
-	      "         [--max-listeners N] [--modbus-map FILE]\n"
+	      "         [--max-listeners N] [--modbus-map FILE] [--modbus-masters N]\n"
 	      "  ctl    PATH COMMAND...  (list, show, set, button, push, fault, clear, faults,\n"
 	      "         counters, time, expect, quit; see README)\n"
 	      "fleet options (the same for every command on one fleet):\n"
@@ -86,7 +86,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	enum { O_SEED = 256, O_COUNT, O_PERIOD, O_ORIGIN, O_METER, O_FROM, O_TO, O_AT, O_FORMAT,
 	       O_WHAT, O_TRANSPORT, O_BASE_PORT, O_LOOPBACK, O_HELP, O_SPEED, O_START, O_FAULTS,
 	       O_CONTROL, O_HDLC, O_GPRS, O_GPRS_MAX, O_PUSH, O_BAUD, O_MAXLIS, O_FIRST, O_MAP,
-	       O_VERBOSE, O_LO_PORT, O_PER_METER };
+	       O_VERBOSE, O_LO_PORT, O_PER_METER, O_MASTERS };
 	static const struct option lo[] = {
 		{"seed", required_argument, 0, O_SEED}, {"count", required_argument, 0, O_COUNT},
 		{"period", required_argument, 0, O_PERIOD}, {"origin", required_argument, 0, O_ORIGIN},
@@ -107,6 +107,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{"verbose", no_argument, 0, O_VERBOSE},
 		{"loopback-port", required_argument, 0, O_LO_PORT},
 		{"per-meter-listeners", no_argument, 0, O_PER_METER},
+		{"modbus-masters", required_argument, 0, O_MASTERS},
 		{0, 0, 0, 0},
 	};
 	memset(o, 0, sizeof(*o));
@@ -232,6 +233,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case O_GPRS_MAX:
 		case O_MAXLIS:
 		case O_FIRST:
+		case O_MASTERS:
 		case O_BAUD: {
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (*end || v > UINT32_MAX || (c == O_BAUD && v == 0))
@@ -242,6 +244,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 				o->serve.max_listeners = (uint32_t)v;
 			else if (c == O_FIRST)
 				o->serve.first = (uint32_t)v;
+			else if (c == O_MASTERS)
+				o->serve.modbus_masters = (uint32_t)v;
 			else
 				o->serve.baud = (uint32_t)v;
 			break;

@@ -35,6 +35,8 @@ struct serve_counters {
 	uint64_t bytes_in, bytes_out;
 	uint64_t mbus_requests, mbus_answers;
 	uint64_t modbus_requests;
+	uint64_t modbus_open;     /* Modbus masters connected now (all gateways) */
+	uint64_t modbus_open_max; /* the most one Modbus gateway had at once */
 	uint64_t pushes;
 };
 
@@ -53,6 +55,7 @@ struct serve_cfg {
 	bool push;              /* GPRS: DataNotification on connect and alarms */
 	const char *control;
 	const char *modbus_map;
+	uint32_t modbus_masters; /* Modbus masters per gateway at once; 0: no limit */
 	bool verbose;
 };
 
@@ -105,7 +108,8 @@ uint32_t dlms_open_connections(const struct serve *sv);
 int mbus_gw_start(struct serve *sv);
 void mbus_gw_stop(struct serve *sv);
 
-/* Modbus-TCP gateways (gw_modbus.c): one thread per gateway of up to 247. */
+/* Modbus-TCP gateways (gw_modbus.c): a listening thread per gateway of up
+ * to 247 meters, a thread per connected master. */
 int modbus_gw_start(struct serve *sv);
 void modbus_gw_stop(struct serve *sv);
 /* The value of a map entry's reading of meter m at t (units as the model's). */
