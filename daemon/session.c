@@ -8,6 +8,15 @@
  * meter does not have) is skipped, one that times out ends the tasks, and
  * whatever was read until then is stored with pointers that cover it.
  *
+ * Pushes: a DataNotification the meter sends while the session runs
+ * (between our requests or before an answer; the engine checks it like
+ * every APDU of the association and reports a forged one, which is logged
+ * and dropped) is held and stored between two requests, once the
+ * registers' scalers and the push setup's object list are known (read for
+ * it when the session had no push before), through the same mapping as a
+ * push sent before the session (push_store()), and published in a
+ * registers message of its own.  The session goes on as it was.
+ *
  * Times: the meter's clock is read first in every session; the ranges asked
  * of the profile and the logs end at the meter's own "now", so a meter
  * whose clock is off is neither asked for the future nor skipped.  Every
@@ -59,6 +68,9 @@ const struct cosem_tz session_tz = {60, COSEM_DST_EU};
  * clock_sync command. */
 #define SESSION_CLOCK_SYNC_MAX 3600
 #define SESSION_DEADLINE_S     300
+/* Pushes held during one session until they can be mapped; an alarm
+ * storm beyond this is logged, the meter's registers still tell its state. */
+#define SESSION_MID_PUSHES 8
 
 enum task {
 	T_CLOCK_REGS = 0,
@@ -163,6 +175,16 @@ struct session {
 	uint32_t push_item;
 	struct profile_column push_cols[PROFILE_MAX_COLUMNS];
 	size_t n_push_cols;
+	/* Pushes the meter sent during this session, between or inside our
+	 * exchanges (authenticated by the association like every APDU): held
+	 * until the registers' scalers and the push setup's object list are
+	 * known, then stored and published like the pre-session push. */
+	uint8_t *mid_push[SESSION_MID_PUSHES];
+	size_t mid_push_len[SESSION_MID_PUSHES];
+	size_t n_mid_push;
+	bool regs_done;       /* the clock+registers task is over (scalers known) */
+	bool push_cols_asked; /* the push setup's object list was requested */
+	bool push_reading;    /* ... and that request is on the engine */
 
 	/* columns of the load profile: A+, A-, R+, R-, status (-1: none) */
 	int lp_idx[5];
@@ -459,7 +481,8 @@ regs_result(struct session *s, const struct dlms_client_event *ev)
  * reading), class 1 values (alarm register) as counts, at the push's own
  * time.  A push naming another logical device is dropped. */
 static void
-push_store(struct session *s, struct message_register *mr, size_t *nmr, int64_t read_at)
+push_store(struct session *s, const uint8_t *body, size_t body_len, struct message_register *mr,
+           size_t *nmr, int64_t read_at)
 {
 	struct {
 		const uint8_t *p;
@@ -472,19 +495,19 @@ push_store(struct session *s, struct message_register *mr, size_t *nmr, int64_t 
 	int64_t at = STORE_NULL;
 	ssize_t h;
 
-	if (s->push == NULL || !s->associated || s->n_push_cols == 0)
+	if (body == NULL || !s->associated || s->n_push_cols == 0)
 		return;
-	h = axdr_decode_header(s->push, s->push_len, AXDR_STRUCTURE, &count);
+	h = axdr_decode_header(body, body_len, AXDR_STRUCTURE, &count);
 	if (h < 0 || count != s->n_push_cols) {
 		log_meter(LOG_NOTICE, s->m.serial, "push does not follow its push setup: not stored");
 		return;
 	}
 	off = (size_t)h;
 	for (uint32_t i = 0; i < count; i++) {
-		ssize_t r = axdr_decode(s->push + off, s->push_len - off, nodes, 64, &nn);
+		ssize_t r = axdr_decode(body + off, body_len - off, nodes, 64, &nn);
 		if (r < 0)
 			return;
-		el[i].p = s->push + off;
+		el[i].p = body + off;
 		el[i].len = (size_t)r;
 		off += (size_t)r;
 		const struct profile_column *c = &s->push_cols[i];
@@ -584,8 +607,30 @@ regs_store(struct session *s)
 	for (size_t i = 0; i < s->nregs; i++)
 		if (s->regs[i].have_value)
 			reg_store_one(s, &s->reg_obis[i], &s->regs[i], at, read_at, mr, &nmr);
-	push_store(s, mr, &nmr, read_at);
+	push_store(s, s->push, s->push_len, mr, &nmr, read_at);
 	regs_publish(s, mr, nmr, read_at);
+	s->regs_done = true;
+}
+
+/* The pushes held from this session, each stored and published on its
+ * own (a registers message of the pushed values), as the pre-session push
+ * is with the registers. */
+static void
+mid_push_store(struct session *s)
+{
+	for (size_t i = 0; i < s->n_mid_push; i++) {
+		struct message_register mr[PROFILE_MAX_COLUMNS];
+		size_t nmr = 0, rows = s->rows;
+		int64_t read_at = wall_now();
+
+		push_store(s, s->mid_push[i], s->mid_push_len[i], mr, &nmr, read_at);
+		regs_publish(s, mr, nmr, read_at);
+		log_meter(LOG_INFO, s->m.serial, "push during the session: %zu values stored",
+		          s->rows - rows);
+		free(s->mid_push[i]);
+		s->mid_push[i] = NULL;
+	}
+	s->n_mid_push = 0;
 }
 
 static void
@@ -1289,11 +1334,113 @@ cmd_event(struct session *s, const struct dlms_client_event *ev)
 		session_next_task(s);
 }
 
+/*
+ * Pushes held from this session, between two requests: once the
+ * registers' scalers are in (or the session reads none), ask for the push
+ * setup's object list if this session has not, then store them.  True
+ * when a request went out (its answer comes back here).
+ */
+static bool
+push_next(struct session *s, bool last)
+{
+	if (s->n_mid_push == 0 || s->job != NULL || s->push_reading)
+		return false;
+	if (!s->regs_done && !s->m.commands_only && !last)
+		return false;
+	if (s->n_push_cols == 0 && !s->push_cols_asked && !s->failed && !s->stop) {
+		s->push_cols_asked = true;
+		s->n_items = 0;
+		item(s, 40, &OBIS_PUSH_SETUP, 2, NULL);
+		if (session_get(s)) {
+			s->push_reading = true;
+			return true;
+		}
+	}
+	if (s->n_push_cols == 0) {
+		log_meter(LOG_WARNING, s->m.serial,
+		          "%zu pushes during the session not stored: push setup not read",
+		          s->n_mid_push);
+		for (size_t i = 0; i < s->n_mid_push; i++)
+			free(s->mid_push[i]);
+		s->n_mid_push = 0;
+		return false;
+	}
+	mid_push_store(s);
+	return false;
+}
+
+/* The answer to push_next()'s request. */
+static void
+push_event(struct session *s, const struct dlms_client_event *ev)
+{
+	if (ev->type == DLMS_CEV_RESULT) {
+		if (ev->err != 0 || ev->dar != 0 || ev->data == NULL ||
+		    profile_columns_decode(ev->data, ev->data_len, s->push_cols, PROFILE_MAX_COLUMNS,
+		                           &s->n_push_cols) < 0)
+			s->n_push_cols = 0;
+		return;
+	}
+	s->push_reading = false;
+	if (ev->err == METER_ETIMEOUT || ev->err == METER_EPROTO || ev->err == METER_EAUTH ||
+	    ev->err == METER_EREPLAY) {
+		/* as for a task: the association can no longer be trusted */
+		session_fail(s, ev->err == METER_ETIMEOUT || ev->err == METER_EPROTO ? "partial" : "auth",
+		             "push setup: %s", meter_strerror(ev->err));
+		s->stop = true;
+	}
+	session_next_task(s);
+}
+
+/* A DataNotification during the session. */
+static void
+push_received(struct session *s, const struct dlms_client_event *ev)
+{
+	if (ev->err != 0) {
+		/* not authentic (or in clear from a meter that ciphers): never
+		 * stored; the session goes on, its own APDUs are checked */
+		log_meter(LOG_WARNING, s->m.serial, "push during the session refused: %s: dropped",
+		          meter_strerror(ev->err));
+		return;
+	}
+	if (ev->data == NULL || ev->data_len == 0 || ev->data_len > SESSION_PUSH_MAX) {
+		log_meter(LOG_WARNING, s->m.serial, "push during the session of %zu bytes: dropped",
+		          ev->data_len);
+		return;
+	}
+	/* before the association is up: the pre-session push's path (read
+	 * with the registers) */
+	if (!s->associated && session_add_push(s, ev->data, ev->data_len) == 0) {
+		log_meter(LOG_INFO, s->m.serial, "pushed while associating: stored with the registers");
+		return;
+	}
+	if (s->n_mid_push == SESSION_MID_PUSHES || s->state >= SESSION_CLOSE) {
+		log_meter(LOG_WARNING, s->m.serial, "push during the session not stored (%s)",
+		          s->state >= SESSION_CLOSE ? "session over" : "too many pushes");
+		return;
+	}
+	uint8_t *b = malloc(ev->data_len);
+	if (b == NULL) {
+		log_meter(LOG_WARNING, s->m.serial, "push during the session: out of memory");
+		return;
+	}
+	memcpy(b, ev->data, ev->data_len);
+	s->mid_push[s->n_mid_push] = b;
+	s->mid_push_len[s->n_mid_push++] = ev->data_len;
+	log_meter(LOG_INFO, s->m.serial, "push during the session (%zu bytes): held to be stored",
+	          ev->data_len);
+	/* mapped already and nothing asked of the meter for it: store now
+	 * (this is also the only chance once the release is under way) */
+	if (s->n_push_cols > 0 && (s->regs_done || s->m.commands_only))
+		mid_push_store(s);
+}
+
 static void
 session_next_task(struct session *s)
 {
 	/* commands first, and between any two requests of the collection */
 	if (cmd_next(s))
+		return;
+	if (push_next(s, false))
 		return;
 	if (s->m.commands_only)
 		s->task = T_END;
@@ -1307,6 +1454,8 @@ session_next_task(struct session *s)
 		s->task++;
 		s->sub = 0;
 	}
+	if (push_next(s, true))
+		return;
 	session_release(s);
 }
 
@@ -1408,19 +1557,23 @@ session_on_event(struct session *s, const struct dlms_client_event *ev)
 		session_next_task(s);
 		break;
 	case DLMS_CEV_RESULT:
-		if (s->job != NULL)
+		if (s->push_reading)
+			push_event(s, ev);
+		else if (s->job != NULL)
 			cmd_event(s, ev);
 		else
 			task_result(s, ev);
 		break;
 	case DLMS_CEV_DONE:
-		if (s->job != NULL)
+		if (s->push_reading)
+			push_event(s, ev);
+		else if (s->job != NULL)
 			cmd_event(s, ev);
 		else
 			task_done(s, ev);
 		break;
 	case DLMS_CEV_NOTIFICATION:
-		log_meter(LOG_DEBUG, s->m.serial, "push ignored during a session");
+		push_received(s, ev);
 		break;
 	case DLMS_CEV_RELEASED:
 		s->released = true;
@@ -1948,6 +2101,11 @@ session_free(struct session *s)
 	free(s->disc_objects);
 	free(s->disc_layout);
 	free(s->push);
+	if (s->n_mid_push > 0)
+		log_meter(LOG_WARNING, s->m.serial, "%zu pushes during the session not stored",
+		          s->n_mid_push);
+	for (size_t i = 0; i < s->n_mid_push; i++)
+		free(s->mid_push[i]);
 	free(s->miv);
 	free(s->mev);
 	free(s);

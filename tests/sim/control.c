@@ -15,6 +15,7 @@
  *                           capture period, SIM_ACH_* mask; clears it)
  *   button SERIAL           the consumer presses the breaker button
  *   push SERIAL             GPRS: DataNotification now
+ *   push SERIAL session     ... in the meter's next session, before an answer
  *   fault SPEC              faults.h syntax, fleet-wide or @SERIAL
  *   clear [SERIAL]          no faults (fleet and all meters, or one meter)
  *   faults                  the sets in force
@@ -295,9 +296,9 @@ run(struct serve *sv, char *line, struct evbuffer *o)
 			else
 				evbuffer_add_printf(o, "ok\n");
 		}
-	} else if (!strcmp(cmd, "push") && ac == 2) {
+	} else if (!strcmp(cmd, "push") && (ac == 2 || (ac == 3 && !strcmp(av[2], "session")))) {
 		if (meter_arg(sv, av[1], &m, o) == 0) {
-			int rc = dlms_push(sv, m.index);
+			int rc = ac == 3 ? dlms_push_arm(sv, m.index) : dlms_push(sv, m.index);
 			if (rc)
 				evbuffer_add_printf(o, "err %s\n", meter_strerror(rc));
 			else

@@ -117,6 +117,8 @@ struct dlms_state {
 	int gprs_addrlen;
 	struct dconn *open;
 	uint32_t nopen;
+	uint32_t push_armed[16]; /* meters to push inside their next session */
+	uint32_t n_push_armed;
 };
 
 /* ---- clock and lock ----------------------------------------------------- */
@@ -166,6 +168,7 @@ dlms_open_connections(const struct serve *sv)
 static void gprs_schedule(struct gprs_slot *g, bool soon);
 
 static void persist_ic(struct dconn *c);
+static void push_if_armed(struct dconn *c);
 
 static void
 conn_free(struct dconn *c)
@@ -298,6 +301,8 @@ on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	struct evbuffer *in = bufferevent_get_input(bev);
+	if (c->ds->n_push_armed)
+		push_if_armed(c);
 	size_t omax = dlms_server_out_max(&c->srv);
 	uint8_t *obuf = malloc(omax + 64);
 	if (!obuf)
@@ -629,6 +634,36 @@ dlms_push(struct serve *sv, uint32_t index)
 			return 0;
 		}
 	return METER_ESTATE;
+}
+
+int
+dlms_push_arm(struct serve *sv, uint32_t index)
+{
+	struct dlms_state *ds = sv->dlms;
+	if (!ds)
+		return METER_ESTATE;
+	if (ds->n_push_armed == sizeof(ds->push_armed) / sizeof(ds->push_armed[0]))
+		return METER_ENOSPC;
+	ds->push_armed[ds->n_push_armed++] = index;
+	return 0;
+}
+
+/* An armed meter's management association (not the public client, 16)
+ * has had a request answered and the next one is in: push now, so the
+ * push reaches the head-end while it waits for that answer. */
+static void
+push_if_armed(struct dconn *c)
+{
+	struct dlms_state *ds = c->ds;
+	if (c->srv.state != DLMS_SERVER_ASSOCIATED || c->srv.client == 16 || c->srv.requests < 1 ||
+	    c->srv.get_blocks || c->srv.in_op)
+		return;
+	for (uint32_t i = 0; i < ds->n_push_armed; i++)
+		if (ds->push_armed[i] == c->index) {
+			ds->push_armed[i] = ds->push_armed[--ds->n_push_armed];
+			push_raw(c);
+			return;
+		}
 }
 
 static void

@@ -99,6 +99,10 @@ void dlms_stop(struct serve *sv);
 /* Push a DataNotification from meter index over its GPRS connection;
  * 0 or METER_ESTATE (not connected). */
 int dlms_push(struct serve *sv, uint32_t index);
+/* Arm meter index to push in its next management association (not the
+ * public client's), just before answering its second request: a push
+ * inside a head-end's session.  0 or METER_ENOSPC (too many armed). */
+int dlms_push_arm(struct serve *sv, uint32_t index);
 /* Faults were changed: open or close the listeners of refusing meters now. */
 void dlms_faults_changed(struct serve *sv);
 /* Connections open now. */
