@@ -282,8 +282,10 @@ sim gin5 --transport gprs --gprs-connect "127.0.0.1:$LPORT" --first 5 --gprs-max
 cmd_ok "$bid" "(b) the command ran when $B connected"
 t_b=$(python3 -c "print(round($(date +%s.%N) - $tb, 1))")
 expect_eq "... its breaker is open in metersim" "0 0" "$(field gin5 "$B" control_state) $(field gin5 "$B" output_state)"
+# (the alarm its module pushes when the breaker opens, during that session,
+# is stored like any push: not counted as collected)
 expect_eq "... in a command session only (it was not due: nothing collected)" "0" \
-	"$(q "$dsn" "SELECT count(*) FROM register_reading r JOIN meter m ON m.id = r.meter_id WHERE m.serial = '$B'")"
+	"$(q "$dsn" "SELECT count(*) FROM register_reading r JOIN meter m ON m.id = r.meter_id WHERE m.serial = '$B' AND r.obis <> '0-0:97.98.0.255'")"
 ok "... $t_b s after the module started"
 cmd_ok "$b2id" "(b) the read_now ran when $B2 connected"
 ap=$(field gin5 "$B2" A+)
