@@ -152,6 +152,7 @@ mbus_scan_cmd(struct mbus_bus *bus, struct event_base *base, const struct mbus_s
 		json_uint(&j, "collisions", st->garbled);
 		json_uint(&j, "unresolved", c.scan.unresolved);
 		json_uint(&j, "repeated", c.scan.repeated);
+		json_uint(&j, "unexplained", c.scan.unexplained);
 		json_uint(&j, "late", st->late);
 		json_uint(&j, "stray", st->stray);
 		json_uint(&j, "slack_ms", st->slack_ms);

@@ -490,6 +490,13 @@ process(struct mbus_bus *b)
 			evtimer_del(b->timer);
 			if (!ack)
 				b->st.garbled++;
+			/* A probe's answer is one byte (E5, or the garbled byte
+			 * of ACKs at once); more may hold an earlier probe's late
+			 * answer too.  Still a collision, as on a wired bus
+			 * where ACKs a little apart arrive whole, but counted
+			 * stray so that the scan doubts its last silence. */
+			if (b->rxn > 1)
+				b->st.stray++;
 			txn_finish(b, ack ? MBUS_PROBE_ONE : MBUS_PROBE_COLLISION);
 			return;
 		}

@@ -142,6 +142,17 @@ int mbus_bus_timeout_ms(int baud, size_t req_bytes, size_t reply_max, int reply_
 #define MBUS_SCAN_STACK 96
 
 #define MBUS_SCAN_REPEAT 3 /* times one probe is sent again at most */
+#define MBUS_SCAN_GROUPS 16
+
+/* A collision's ten children, while they are probed: did any answer? */
+struct mbus_scan_group {
+	struct mbus_secondary parent;
+	size_t base; /* stack slots base.. hold the children */
+	unsigned hits;
+	bool have_before; /* the silent probe before the collision */
+	struct mbus_secondary before;
+	uint8_t before_repeats;
+};
 
 struct mbus_scan {
 	struct mbus_secondary stack[MBUS_SCAN_STACK];
@@ -150,10 +161,16 @@ struct mbus_scan {
 	struct mbus_secondary current; /* the probe waiting for its result */
 	unsigned current_repeats;      /* times current was sent before */
 	bool waiting;
-	uint64_t probes;     /* selections sent */
-	uint64_t found;      /* probes answered by exactly one slave */
-	uint64_t unresolved; /* collisions with every id digit fixed */
-	uint64_t repeated;   /* probes sent again because their result was doubtful */
+	bool have_silent; /* the last probe that got no answer, while not doubted */
+	struct mbus_secondary silent;
+	unsigned silent_repeats;
+	struct mbus_scan_group groups[MBUS_SCAN_GROUPS];
+	size_t ngroups;
+	uint64_t probes;      /* selections sent */
+	uint64_t found;       /* probes answered by exactly one slave */
+	uint64_t unresolved;  /* collisions with every id digit fixed */
+	uint64_t repeated;    /* probes sent again because their result was doubtful */
+	uint64_t unexplained; /* collisions none of whose children answered */
 };
 
 /* Start a search under mask (NULL: every digit and field a wildcard). */
@@ -174,6 +191,10 @@ void mbus_scan_result(struct mbus_scan *s, enum mbus_probe_result r);
  */
 bool mbus_scan_repeat(struct mbus_scan *s, const struct mbus_secondary *probe, unsigned times);
 
+/* The last probe that got no answer is doubtful (stray bytes came after
+ * it): mbus_scan_repeat() it.  False when there is none or it cannot be. */
+bool mbus_scan_doubt_silent(struct mbus_scan *s);
+
 /*
  * One found slave: its header as read from its RSP_UD (hdr), and the whole
  * readout's status (0, or why it could not be read after selection).
@@ -192,7 +213,9 @@ struct mbus_scan_run;
  * silent, that probe is sent again; when a slave that acknowledged alone
  * then gives no readable answer (the acknowledgement was a late one of an
  * earlier probe), this probe and the last silent one are sent again, up to
- * MBUS_SCAN_REPEAT times each, before the slave is reported as failed.  The run is
+ * MBUS_SCAN_REPEAT times each, before the slave is reported as failed.
+ * The search itself repeats the silent probe before a collision none of
+ * whose children answered (mbus_scan_result).  The run is
  * freed by mbus_scan_run_free() after done (not from inside it).
  */
 struct mbus_scan_run *mbus_scan_start(struct mbus_bus *b, const struct mbus_secondary *mask,

@@ -16,8 +16,10 @@
  * so a meter missed is worse than a slow scan.  Silence prunes a subtree,
  * so silence that was really a late answer would hide every meter under
  * it.  The bus guards and learns (mbus_bus.c); what still slips through
- * shows up as stray bytes or as a lone acknowledgement whose slave cannot
- * be read, and then the doubtful probes are sent again (mbus_scan_run).
+ * shows up as stray bytes, as a lone acknowledgement whose slave cannot
+ * be read (mbus_scan_run), or as a collision none of whose ten children
+ * answers (nobody was under it: the garbled byte was an earlier probe's),
+ * and then the doubtful probes are sent again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +73,35 @@ mbus_scan_next(struct mbus_scan *s, struct mbus_secondary *probe)
 	return true;
 }
 
+/* Does probe p lie under mask m (every id digit m fixes, p has too)? */
+static bool
+covers(const struct mbus_secondary *m, const struct mbus_secondary *p)
+{
+	for (int k = 0; k < 8; k++)
+		if (digit_get(m, k) != 0xF && digit_get(m, k) != digit_get(p, k))
+			return false;
+	return true;
+}
+
+/*
+ * Groups whose probes are all done are closed.  A collision whose ten
+ * children all stayed silent had nobody under it: its garbled answer was
+ * another probe's, late (most likely that of the silent probe just
+ * before it), or noise; that silent probe is sent again.
+ */
+static void
+groups_close(struct mbus_scan *s)
+{
+	while (s->ngroups > 0 && s->depth <= s->groups[s->ngroups - 1].base) {
+		struct mbus_scan_group g = s->groups[--s->ngroups];
+		if (g.hits == 0) {
+			s->unexplained++;
+			if (g.have_before)
+				mbus_scan_repeat(s, &g.before, g.before_repeats);
+		}
+	}
+}
+
 void
 mbus_scan_result(struct mbus_scan *s, enum mbus_probe_result r)
 {
@@ -79,10 +110,19 @@ mbus_scan_result(struct mbus_scan *s, enum mbus_probe_result r)
 	if (!s->waiting)
 		return;
 	s->waiting = false;
-	if (r == MBUS_PROBE_NONE)
+	if (r == MBUS_PROBE_NONE) {
+		s->have_silent = true;
+		s->silent = s->current;
+		s->silent_repeats = s->current_repeats;
+		groups_close(s);
 		return;
+	}
+	for (size_t i = 0; i < s->ngroups; i++)
+		if (covers(&s->groups[i].parent, &s->current))
+			s->groups[i].hits++;
 	if (r == MBUS_PROBE_ONE) {
 		s->found++;
+		groups_close(s);
 		return;
 	}
 	/* a collision: fix the most significant wildcard digit */
@@ -93,7 +133,17 @@ mbus_scan_result(struct mbus_scan *s, enum mbus_probe_result r)
 		/* same id, different manufacturer, version or medium (or
 		 * two slaves with one id): not told apart by digits */
 		s->unresolved++;
+		groups_close(s);
 		return;
+	}
+	if (s->ngroups < MBUS_SCAN_GROUPS && s->depth + 10 <= MBUS_SCAN_STACK) {
+		struct mbus_scan_group *g = &s->groups[s->ngroups++];
+		g->parent = s->current;
+		g->base = s->depth;
+		g->hits = 0;
+		g->have_before = s->have_silent;
+		g->before = s->silent;
+		g->before_repeats = (uint8_t)s->silent_repeats;
 	}
 	/* pushed 9..0 so that 0 is probed first; the stack cannot overflow:
 	 * at most 9 siblings wait on each of the 8 levels, plus one */
@@ -105,6 +155,15 @@ mbus_scan_result(struct mbus_scan *s, enum mbus_probe_result r)
 		s->repeats[s->depth] = 0;
 		s->stack[s->depth++] = c;
 	}
+}
+
+bool
+mbus_scan_doubt_silent(struct mbus_scan *s)
+{
+	bool ok = s->have_silent && mbus_scan_repeat(s, &s->silent, s->silent_repeats);
+
+	s->have_silent = false;
+	return ok;
 }
 
 bool
@@ -127,20 +186,13 @@ struct mbus_scan_run {
 	mbus_scan_done_fn done;
 	void *arg;
 	bool over;
-	/* the last probe taken as silent, while no later answer doubts it */
-	bool have_silent;
-	struct mbus_secondary silent;
-	unsigned silent_repeats;
 	uint64_t stray_seen; /* the bus's stray count when last looked at */
 };
 
-/* The last silent probe is doubtful: send it again. */
 static void
 doubt_silent(struct mbus_scan_run *r)
 {
-	if (r->have_silent)
-		mbus_scan_repeat(&r->scan, &r->silent, r->silent_repeats);
-	r->have_silent = false;
+	mbus_scan_doubt_silent(&r->scan);
 }
 
 /* Stray bytes since the last look: an answer came after its probe was
@@ -205,11 +257,6 @@ run_probe_cb(int result, void *arg)
 	}
 	check_stray(r);
 	mbus_scan_result(&r->scan, (enum mbus_probe_result)result);
-	if (result == MBUS_PROBE_NONE) {
-		r->have_silent = true;
-		r->silent = r->scan.current;
-		r->silent_repeats = r->scan.current_repeats;
-	}
 	if (result == MBUS_PROBE_ONE) {
 		/* exactly one slave is selected now: read it at 253 for its
 		 * full address (the read deselects it afterwards) */
