@@ -144,7 +144,7 @@ FUZZ_LIBS_command_request := -lprotobuf-c
 FUZZ_OBJS_cmd_params     := daemon/cmd_kinds.c daemon/axdr_json.c daemon/json.c
 FUZZ_OBJS_sim_faults     := tests/sim/faults.c
 FUZZ_OBJS_discovery      := daemon/discovery.c
-FUZZ_OBJS_gprs           := drivers/gprs/gprs.c
+FUZZ_OBJS_gprs           := drivers/gprs/gprs.c drivers/tcpip/tcpip.c
 FUZZ_LIBS_gprs           := -levent
 $(foreach f,$(FUZZ_BINS),$(eval $(f): $(call obj,$(BF),$(FUZZ_OBJS_$(f:$(BF)/fuzz_%=%)))))
 $(call obj,$(BF),daemon/message.c $(PROTO_GEN)): | $(PROTO_GEN)

@@ -18,6 +18,7 @@
 #ifndef AMM_TRANSPORT_H
 #define AMM_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,5 +58,24 @@ struct transport_ops {
 };
 
 extern const struct transport_ops tcpip_transport; /* drivers/tcpip/tcpip.c */
+
+/*
+ * What every transport that dials TCP shares (drivers/tcpip/tcpip.c); each
+ * passes its own timing and policy.
+ *
+ * tcpip_dial(): connect() for a dialled TCP peer: t->port, or default_port
+ * when 0; connect_ms bounds the connect (a write timeout, reported as
+ * BEV_EVENT_TIMEOUT|BEV_EVENT_WRITING); a host that is not a numeric
+ * address is resolved (blocking, no DNS base) when names is true and
+ * refused with EINVAL otherwise.  Returns and errno as for connect().
+ */
+int tcpip_dial(struct event_base *base, const struct transport_target *t, uint16_t default_port,
+               int connect_ms, bool names, bufferevent_data_cb readcb, bufferevent_event_cb eventcb,
+               void *arg, struct bufferevent **out);
+/* Read and write timeouts both set to ms. */
+void tcpip_set_timeouts(struct bufferevent *bev, int ms);
+/* transport_ops.write and .close of a bufferevent transport. */
+int tcpip_write(struct bufferevent *bev, const void *p, size_t n);
+void tcpip_close(struct bufferevent *bev);
 
 #endif

@@ -10,6 +10,10 @@
  * listener parks the identified connection under a key, the key travels as
  * the target's host, and connect() takes the bufferevent back and reports
  * BEV_EVENT_CONNECTED from a deferred callback, as a dial would.
+ *
+ * The dial, write and close are the TCP/IP transport's (tcpip_dial() and
+ * friends in transport.h): only the timing, the refusal of names and the
+ * socket options are GPRS's own.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -31,13 +35,6 @@
 
 #define GPRS_PUSH_MAX_APDU 1024 /* a push larger than this is not a push we read */
 
-static void
-ms_to_tv(int ms, struct timeval *tv)
-{
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
 /* Keepalive after 60 s of silence, 3 probes 20 s apart: a half-open
  * GPRS link is found within two minutes even while nobody talks. */
 static void
@@ -57,75 +54,24 @@ gprs_socket_opts(struct bufferevent *bev)
 
 /* ---- outbound: the head-end dials the APN address ------------------------ */
 
+/* APN addresses are numeric (the operator's private range): a name would
+ * need a blocking lookup on the loop, so it is refused.  A GPRS attach and
+ * PDP context can take tens of seconds, hence the longer default. */
 static int
 gprs_connect(struct event_base *base, const struct transport_target *t,
              const struct transport_timeouts *to, bufferevent_data_cb readcb,
              bufferevent_event_cb eventcb, void *arg, struct bufferevent **out)
 {
-	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
-	struct bufferevent *bev;
-	struct timeval tv;
-	char addr[300];
-	uint16_t port = t->port ? t->port : gprs_transport.default_port;
-
-	*out = NULL;
-	if (t->host == NULL || t->host[0] == '\0') {
-		errno = EINVAL;
-		return -1;
-	}
-	/* APN addresses are numeric (the operator's private range): a name
-	 * would need a blocking lookup on the loop, so it is refused. */
-	if (strchr(t->host, ':') != NULL)
-		snprintf(addr, sizeof(addr), "[%s]:%u", t->host, port);
-	else
-		snprintf(addr, sizeof(addr), "%s:%u", t->host, port);
-	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) == NULL)
-		return -1;
-	bufferevent_setcb(bev, readcb, NULL, eventcb, arg);
-	/* a GPRS attach and PDP context can take tens of seconds */
-	ms_to_tv(to->connect_ms > 0 ? to->connect_ms : 60000, &tv);
-	bufferevent_set_timeouts(bev, NULL, &tv);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss, sslen) != 0) {
-		if (errno == 0)
-			errno = ECONNREFUSED;
-		bufferevent_free(bev);
-		return -1;
-	}
-	*out = bev;
-	return 0;
+	return tcpip_dial(base, t, gprs_transport.default_port,
+	                  to->connect_ms > 0 ? to->connect_ms : 60000, false, readcb, eventcb, arg,
+	                  out);
 }
 
 static void
 gprs_connected(struct bufferevent *bev, const struct transport_timeouts *to)
 {
-	struct timeval tv;
-
 	gprs_socket_opts(bev);
-	ms_to_tv((to->inactivity_s > 0 ? to->inactivity_s : 120) * 1000, &tv);
-	bufferevent_set_timeouts(bev, &tv, &tv);
-}
-
-static int
-gprs_write(struct bufferevent *bev, const void *p, size_t n)
-{
-	return bufferevent_write(bev, p, n) == 0 ? 0 : -1;
-}
-
-static void
-gprs_close(struct bufferevent *bev)
-{
-	if (bev == NULL)
-		return;
-	bufferevent_disable(bev, EV_READ | EV_WRITE);
-	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	bufferevent_free(bev);
+	tcpip_set_timeouts(bev, (to->inactivity_s > 0 ? to->inactivity_s : 120) * 1000);
 }
 
 const struct transport_ops gprs_transport = {
@@ -133,8 +79,8 @@ const struct transport_ops gprs_transport = {
     .default_port = 4059,
     .connect = gprs_connect,
     .connected = gprs_connected,
-    .write = gprs_write,
-    .close = gprs_close,
+    .write = tcpip_write,
+    .close = tcpip_close,
 };
 
 /* ---- inbound: adopt a parked connection ------------------------------------ */
@@ -169,7 +115,7 @@ gprs_unpark_all(void)
 	while (parked != NULL) {
 		struct parked *p = parked;
 		parked = p->next;
-		gprs_close(p->bev);
+		tcpip_close(p->bev);
 		free(p);
 	}
 }
@@ -180,7 +126,6 @@ gprs_in_connect(struct event_base *base, const struct transport_target *t,
                 bufferevent_event_cb eventcb, void *arg, struct bufferevent **out)
 {
 	struct parked **pp, *p = NULL;
-	struct timeval tv;
 	(void)base;
 
 	*out = NULL;
@@ -197,8 +142,7 @@ gprs_in_connect(struct event_base *base, const struct transport_target *t,
 	*out = p->bev;
 	free(p);
 	bufferevent_setcb(*out, readcb, NULL, eventcb, arg);
-	ms_to_tv(to->connect_ms > 0 ? to->connect_ms : 60000, &tv);
-	bufferevent_set_timeouts(*out, &tv, &tv);
+	tcpip_set_timeouts(*out, to->connect_ms > 0 ? to->connect_ms : 60000);
 	bufferevent_setwatermark(*out, EV_READ, 0, 0);
 	bufferevent_enable(*out, EV_READ | EV_WRITE);
 	/* the link is already up: say so the way a dial would, from the
@@ -212,8 +156,8 @@ const struct transport_ops gprs_inbound_transport = {
     .default_port = 0,
     .connect = gprs_in_connect,
     .connected = gprs_connected,
-    .write = gprs_write,
-    .close = gprs_close,
+    .write = tcpip_write,
+    .close = tcpip_close,
 };
 
 /* ---- identity --------------------------------------------------------------- */
