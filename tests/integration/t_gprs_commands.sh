@@ -32,6 +32,9 @@ METERSIM=${METERSIM:-$BUILD/metersim}
 AMMD=${AMMD:-$BUILD/ammd}
 [ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
 . "$(dirname "$0")/collect.sh"
+# cmd, cmd_wait, cmd_ok, res (its ctl and field are redefined below: one
+# metersim per way the meters are reached)
+. "$(dirname "$0")/cmd_lib.sh"
 [ -n "${MQTT_PORT:-}" ] || mqtt_start
 
 work=$(mktemp -d)
@@ -96,33 +99,6 @@ sim() { # NAME ARGS...
 }
 ctl() { "$METERSIM" ctl "$work/$1.sock" "${@:2}"; }
 field() { ctl "$1" show "$2" | sed -n "s/^$3=//p"; }
-cmd() { # KIND SERIAL [ARGS...] -> id
-	local kind=$1 serial=$2
-	shift 2
-	"$AMMCTL" cmd "$kind" "$serial" "$@" --dsn "$dsn" >/dev/null || fail "ammctl cmd $kind $serial $*"
-	q "$dsn" "SELECT max(c.id) FROM command c JOIN meter m ON m.id = c.meter_id WHERE m.serial = '$serial' AND c.kind = '$kind'"
-}
-cmd_wait() { # ID SECS -> final state (or the last one seen)
-	local i=0 st
-	while :; do
-		st=$(q "$dsn" "SELECT state FROM command WHERE id = $1")
-		case $st in succeeded | failed | expired | cancelled) echo "$st"; return 0 ;; esac
-		i=$((i + 1))
-		[ $i -gt $(($2 * 10)) ] && { echo "$st"; return 0; }
-		sleep 0.1
-	done
-}
-cmd_ok() { # ID WHAT
-	local st
-	st=$(cmd_wait "$1" 30)
-	[ "$st" = succeeded ] || {
-		q "$dsn" "SELECT state, error, result FROM command WHERE id = $1" >&2
-		tail -30 "$work/ammd.log" >&2
-		fail "$2: command $1 is $st"
-	}
-	ok "$2"
-}
-res() { q "$dsn" "SELECT result #>> '{$2}' FROM command WHERE id = $1"; }
 # seconds from queueing to the stored outcome
 took() { q "$dsn" "SELECT round(extract(epoch FROM finished_at - created_at)::numeric, 1) FROM command WHERE id = $1"; }
 metric() { # what= label of ammd_gprs_connections_total
