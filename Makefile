@@ -159,6 +159,10 @@ $(B)/bench_%: $(B)/tests/bench/bench_%.o $(LIBAMM) $(LIBMETER)
 $(B)/bench_sim: $(B)/tests/bench/bench_sim.o $(call obj,$(B),$(SIM_MODEL_SRC)) $(LIBAMM) $(LIBMETER)
 	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
 
+# the --check client prints times with the simulator's own expect_iso_utc()
+$(B)/bench_sim_serve: $(B)/tests/bench/bench_sim_serve.o $(call obj,$(B),$(SIM_MODEL_SRC)) $(LIBAMM) $(LIBMETER)
+	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
+
 # ---- entry points that first install what is missing ------------------------
 
 deps:

@@ -58,6 +58,8 @@
 #include "obis.h"
 #include "xdlms.h"
 
+#include "../sim/expect.h" /* the time format of metersim expect's CSV */
+
 static int
 tcp_connect(const char *hostport)
 {
@@ -91,26 +93,13 @@ read_to(int fd, uint8_t *p, size_t n, int ms)
 	return read(fd, p, n);
 }
 
-static char *
-iso_utc(int64_t t, char buf[32])
-{
-	int y;
-	unsigned mo, d;
-	int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
-	int64_t s = t - days * 86400;
-	cosem_civil_from_days(days, &y, &mo, &d);
-	snprintf(buf, 32, "%04d-%02u-%02uT%02d:%02d:%02dZ", y, mo, d, (int)(s / 3600),
-	         (int)(s / 60 % 60), (int)(s % 60));
-	return buf;
-}
-
 static int64_t at_time;
 
 static void
 put_reg(const char *obis, long long v, const char *unit)
 {
 	char ts[32];
-	printf("register,%s,%s,%lld,%s\n", iso_utc(at_time, ts), obis, v, unit);
+	printf("register,%s,%s,%lld,%s\n", expect_iso_utc(at_time, ts), obis, v, unit);
 }
 
 /* ---- M-Bus --------------------------------------------------------------------- */
@@ -456,7 +445,7 @@ on_profile(void *arg, const struct dlms_client_event *ev)
 		}
 		char ts[32], lt[40];
 		cosem_datetime_format(&dt, lt, sizeof(lt));
-		printf("interval,%s,%s", iso_utc(utc, ts), lt);
+		printf("interval,%s,%s", expect_iso_utc(utc, ts), lt);
 		for (unsigned k = 2; k < 6; k++)
 			printf(",%llu", (unsigned long long)axdr_child(r, k)->v.u);
 		printf(",%llu\n", (unsigned long long)axdr_child(r, 1)->v.u);
