@@ -60,8 +60,8 @@ struct mgw {
 	uint16_t port;
 	pthread_t th;
 	bool started;
-	int lsock;
-	volatile int stop;
+	int lsock; /* written by the gateway's thread, read by stop: atomic */
+	int stop;  /* atomic */
 	unsigned open; /* masters connected now (atomic) */
 };
 
@@ -196,7 +196,7 @@ serve_client(struct mgw *g, struct mgws *all, modbus_t *ctx, modbus_mapping_t *m
 	struct fault_rng rng;
 	fault_rng_init(&rng, sv->fleet->cfg.seed, g->first,
 	               __atomic_add_fetch(&sv->conn_seq, 1, __ATOMIC_RELAXED));
-	while (!g->stop) {
+	while (!__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
 		int n = modbus_receive(ctx, q);
 		if (n < 0)
 			return;
@@ -281,17 +281,18 @@ gw_thread(void *arg)
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (!ctx)
 		goto out;
-	g->lsock = modbus_tcp_listen(ctx, 16);
-	if (g->lsock < 0) {
+	int ls = modbus_tcp_listen(ctx, 16);
+	__atomic_store_n(&g->lsock, ls, __ATOMIC_RELEASE);
+	if (ls < 0) {
 		fprintf(stderr, "metersim: modbus gateway %u: cannot listen on port %u: %s\n", g->g,
 		        g->port, modbus_strerror(errno));
 		goto out;
 	}
-	while (!g->stop) {
+	while (!__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
 		/* plain accept(): the listening context keeps no client socket */
-		int c = accept(g->lsock, NULL, NULL);
+		int c = accept(ls, NULL, NULL);
 		if (c < 0) {
-			if (g->stop)
+			if (__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE))
 				break;
 			continue;
 		}
@@ -431,9 +432,10 @@ modbus_gw_stop(struct serve *sv)
 		return;
 	for (uint32_t g = 0; g < all->n; g++) {
 		struct mgw *w = &all->gw[g];
-		w->stop = 1;
-		if (w->lsock >= 0)
-			shutdown(w->lsock, SHUT_RDWR);
+		__atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+		int ls = __atomic_load_n(&w->lsock, __ATOMIC_ACQUIRE);
+		if (ls >= 0)
+			shutdown(ls, SHUT_RDWR);
 	}
 	/* a master's thread blocked in modbus_receive on a quiet master
 	 * would never return: threads are detached rather than joined (the
