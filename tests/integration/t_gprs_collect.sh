@@ -28,35 +28,20 @@ START=2024-03-01T00:00:00Z
 START_S=$(date -u -d "$START" +%s)
 DAYS=1
 CONC=${GPRS_CONCURRENCY:-100}
-METERSIM=$BUILD/metersim
-AMMD=$BUILD/ammd
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
-. "$(dirname "$0")/collect.sh"
+. "$(dirname "$0")/gprs_lib.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-work=$(mktemp -d)
-lib_cleanup_add rm -rf "$work"
 cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
 METERSIM=$work/metersim
 AMMD=$work/ammd
 fleet=(--count "$N" --seed "$SEED" --origin "$ORIGIN")
 
 "$METERSIM" export "${fleet[@]}" --transport gprs >"$work/m.csv" || fail "metersim export"
-dsn=$(pg_newdb amm_gprs)
-"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
-"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
+gprs_inventory amm_gprs
 ok "$N GPRS meters imported (no APN address: they connect in)"
 
-LPORT=$(free_port)
-conf "$dsn"
-cat >>"$work/ammd.conf" <<EOC
-[gprs]
-listen = 127.0.0.1:$LPORT
-max_unidentified = 2000
-handshake_timeout_s = 60
-idle_timeout_s = ${GPRS_IDLE_S:-3}
-response_timeout_ms = 10000
-EOC
+gprs_conf "max_unidentified = 2000" "handshake_timeout_s = 60" "idle_timeout_s = ${GPRS_IDLE_S:-3}" \
+	"response_timeout_ms = 10000"
 ammd_start
 wait_port "$LPORT" 20 || { cat "$work/ammd.log" >&2; fail "no GPRS listener"; }
 

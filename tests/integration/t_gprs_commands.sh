@@ -28,30 +28,18 @@ N=8
 SEED=1
 DAYS=1
 CONC=10
-METERSIM=${METERSIM:-$BUILD/metersim}
-AMMD=${AMMD:-$BUILD/ammd}
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
-. "$(dirname "$0")/collect.sh"
+. "$(dirname "$0")/gprs_lib.sh"
 # cmd, cmd_wait, cmd_ok, res (its ctl and field are redefined below: one
 # metersim per way the meters are reached)
 . "$(dirname "$0")/cmd_lib.sh"
 [ -n "${MQTT_PORT:-}" ] || mqtt_start
 
-work=$(mktemp -d)
-lib_cleanup_add rm -rf "$work"
-fleet=(--count "$N" --seed "$SEED")
-BASE=$(port_block "$N")
-"$METERSIM" export "${fleet[@]}" --transport gprs >"$work/in.csv" || fail "metersim export"
-"$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/tcp.csv" || fail "metersim export"
+gprs_fleet_export
 { head -n 7 "$work/in.csv"; sed -n 8p "$work/in.csv"; sed -n 9p "$work/tcp.csv" | sed 's/,tcpip,/,gprs,/'; } >"$work/m.csv"
-mapfile -t S < <(tail -n +2 "$work/m.csv" | cut -d, -f1)
-mapfile -t SEC < <(tail -n +2 "$work/m.csv" | cut -d, -f9)
+gprs_inventory amm_gprs_cmd
 A=${S[0]} A2=${S[2]} P=${S[3]} B2=${S[5]} B=${S[6]} C=${S[7]}
 [ "${SEC[0]} ${SEC[2]} ${SEC[3]} ${SEC[6]}" = "hls-gmac hls-gmac hls-gmac hls-gmac" ] ||
 	fail "seed $SEED no longer gives HLS-GMAC meters at 0, 2, 3, 6: ${SEC[*]}"
-dsn=$(pg_newdb amm_gprs_cmd)
-"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
-"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
 expect_eq "7 meters connect in, 1 has an APN address" "7 1" \
 	"$(q "$dsn" "SELECT count(*) FILTER (WHERE host IS NULL) || ' ' || count(*) FILTER (WHERE host IS NOT NULL) FROM meter WHERE transport = 'gprs'")"
 
@@ -62,27 +50,12 @@ EOF
 chmod +x "$work/hook.sh"
 : >"$work/hook.log"
 
-LPORT=$(free_port)
 HTTP_PORT=$(free_port)
 PREFIX=t-gprs-cmd-$$
 HTTP_LISTEN=127.0.0.1:$HTTP_PORT
-conf "$dsn"
-cat >>"$work/ammd.conf" <<EOC
-[gprs]
-listen = 127.0.0.1:$LPORT
-handshake_timeout_s = 10
-idle_timeout_s = 30
-connect_timeout_ms = 3000
-response_timeout_ms = 6000
-wakeup_command = $work/hook.sh
-[mqtt]
-enabled = yes
-host = 127.0.0.1
-port = $MQTT_PORT
-prefix = $PREFIX
-format = json
-client_id = t-gprs-cmd-$$
-EOC
+gprs_conf "handshake_timeout_s = 10" "idle_timeout_s = 30" "connect_timeout_ms = 3000" \
+	"response_timeout_ms = 6000" "wakeup_command = $work/hook.sh"
+gprs_mqtt_conf "t-gprs-cmd-$$"
 
 # metersim in real time: one process per way the meters are reached, each
 # with its own control socket (and its own state)

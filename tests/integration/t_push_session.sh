@@ -18,46 +18,19 @@ N=3
 SEED=1
 DAYS=1
 CONC=10
-METERSIM=${METERSIM:-$BUILD/metersim}
-AMMD=${AMMD:-$BUILD/ammd}
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
-. "$(dirname "$0")/collect.sh"
+. "$(dirname "$0")/gprs_lib.sh"
 [ -n "${MQTT_PORT:-}" ] || mqtt_start
 
-work=$(mktemp -d)
-lib_cleanup_add rm -rf "$work"
-fleet=(--count "$N" --seed "$SEED")
-BASE=$(port_block "$N")
-"$METERSIM" export "${fleet[@]}" --transport gprs >"$work/in.csv" || fail "metersim export"
-"$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/tcp.csv" || fail "metersim export"
+gprs_fleet_export
 { head -n 3 "$work/in.csv"; sed -n 4p "$work/tcp.csv"; } >"$work/m.csv"
-mapfile -t S < <(tail -n +2 "$work/m.csv" | cut -d, -f1)
-mapfile -t SEC < <(tail -n +2 "$work/m.csv" | cut -d, -f9)
+gprs_inventory amm_push_session
 [ "${SEC[*]}" = "hls-gmac lls hls-gmac" ] || fail "seed $SEED no longer gives HLS-GMAC, LLS, HLS-GMAC meters: ${SEC[*]}"
 TR=(gprs gprs tcpip)
-dsn=$(pg_newdb amm_push_session)
-"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
-"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
 q "$dsn" "UPDATE meter SET next_due_at = now()" >/dev/null # all due at once
 
-LPORT=$(free_port)
 PREFIX=t-push-session-$$
-conf "$dsn"
-cat >>"$work/ammd.conf" <<EOC
-[gprs]
-listen = 127.0.0.1:$LPORT
-handshake_timeout_s = 10
-idle_timeout_s = 2
-connect_timeout_ms = 3000
-response_timeout_ms = 6000
-[mqtt]
-enabled = yes
-host = 127.0.0.1
-port = $MQTT_PORT
-prefix = $PREFIX
-format = json
-client_id = t-push-session-$$
-EOC
+gprs_conf "handshake_timeout_s = 10" "idle_timeout_s = 2" "connect_timeout_ms = 3000" "response_timeout_ms = 6000"
+gprs_mqtt_conf "t-push-session-$$"
 
 # the TCP/IP meter listens before ammd calls it
 "$METERSIM" serve "${fleet[@]}" --control "$work/tcp.sock" --first 2 --base-port "$BASE" \
