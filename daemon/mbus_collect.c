@@ -382,6 +382,33 @@ gw_queued_sub(struct gw *g)
 
 #define DELTA(cur, seen, f) ((double)((cur)->f - (seen)->f))
 
+/* The counters the M-Bus and the Modbus driver both keep, as increments
+ * since the last flush: their stats structs differ, the metrics do not. */
+struct gw_delta {
+	double requests, retries, timeouts, garbled, connects, bytes_in, bytes_out;
+};
+#define GW_DELTA(cur, seen)                                                                        \
+	{                                                                                          \
+		DELTA(cur, seen, requests), DELTA(cur, seen, retries), DELTA(cur, seen, timeouts), \
+		    DELTA(cur, seen, garbled), DELTA(cur, seen, connects),                         \
+		    DELTA(cur, seen, bytes_in), DELTA(cur, seen, bytes_out)                        \
+	}
+
+static void
+gw_delta_add(const struct gw *g, const struct gw_delta *d)
+{
+	const struct gw_metrics *m = &g->c->m;
+	const char *l = g->label, *k = gw_kind(g);
+
+	metric_add(m->requests, d->requests, l, k);
+	metric_add(m->retries, d->retries, l, k);
+	metric_add(m->timeouts, d->timeouts, l, k);
+	metric_add(m->garbled, d->garbled, l, k);
+	metric_add(m->connects, d->connects, l, k);
+	metric_add(m->bytes, d->bytes_in, l, k, "in");
+	metric_add(m->bytes, d->bytes_out, l, k, "out");
+}
+
 /* The driver's counters since the last call into the registry. */
 static void
 gw_stats_flush(struct gw *g)
@@ -391,27 +418,18 @@ gw_stats_flush(struct gw *g)
 
 	if (g->bus != NULL) {
 		const struct mbus_bus_stats *st = mbus_bus_stats(g->bus), *o = &g->seen_mb;
-		metric_add(m->requests, DELTA(st, o, requests), l, k);
-		metric_add(m->retries, DELTA(st, o, retries), l, k);
-		metric_add(m->timeouts, DELTA(st, o, timeouts), l, k);
-		metric_add(m->garbled, DELTA(st, o, garbled), l, k);
-		metric_add(m->connects, DELTA(st, o, connects), l, k);
-		metric_add(m->bytes, DELTA(st, o, bytes_in), l, k, "in");
-		metric_add(m->bytes, DELTA(st, o, bytes_out), l, k, "out");
+		const struct gw_delta d = GW_DELTA(st, o);
+		gw_delta_add(g, &d);
 		g->seen_mb = *st;
 	}
 	if (g->mgw != NULL) {
 		struct modbus_gw_stats cur;
 		const struct modbus_gw_stats *st = &cur, *o = &g->seen_mo;
 		modbus_gw_stats(g->mgw, &cur);
-		metric_add(m->requests, DELTA(st, o, requests), l, k);
-		metric_add(m->retries, DELTA(st, o, retries), l, k);
-		metric_add(m->timeouts, DELTA(st, o, timeouts), l, k);
-		metric_add(m->garbled, DELTA(st, o, garbled), l, k);
+		const struct gw_delta d = GW_DELTA(st, o);
+		gw_delta_add(g, &d);
+		/* only Modbus answers with exceptions */
 		metric_add(m->exceptions, DELTA(st, o, exceptions), l, k);
-		metric_add(m->connects, DELTA(st, o, connects), l, k);
-		metric_add(m->bytes, DELTA(st, o, bytes_in), l, k, "in");
-		metric_add(m->bytes, DELTA(st, o, bytes_out), l, k, "out");
 		g->seen_mo = cur;
 	}
 	metric_set(m->queue, (double)g->queued, l, k);
