@@ -204,18 +204,27 @@ static pid_t server_pid;
 static int server_port;
 static int server_framing = DLMS_FRAMING_WRAPPER;
 
-static void
-start_server(void)
+/* A TCP socket bound to a loopback port the kernel picks; *port gets it. */
+static int
+loopback_bound(int *port)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t al = sizeof a;
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
-	cr_assert_geq(lfd, 0);
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static void
+start_server(void)
+{
+	int lfd = loopback_bound(&server_port);
+
 	cr_assert_eq(listen(lfd, 4), 0);
-	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
-	server_port = ntohs(a.sin_port);
 	fflush(NULL);
 	server_pid = fork();
 	cr_assert_geq(server_pid, 0);
@@ -236,15 +245,14 @@ stop_server(void)
 	}
 }
 
-/* Run "ammctl CMD --host 127.0.0.1 --port P ARGS"; stderr folded in. */
+/* Run "ammctl ARGS" as given; stderr folded in. */
 static int
-run(const char *cmd, int port, const char *args)
+run_raw(const char *args)
 {
 	const char *bin = getenv("AMMCTL") ? getenv("AMMCTL") : "build/ammctl";
 	char line[1024];
 
-	snprintf(line, sizeof line, "%s %s --host 127.0.0.1 --port %d --timeout 5000 %s 2>&1", bin,
-		 cmd, port, args);
+	snprintf(line, sizeof line, "%s %s 2>&1", bin, args);
 	FILE *p = popen(line, "r");
 	cr_assert_not_null(p);
 	size_t n = fread(out, 1, sizeof out - 1, p);
@@ -253,6 +261,17 @@ run(const char *cmd, int port, const char *args)
 	if (WIFSIGNALED(st))
 		return 128 + WTERMSIG(st);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Run "ammctl CMD --host 127.0.0.1 --port P ARGS"; stderr folded in. */
+static int
+run(const char *cmd, int port, const char *args)
+{
+	char line[1024];
+
+	snprintf(line, sizeof line, "%s --host 127.0.0.1 --port %d --timeout 5000 %s", cmd, port,
+		 args);
+	return run_raw(line);
 }
 
 #define HAS(s) cr_assert_not_null(strstr(out, s), "no %s in:\n%s", s, out)
@@ -338,37 +357,14 @@ Test(ctl_read, over_hdlc)
 
 /* ---- usage and failures without a meter ----------------------------------- */
 
-/* Run "ammctl ARGS" as given; stderr folded in. */
-static int
-run_raw(const char *args)
-{
-	const char *bin = getenv("AMMCTL") ? getenv("AMMCTL") : "build/ammctl";
-	char line[1024];
-
-	snprintf(line, sizeof line, "%s %s 2>&1", bin, args);
-	FILE *p = popen(line, "r");
-	cr_assert_not_null(p);
-	size_t n = fread(out, 1, sizeof out - 1, p);
-	out[n] = '\0';
-	int st = pclose(p);
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* A loopback port nobody listens on (free a moment ago). */
 static int
 free_port(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port;
 
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
-	close(fd);
-	return ntohs(a.sin_port);
+	close(loopback_bound(&port));
+	return port;
 }
 
 static const struct {

@@ -58,6 +58,30 @@ has_wildcard(const struct mbus_secondary *s)
 /* Runs a full search; returns the probes, fills found/unresolved. */
 static uint64_t last_unexplained;
 
+/* What the slaves on B answer to probe P: nobody, one (*who, its index) or
+ * several at once. */
+static enum mbus_probe_result
+answer(const struct membus *b, const struct mbus_secondary *p, size_t *who)
+{
+	size_t hits = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (mbus_secondary_match(p, &b->h[i])) {
+			hits++;
+			*who = i;
+		}
+	return hits == 0 ? MBUS_PROBE_NONE : hits == 1 ? MBUS_PROBE_ONE : MBUS_PROBE_COLLISION;
+}
+
+/* Slave WHO found by a search: each slave is found once. */
+static void
+found_once(struct membus *b, size_t who, size_t *found)
+{
+	cr_assert_not(b->seen[who], "slave %u found twice", b->h[who].id);
+	b->seen[who] = true;
+	(*found)++;
+}
+
 static uint64_t
 search(struct membus *b, const struct mbus_secondary *mask, size_t *found, uint64_t *unresolved)
 {
@@ -68,23 +92,13 @@ search(struct membus *b, const struct mbus_secondary *mask, size_t *found, uint6
 	memset(b->seen, 0, sizeof(b->seen));
 	mbus_scan_init(&s, mask);
 	while (mbus_scan_next(&s, &p)) {
-		size_t hits = 0, who = 0;
-		for (size_t i = 0; i < b->n; i++)
-			if (mbus_secondary_match(&p, &b->h[i])) {
-				hits++;
-				who = i;
-			}
-		enum mbus_probe_result r = hits == 0   ? MBUS_PROBE_NONE
-		                           : hits == 1 ? MBUS_PROBE_ONE
-		                                       : MBUS_PROBE_COLLISION;
+		size_t who = 0;
+		enum mbus_probe_result r = answer(b, &p, &who);
 		if (r == MBUS_PROBE_ONE && b->garble_pct && has_wildcard(&p) &&
 		    rnd(&b->rng) % 100 < b->garble_pct)
 			r = MBUS_PROBE_COLLISION;
-		if (r == MBUS_PROBE_ONE) {
-			cr_assert(!b->seen[who], "slave %u found twice", b->h[who].id);
-			b->seen[who] = true;
-			(*found)++;
-		}
+		if (r == MBUS_PROBE_ONE)
+			found_once(b, who, found);
 		mbus_scan_result(&s, r);
 		cr_assert(s.probes < 100000, "runaway search");
 	}
@@ -232,6 +246,15 @@ Test(mbus_scan, probes_are_one_at_a_time)
 	cr_assert_eq(s.probes, 2);
 }
 
+/* Bus B filled as C says, nobody found yet, and search S begun over it. */
+static void
+scan_begin(struct membus *b, const struct scan_case *c, struct mbus_scan *s)
+{
+	fill(b, c);
+	memset(b->seen, 0, sizeof(b->seen));
+	mbus_scan_init(s, NULL);
+}
+
 /*
  * A loaded line: the first answer of every probe that one slave would
  * acknowledge comes late and is taken for silence; the late bytes show
@@ -247,31 +270,20 @@ Test(mbus_scan, a_late_answer_doubted_is_probed_again)
 	struct mbus_secondary p;
 	size_t found = 0, lost = 0;
 
-	fill(&b, &c);
-	memset(b.seen, 0, sizeof(b.seen));
-	mbus_scan_init(&s, NULL);
+	scan_begin(&b, &c, &s);
 	while (mbus_scan_next(&s, &p)) {
-		size_t hits = 0, who = 0;
-		for (size_t i = 0; i < b.n; i++)
-			if (mbus_secondary_match(&p, &b.h[i])) {
-				hits++;
-				who = i;
-			}
-		if (hits == 1 && s.current_repeats == 0) {
+		size_t who = 0;
+		enum mbus_probe_result r = answer(&b, &p, &who);
+		if (r == MBUS_PROBE_ONE && s.current_repeats == 0) {
 			/* its E5 comes after the timeout */
 			mbus_scan_result(&s, MBUS_PROBE_NONE);
 			lost++;
 			cr_assert(mbus_scan_repeat(&s, &p, s.current_repeats));
 			continue;
 		}
-		if (hits == 1) {
-			cr_assert_not(b.seen[who], "slave %u found twice", b.h[who].id);
-			b.seen[who] = true;
-			found++;
-		}
-		mbus_scan_result(&s, hits == 0   ? MBUS_PROBE_NONE
-		                     : hits == 1 ? MBUS_PROBE_ONE
-		                                 : MBUS_PROBE_COLLISION);
+		if (r == MBUS_PROBE_ONE)
+			found_once(&b, who, &found);
+		mbus_scan_result(&s, r);
 	}
 	cr_assert_eq(found, 250);
 	cr_assert_eq(lost, 250);
@@ -295,19 +307,10 @@ Test(mbus_scan, a_collision_nobody_explains_repeats_the_silence_before_it)
 	size_t found = 0, shifted = 0;
 	bool carry = false;
 
-	fill(&b, &c);
-	memset(b.seen, 0, sizeof(b.seen));
-	mbus_scan_init(&s, NULL);
+	scan_begin(&b, &c, &s);
 	while (mbus_scan_next(&s, &p)) {
-		size_t hits = 0, who = 0;
-		for (size_t i = 0; i < b.n; i++)
-			if (mbus_secondary_match(&p, &b.h[i])) {
-				hits++;
-				who = i;
-			}
-		enum mbus_probe_result r = hits == 0   ? MBUS_PROBE_NONE
-		                           : hits == 1 ? MBUS_PROBE_ONE
-		                                       : MBUS_PROBE_COLLISION;
+		size_t who = 0;
+		enum mbus_probe_result r = answer(&b, &p, &who);
 		if (r == MBUS_PROBE_COLLISION && !carry && shifted < 5 && s.probes > 20 &&
 		    s.current_repeats == 0) {
 			carry = true; /* its garbage comes later */
@@ -317,11 +320,8 @@ Test(mbus_scan, a_collision_nobody_explains_repeats_the_silence_before_it)
 			shifted++;
 			r = MBUS_PROBE_COLLISION;
 		}
-		if (r == MBUS_PROBE_ONE) {
-			cr_assert_not(b.seen[who], "slave %u found twice", b.h[who].id);
-			b.seen[who] = true;
-			found++;
-		}
+		if (r == MBUS_PROBE_ONE)
+			found_once(&b, who, &found);
 		mbus_scan_result(&s, r);
 		cr_assert(s.probes < 100000, "runaway search");
 	}

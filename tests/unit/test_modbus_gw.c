@@ -80,20 +80,28 @@ serve(void *arg)
 	return NULL;
 }
 
-static void
-server_start(struct server *sv)
+/* A socket listening on a loopback port the kernel picks; *port gets it. */
+static int
+loopback_listen(int backlog, uint16_t *port)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sin);
 	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(fd, backlog), 0);
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static void
+server_start(struct server *sv)
+{
 	memset(sv, 0, sizeof(*sv));
-	sv->lsock = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(sv->lsock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	cr_assert_eq(bind(sv->lsock, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(listen(sv->lsock, 1), 0);
-	getsockname(sv->lsock, (struct sockaddr *)&sin, &sl);
-	sv->port = ntohs(sin.sin_port);
+	sv->lsock = loopback_listen(1, &sv->port);
 	cr_assert_eq(pthread_create(&sv->th, NULL, serve, sv), 0);
 }
 
@@ -387,17 +395,10 @@ mserve(void *arg)
 static void
 mserver_start(struct mserver *sv, int delay_ms)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sin);
-
 	memset(sv, 0, sizeof(*sv));
 	pthread_mutex_init(&sv->mu, NULL);
 	sv->delay_ms = delay_ms;
-	sv->lsock = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_eq(bind(sv->lsock, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(listen(sv->lsock, 16), 0);
-	getsockname(sv->lsock, (struct sockaddr *)&sin, &sl);
-	sv->port = ntohs(sin.sin_port);
+	sv->lsock = loopback_listen(16, &sv->port);
 	cr_assert_eq(pthread_create(&sv->th, NULL, mserve, sv), 0);
 }
 
