@@ -19,8 +19,9 @@
  * byte in the guard is the answer, counted late), bytes that arrive for
  * no request are counted as stray (the scan repeats its last silent probe
  * when it sees one, mbus_scan.c), and the bus learns: every answer that
- * used more than two thirds of its timeout, and every late one, widens
- * an allowance (slack) added to the timeouts that follow, which shrinks
+ * used more than two thirds of its timeout, and every late one (a stray
+ * byte counts only as the late answer of a step that ended in silence,
+ * within the cap's reach), widens an allowance (slack) added to the timeouts that follow, which shrinks
  * again by 1/32 per answer in time.  (The ms figures are whole ms: the
  * slack moves in steps of 1 ms.)  An idle host keeps the line's
  * timeouts; a loaded one gets retries and longer waits, not wrong results.
@@ -95,6 +96,8 @@ struct mbus_bus {
 	int64_t sent_us; /* when the step on the wire (or the last one) was sent */
 	int slack_ms;    /* learnt allowance for a loaded host (see the top) */
 	bool guarding;   /* the step's timeout passed in silence: the guard runs */
+	bool silent;     /* the last step ended in silence: a late answer may come */
+	int wait_ms;     /* the last step's timeout, slack included */
 	struct mbus_bus_stats st;
 };
 
@@ -150,11 +153,25 @@ learn(struct mbus_bus *b, size_t got)
 	b->st.slack_ms = (uint64_t)b->slack_ms;
 }
 
-/* Bytes no request on the wire asked for: an earlier answer, late. */
+/*
+ * Bytes no request on the wire asked for: an earlier answer, late.  With
+ * nothing on the wire they teach the slack only as the late answer of a
+ * step that ended in silence, once, and only if they came within the
+ * most slack could have waited for them: a gateway that babbles while
+ * the bus is idle (or long after) would otherwise hold the slack at
+ * SLACK_MAX_MS for good.
+ */
 static void
 stray_bytes(struct mbus_bus *b, size_t n)
 {
 	b->st.stray++;
+	if (!b->on_wire) {
+		int64_t took = (mono_us() - b->sent_us) / 1000;
+		bool late = b->silent && took <= (int64_t)b->wait_ms + SLACK_MAX_MS;
+		b->silent = false;
+		if (!late)
+			return;
+	}
 	learn(b, n);
 }
 
@@ -359,6 +376,8 @@ step_send(struct mbus_bus *b)
 	b->sent_us = mono_us();
 	ms = mbus_bus_timeout_ms(b->baud, m.len, reply_max, b->reply_ms, b->latency_ms) +
 	     b->slack_ms;
+	b->wait_ms = ms;
+	b->silent = false;
 	struct timeval tv;
 	ms_tv(ms, &tv);
 	evtimer_add(b->timer, &tv);
@@ -586,6 +605,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	b->guarding = false;
 	if (b->rxn == 0) {
 		b->st.timeouts++;
+		b->silent = true;
 		if (t->kind == TXN_PROBE) {
 			b->on_wire = false;
 			txn_finish(b, MBUS_PROBE_NONE);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -456,6 +457,54 @@ Test(mbus_bus, a_late_answer_is_stray_and_widens_the_timeouts)
 	cr_assert_eq(r2, MBUS_PROBE_ONE, "the same probe with the slack learnt");
 	cr_assert_eq(mbus_bus_stats(b)->timeouts, 1);
 	cr_assert_eq(mbus_bus_stats(b)->late, 0);
+	mbus_bus_free(b);
+	gw_free(&g);
+}
+
+/*
+ * A babbling gateway: a byte that comes long after an answered request
+ * (nobody waits for anything) is counted stray, but it is no late answer
+ * and must not widen the timeouts; nor may a byte that comes long after a
+ * silent probe, later than the most slack could ever wait for it.
+ */
+static void
+idle_byte_after(struct gateway *g, struct mbus_bus *b, int ms, uint64_t stray)
+{
+	static const uint8_t e5 = MBUS_ACK;
+
+	usleep((useconds_t)ms * 1000u);
+	cr_assert_eq(bufferevent_write(g->bev, &e5, 1), 0);
+	for (int i = 0; i < 20000 && mbus_bus_stats(b)->stray < stray; i++)
+		event_base_loop(g->base, EVLOOP_ONCE);
+	cr_assert_eq(mbus_bus_stats(b)->stray, stray);
+}
+
+Test(mbus_bus, a_babbling_gateway_does_not_widen_the_timeouts)
+{
+	struct gateway g;
+	struct result r = {0};
+	struct mbus_addr a = {.primary = 1};
+	struct mbus_secondary mask;
+	int pr = -100;
+
+	gw_init(&g);
+	struct mbus_bus *b = bus_for(&g, 0);
+	cr_assert_eq(mbus_bus_read(b, &a, read_cb, &r), 0);
+	run_until(&g, &r, 1);
+	cr_assert_eq(r.status, 0);
+	cr_assert_eq(mbus_bus_stats(b)->slack_ms, 0);
+	idle_byte_after(&g, b, 300, 1);
+	cr_assert_eq(mbus_bus_stats(b)->slack_ms, 0, "slack %llu ms after an answered request",
+	             (unsigned long long)mbus_bus_stats(b)->slack_ms);
+	/* a silent probe (nobody has this id), then a byte 2.5 s on */
+	cr_assert_eq(mbus_secondary_parse("11111111", &mask), 0);
+	cr_assert_eq(mbus_bus_probe(b, &mask, probe_cb, &pr), 0);
+	for (int i = 0; i < 20000 && pr == -100; i++)
+		event_base_loop(g.base, EVLOOP_ONCE);
+	cr_assert_eq(pr, MBUS_PROBE_NONE);
+	idle_byte_after(&g, b, 2500, 2);
+	cr_assert_eq(mbus_bus_stats(b)->slack_ms, 0, "slack %llu ms from a byte 2.5 s late",
+	             (unsigned long long)mbus_bus_stats(b)->slack_ms);
 	mbus_bus_free(b);
 	gw_free(&g);
 }
