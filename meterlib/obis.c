@@ -9,6 +9,7 @@
  */
 #include <string.h>
 
+#include "bytes.h"
 #include "meter_error.h"
 #include "obis.h"
 
@@ -99,28 +100,16 @@ dec_byte(const char *s, uint8_t *out)
 }
 
 static int
-hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 parse_hex(const char *s, struct obis *o)
 {
 	struct obis t;
 	int i, hi, lo;
 
 	for (i = 0; i < 6; i++) {
-		hi = hex_digit(s[2 * i]);
+		hi = bytes_hexval(s[2 * i]);
 		if (hi < 0)
 			return METER_EMALFORMED;
-		lo = hex_digit(s[2 * i + 1]);
+		lo = bytes_hexval(s[2 * i + 1]);
 		if (lo < 0)
 			return METER_EMALFORMED;
 		t.v[i] = (uint8_t)(hi << 4 | lo);
@@ -144,7 +133,7 @@ obis_parse(const char *s, struct obis *o)
 
 	if (!s)
 		return METER_EMALFORMED;
-	if (strlen(s) == 12 && hex_digit(s[0]) >= 0 && hex_digit(s[1]) >= 0 &&
+	if (strlen(s) == 12 && bytes_hexval(s[0]) >= 0 && bytes_hexval(s[1]) >= 0 &&
 	    strchr(s, '.') == NULL && strchr(s, '-') == NULL)
 		return parse_hex(s, o);
 	k = dec_byte(s, &t.v[0]);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "mbus_bus.h"
 
 /* Digit k of the id (0: least significant) in the wire-order BCD. */
@@ -318,18 +319,6 @@ mbus_scan_run_free(struct mbus_scan_run *r)
 
 /* ---- secondary address text ------------------------------------------------------ */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 mbus_secondary_parse(const char *text, struct mbus_secondary *out)
 {
@@ -344,14 +333,14 @@ mbus_secondary_parse(const char *text, struct mbus_secondary *out)
 	out->medium = 0xFF;
 	/* text digit 0 is the most significant: id digit 7 */
 	for (int i = 0; i < 8; i++) {
-		int v = hexval(text[i]);
+		int v = bytes_hexval(text[i]);
 		if (v < 0 || (v > 9 && v != 0xF))
 			return METER_EINVAL;
 		digit_set(out, 7 - i, (unsigned)v);
 	}
 	if (n == 16) {
 		for (int i = 0; i < 4; i++) {
-			int hi = hexval(text[8 + 2 * i]), lo = hexval(text[9 + 2 * i]);
+			int hi = bytes_hexval(text[8 + 2 * i]), lo = bytes_hexval(text[9 + 2 * i]);
 			if (hi < 0 || lo < 0)
 				return METER_EINVAL;
 			x[i] = (uint8_t)(hi << 4 | lo);

@@ -43,6 +43,7 @@
 #include <libpq-fe.h>
 
 #include "ammd.pb-c.h"
+#include "bytes.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -277,18 +278,6 @@ run(const struct config *cfg, bool until_empty, size_t window, int tick_ms, bool
 /* ---- verify -------------------------------------------------------------------------- */
 
 static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 verify(const struct config *cfg, long from, long count, const char *file)
 {
 	FILE *f = fopen(file, "r");
@@ -316,7 +305,7 @@ verify(const struct config *cfg, long from, long count, const char *file)
 		*sp++ = '\0';
 		buf = realloc(buf, strlen(sp) / 2 + 1);
 		for (; sp[0] != '\0' && sp[1] != '\0'; sp += 2) {
-			int hi = hexval(sp[0]), lo = hexval(sp[1]);
+			int hi = bytes_hexval(sp[0]), lo = bytes_hexval(sp[1]);
 			if (hi < 0 || lo < 0)
 				break;
 			buf[n++] = (unsigned char)(hi << 4 | lo);

@@ -9,21 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "dlms_security.h"
 #include "meter_error.h"
 #include "vectors.h"
-
-static int
-nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Hex digits at the start of s (up to the first non-hex char) into out. */
 static size_t
@@ -31,8 +20,8 @@ unhex(const char *s, uint8_t *out, size_t cap)
 {
 	size_t n = 0;
 
-	while (n < cap && nibble(s[0]) >= 0 && nibble(s[1]) >= 0) {
-		out[n++] = (uint8_t)(nibble(s[0]) << 4 | nibble(s[1]));
+	while (n < cap && bytes_hexval(s[0]) >= 0 && bytes_hexval(s[1]) >= 0) {
+		out[n++] = (uint8_t)(bytes_hexval(s[0]) << 4 | bytes_hexval(s[1]));
 		s += 2;
 	}
 	return n;
