@@ -1,9 +1,19 @@
 # tests/integration/collect.sh: helpers of the t_collect_*.sh tests,
 # sourced after lib.sh.  The caller sets N, DAYS, CONC and the array fleet
-# (metersim's fleet options), and `work` (a scratch directory).
+# (metersim's fleet options), and `work` (a scratch directory: collect_work
+# makes one).
 #
+#   collect_clock            ORIGIN and START (2024-03-01T00:00:00Z: fleet
+#                            origin, frozen simulated time), START_S epoch
+#   collect_progs            METERSIM, AMMD (defaults under $BUILD) built
+#   collect_work             collect_progs, then $work (removed at exit)
+#                            holding private copies of both programs
+#   collect_fleet DB [SED]   BASE (N free ports), $work/m.csv exported (SED
+#                            applied when given), dsn: new database DB,
+#                            migrated, m.csv imported
 #   sim_start T / sim_stop   metersim serve on ports BASE.., time frozen at T
 #   conf DSN                 ammd.conf for the test in $work
+#   conf_write FILE DSN ID CONC BATCH LEASE   such a file, any instance
 #   ammd_start / ammd_term   the daemon (term: SIGTERM, bounded wait, status)
 #   round_wait DSN SECS      until no meter is due or leased
 #   expect_load DSN F T AT   ground truth into tables er, ei, ee, eb
@@ -33,6 +43,41 @@ PY
 
 # ---- helpers ---------------------------------------------------------------
 
+collect_clock() {
+	ORIGIN=2024-03-01T00:00:00Z
+	START=2024-03-01T00:00:00Z
+	START_S=$(date -u -d "$START" +%s)
+}
+
+collect_progs() {
+	METERSIM=${METERSIM:-$BUILD/metersim}
+	AMMD=${AMMD:-$BUILD/ammd}
+	[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
+}
+
+collect_work() {
+	collect_progs
+	work=$(mktemp -d)
+	lib_cleanup_add rm -rf "$work"
+	# private copies: the shared build tree may be relinked while we run
+	cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
+	METERSIM=$work/metersim
+	AMMD=$work/ammd
+}
+
+collect_fleet() { # DBNAME [SED-SCRIPT]
+	BASE=$(port_block "$N")
+	[ -n "$BASE" ] || fail "no block of $N free ports"
+	if [ $# -gt 1 ]; then
+		"$METERSIM" export "${fleet[@]}" --base-port "$BASE" | sed "$2" >"$work/m.csv"
+	else
+		"$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/m.csv"
+	fi || fail "metersim export"
+	dsn=$(pg_newdb "$1")
+	"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
+	"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
+}
+
 sim_pid=
 sim_start() { # START-TIME
 	sim_stop
@@ -44,15 +89,20 @@ sim_start() { # START-TIME
 }
 sim_stop() { [ -n "$sim_pid" ] && { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; sim_pid=; }; return 0; }
 
-conf() { # DSN
-	cat >"$work/ammd.conf" <<EOF
+conf() { conf_write "$work/ammd.conf" "$1" t-collect "$CONC" 500 600; } # DSN
+
+# conf_write FILE DSN INSTANCE-ID CONCURRENCY LEASE-BATCH LEASE-SECONDS:
+# an ammd.conf reading the registers compare checks; more sections may be
+# appended to FILE.
+conf_write() {
+	cat >"$1" <<EOF
 [daemon]
 log_level = info
 http_listen = ${HTTP_LISTEN:-}
 shutdown_timeout = 20
-instance_id = t-collect
+instance_id = $3
 [database]
-dsn = $1
+dsn = $2
 [collection]
 registers = 1-0:1.8.0.255 1-0:1.8.1.255 1-0:1.8.2.255 1-0:1.8.3.255 1-0:1.8.4.255
 	1-0:1.8.5.255 1-0:1.8.6.255 1-0:1.8.7.255 1-0:1.8.8.255
@@ -63,9 +113,9 @@ registers = 1-0:1.8.0.255 1-0:1.8.1.255 1-0:1.8.2.255 1-0:1.8.3.255 1-0:1.8.4.25
 	1-0:4.8.0.255 1-0:4.8.1.255 1-0:4.8.2.255 1-0:4.8.3.255 1-0:4.8.4.255
 	1-0:4.8.5.255 1-0:4.8.6.255 1-0:4.8.7.255 1-0:4.8.8.255
 profile_backfill_days = $DAYS
-concurrency = $CONC
-lease_batch = 500
-lease_seconds = 600
+concurrency = $4
+lease_batch = $5
+lease_seconds = $6
 [tcpip]
 connect_timeout_ms = 3000
 response_timeout_ms = 5000

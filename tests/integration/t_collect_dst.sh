@@ -17,28 +17,15 @@ N=${COLLECT_DST_METERS:-100}
 SEED=5
 DAYS=3
 CONC=${COLLECT_CONCURRENCY:-50}
-METERSIM=$BUILD/metersim
-AMMD=$BUILD/ammd
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
 . "$(dirname "$0")/collect.sh"
-
-work=$(mktemp -d)
-lib_cleanup_add rm -rf "$work"
-cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
-METERSIM=$work/metersim
-AMMD=$work/ammd
+collect_work
 
 one_change() { # NAME START LOCAL-DAY LOCAL-COUNT
 	local name=$1 start=$2 day=$3 want=$4 start_s lo hi dsn
 	start_s=$(date -u -d "$start" +%s)
 	# installed in the 90 days before the origin, a week before the round
 	fleet=(--count "$N" --seed "$SEED" --origin "$(iso $((start_s - 7 * 86400)))")
-	BASE=$(port_block "$N")
-	[ -n "$BASE" ] || fail "no block of $N free ports"
-	"$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/m.csv" || fail "metersim export"
-	dsn=$(pg_newdb "amm_dst_$name")
-	"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
-	"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
+	collect_fleet "amm_dst_$name"
 	sim_start "$start"
 	conf "$dsn"
 	ammd_start

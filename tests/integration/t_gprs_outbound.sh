@@ -9,29 +9,14 @@
 
 N=20
 SEED=31
-ORIGIN=2024-03-01T00:00:00Z
-START=2024-03-01T00:00:00Z
-START_S=$(date -u -d "$START" +%s)
 DAYS=1
 CONC=10
-METERSIM=$BUILD/metersim
-AMMD=$BUILD/ammd
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
 . "$(dirname "$0")/collect.sh"
-
-work=$(mktemp -d)
-lib_cleanup_add rm -rf "$work"
-cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
-METERSIM=$work/metersim
-AMMD=$work/ammd
+collect_clock
+collect_work
 fleet=(--count "$N" --seed "$SEED" --origin "$ORIGIN")
 
-BASE=$(port_block "$N")
-"$METERSIM" export "${fleet[@]}" --base-port "$BASE" | sed 's/,tcpip,127\.0\.0\.1,/,gprs,127.0.0.1,/' >"$work/m.csv" ||
-	fail "metersim export"
-dsn=$(pg_newdb amm_gprs_out)
-"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
-"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
+collect_fleet amm_gprs_out 's/,tcpip,127\.0\.0\.1,/,gprs,127.0.0.1,/'
 expect_eq "meters imported as GPRS with an APN address" "$N" \
 	"$(q "$dsn" "SELECT count(*) FROM meter WHERE transport = 'gprs' AND host IS NOT NULL")"
 # one more, a module whose SYNs go unanswered: a listener that never

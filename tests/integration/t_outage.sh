@@ -31,11 +31,9 @@ START_S=$(date -u -d "$START" +%s)
 DAYS=1
 CONC=10
 OUTAGE=${OUTAGE_SECONDS:-30}
-METERSIM=$BUILD/metersim
-AMMD=$BUILD/ammd
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
 command -v mosquitto_sub >/dev/null || fail "no mosquitto_sub (apt-get install mosquitto-clients)"
 . "$(dirname "$0")/collect.sh"
+collect_progs
 
 work=$(mktemp -d)
 chmod 755 "$work"
