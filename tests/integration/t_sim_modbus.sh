@@ -93,3 +93,31 @@ PY
 )
 expect_eq "2 masters at once, a third closed; counters connections/refused/open/open_max, then after closing" \
 	"ok ok closed 2/1/2/2 2/1/0/2" "$got"
+
+# masters that connect and never send are closed after 10 s: they must not
+# hold the gateway's 2 places (and their threads) for good
+got=$(python3 - "$mbase" <<'PY'
+import socket, struct, sys, time
+port = int(sys.argv[1])
+silent = [socket.create_connection(("127.0.0.1", port), timeout=3) for _ in range(2)]
+time.sleep(11)
+res = []
+for s in silent:
+    s.settimeout(3)
+    try:
+        res.append("closed" if s.recv(16) == b"" else "answered")
+    except (ConnectionResetError, BrokenPipeError):
+        res.append("closed")
+    except socket.timeout:
+        res.append("still open")
+d = socket.create_connection(("127.0.0.1", port), timeout=3)
+d.sendall(struct.pack(">HHHBBHH", 7, 0, 6, 1, 3, 0, 2))
+try:
+    r = d.recv(64)
+    res.append("ok" if len(r) == 13 and r[7] == 3 else "bad %r" % r)
+except (ConnectionResetError, socket.timeout) as e:
+    res.append("no answer")
+print(" ".join(res))
+PY
+)
+expect_eq "silent masters closed after 10 s, a new master answered" "closed closed ok" "$got"

@@ -28,8 +28,12 @@
  * closed at once and counted as refused; 0 takes any number.  The
  * counters show modbus_open (masters connected now, all gateways) and
  * modbus_open_max (the most one gateway had at once), so a test can see
- * how many connections a head-end really kept open.  Threads get a small
- * stack; stopping shuts the listening socket so accept returns.
+ * how many connections a head-end really kept open.  A master that
+ * connects and sends nothing for FIRST_REQUEST_S is closed (a head-end
+ * asks at once): silent connections would otherwise hold the places and
+ * their threads for good.  Once a master has asked, it may stay idle as
+ * long as it likes, as before.  Threads get a small stack; stopping shuts
+ * the listening socket so accept returns.
  *
  * Faults (per meter, by unit id): busy -> exception 6 (server busy),
  * noanswer -> exception 11 (gateway target failed to respond), drop ->
@@ -64,6 +68,9 @@ struct mgw {
 	int stop;  /* atomic */
 	unsigned open; /* masters connected now (atomic) */
 };
+
+/* How long a new master may stay silent before its first request. */
+#define FIRST_REQUEST_S 10
 
 /* One master's connection, owned by its thread. */
 struct mconn {
@@ -196,10 +203,13 @@ serve_client(struct mgw *g, struct mgws *all, modbus_t *ctx, modbus_mapping_t *m
 	struct fault_rng rng;
 	fault_rng_init(&rng, sv->fleet->cfg.seed, g->first,
 	               __atomic_add_fetch(&sv->conn_seq, 1, __ATOMIC_RELAXED));
+	/* the first request within FIRST_REQUEST_S; then none (0: forever) */
+	modbus_set_indication_timeout(ctx, FIRST_REQUEST_S, 0);
 	while (!__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
 		int n = modbus_receive(ctx, q);
 		if (n < 0)
 			return;
+		modbus_set_indication_timeout(ctx, 0, 0);
 		if (n == 0)
 			continue; /* not for us (libmodbus filtered it) */
 		CNT_ADD(sv, bytes_in, (uint64_t)n);
