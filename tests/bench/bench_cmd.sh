@@ -38,6 +38,15 @@ done
 
 final() { q "$dsn" "SELECT count(*) FROM command WHERE state IN ('succeeded', 'failed', 'expired')"; }
 
+# latency FIRST: of the commands after id FIRST, how many succeeded and the
+# median and 99th percentile of their time from creation to the end.
+latency() {
+	q "$dsn" "SELECT count(*) FILTER (WHERE state = 'succeeded') || ' ok; p50 ' ||
+	round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) * 1000)::numeric, 1) || ' ms, p99 ' ||
+	round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) * 1000)::numeric, 1) || ' ms'
+	FROM command WHERE id > $1"
+}
+
 # ---- one at a time ----------------------------------------------------------------
 first=$(q "$dsn" "SELECT coalesce(max(id), 0) FROM command")
 for i in $(seq 1 "$SEQ"); do
@@ -49,10 +58,7 @@ for i in $(seq 1 "$SEQ"); do
 		sleep 0.005
 	done
 done
-one=$(q "$dsn" "SELECT count(*) FILTER (WHERE state = 'succeeded') || ' ok; p50 ' ||
-	round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) * 1000)::numeric, 1) || ' ms, p99 ' ||
-	round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) * 1000)::numeric, 1) || ' ms'
-	FROM command WHERE id > $first")
+one=$(latency "$first")
 echo "   1 at a time ($SEQ commands): $one"
 
 # ---- 100 at once ---------------------------------------------------------------------
@@ -66,10 +72,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		sleep 0.01
 	done
 done
-hundred=$(q "$dsn" "SELECT count(*) FILTER (WHERE state = 'succeeded') || ' ok; p50 ' ||
-	round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) * 1000)::numeric, 1) || ' ms, p99 ' ||
-	round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) * 1000)::numeric, 1) || ' ms'
-	FROM command WHERE id > $first")
+hundred=$(latency "$first")
 echo "   100 concurrent ($ROUNDS rounds of $N): $hundred"
 [ -n "${BENCH_CMD_DEBUG:-}" ] && { grep -a "waits\|given back\|claimed (attempt [2-9])" "$work/ammd.log" | head -20; }
 bad=$(q "$dsn" "SELECT count(*) FROM command WHERE state <> 'succeeded'")
