@@ -51,6 +51,7 @@
 #include "ctl.h"
 #include "db.h"
 #include "json.h"
+#include "scheduler.h"
 #include "session.h"
 
 #define STATUS_MAX_DAYS      366
@@ -220,8 +221,8 @@ status_parse(int argc, char **argv, struct status_opts *o)
 /*
  * The latest start of the collection window at or before now: the window
  * opens at window_start_min after local midnight (session_tz), so try
- * today's local date and then the days before.  A start that falls into
- * the spring-forward gap is taken an hour early, as the scheduler does.
+ * today's local date and then the days before, each day's start as the
+ * scheduler computes it (scheduler_window_open()).
  */
 static int64_t
 status_window_start(int64_t now, int window_start_min)
@@ -230,23 +231,8 @@ status_window_start(int64_t now, int window_start_min)
 
 	cosem_datetime_from_utc(now, &session_tz, &dt);
 	for (int k = 0; k > -3; k--) {
-		int64_t days = cosem_days_from_civil(dt.year, dt.month, dt.day) + k, t;
-		struct cosem_datetime w;
-		unsigned mo, d;
-		int y;
-
-		cosem_civil_from_days(days, &y, &mo, &d);
-		memset(&w, 0, sizeof(w));
-		w.year = (uint16_t)y;
-		w.month = (uint8_t)mo;
-		w.day = (uint8_t)d;
-		w.dow = COSEM_UNSPEC;
-		w.hour = (uint8_t)(window_start_min / 60);
-		w.minute = (uint8_t)(window_start_min % 60);
-		w.deviation = COSEM_DEVIATION_UNSPEC;
-		w.status = 0;
-		if (cosem_datetime_to_utc(&w, &session_tz, &t) != 0)
-			t = days * 86400 + window_start_min * 60 - 3600;
+		int64_t days = cosem_days_from_civil(dt.year, dt.month, dt.day) + k;
+		int64_t t = scheduler_window_open(days, window_start_min);
 		if (t <= now)
 			return t;
 	}

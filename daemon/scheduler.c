@@ -147,32 +147,40 @@ scheduler_backoff(int failures, int base_s, int max_s, int unreachable_s)
 }
 
 int64_t
+scheduler_window_open(int64_t days, int window_start_min)
+{
+	struct cosem_datetime w;
+	unsigned mo, d;
+	int64_t t;
+	int y;
+
+	cosem_civil_from_days(days, &y, &mo, &d);
+	memset(&w, 0, sizeof(w));
+	w.year = (uint16_t)y;
+	w.month = (uint8_t)mo;
+	w.day = (uint8_t)d;
+	w.dow = COSEM_UNSPEC;
+	w.hour = (uint8_t)(window_start_min / 60);
+	w.minute = (uint8_t)(window_start_min % 60);
+	w.deviation = COSEM_DEVIATION_UNSPEC;
+	w.status = 0;
+	if (cosem_datetime_to_utc(&w, &session_tz, &t) != 0)
+		t = days * 86400 + window_start_min * 60 - 3600; /* in a DST gap */
+	return t;
+}
+
+int64_t
 scheduler_next_slot(int64_t now, int32_t meter, int window_start_min, int window_len_s,
                     int64_t min_gap_s)
 {
 	struct cosem_datetime dt;
-	int64_t day0;
 
 	/* local midnight of today, then walk forward day by day */
 	cosem_datetime_from_utc(now, &session_tz, &dt);
 	for (int k = -1; k < 3; k++) {
 		int64_t days = cosem_days_from_civil(dt.year, dt.month, dt.day) + k;
-		int y;
-		unsigned mo, d;
-		struct cosem_datetime w;
-		cosem_civil_from_days(days, &y, &mo, &d);
-		memset(&w, 0, sizeof(w));
-		w.year = (uint16_t)y;
-		w.month = (uint8_t)mo;
-		w.day = (uint8_t)d;
-		w.dow = COSEM_UNSPEC;
-		w.hour = (uint8_t)(window_start_min / 60);
-		w.minute = (uint8_t)(window_start_min % 60);
-		w.deviation = COSEM_DEVIATION_UNSPEC;
-		w.status = 0;
-		if (cosem_datetime_to_utc(&w, &session_tz, &day0) != 0)
-			day0 = days * 86400 + window_start_min * 60 - 3600; /* in a DST gap */
-		int64_t slot = day0 + scheduler_jitter(meter, window_len_s);
+		int64_t slot = scheduler_window_open(days, window_start_min) +
+		               scheduler_jitter(meter, window_len_s);
 		if (slot > now + min_gap_s)
 			return slot;
 	}

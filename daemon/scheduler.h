@@ -134,6 +134,11 @@ int64_t scheduler_jitter(int32_t meter, int64_t span);
  * reaches SCHEDULER_UNREACHABLE_AFTER. */
 int64_t scheduler_backoff(int failures, int base_s, int max_s, int unreachable_s);
 
+/* When the collection window opens on local day `days` (days since
+ * 1970-01-01 in session_tz): window_start_min after local midnight, or an
+ * hour earlier when that falls into the spring-forward gap. */
+int64_t scheduler_window_open(int64_t days, int window_start_min);
+
 /* The next collection slot after `now` for a meter: the start of the
  * window (minutes after local midnight, session_tz) of the first day whose
  * window slot lies after now + min_gap_s, plus the meter's jitter. */
