@@ -1130,6 +1130,19 @@ reapcb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Puts a new session on the live list and starts it. */
+static void
+live_start(struct scheduler *sc, struct live *l, struct session *s, int prio)
+{
+	l->s = s;
+	l->prio = prio;
+	l->next = sc->live;
+	sc->live = l;
+	sc->nlive++;
+	sc->started++;
+	session_start(s);
+}
+
 static bool
 start_one(struct scheduler *sc)
 {
@@ -1166,13 +1179,7 @@ start_one(struct scheduler *sc)
 	}
 	l->cmd_only = j->m.commands_only;
 	free(j);
-	l->s = s;
-	l->prio = prio;
-	l->next = sc->live;
-	sc->live = l;
-	sc->nlive++;
-	sc->started++;
-	session_start(s);
+	live_start(sc, l, s, prio);
 	return true;
 }
 
@@ -1291,13 +1298,7 @@ scheduler_start_session(struct scheduler *sc, const struct session_meter *m,
 	}
 	if (push != NULL)
 		(void)session_add_push(s, push, push_len);
-	l->s = s;
-	l->prio = SCHED_PRIO_ONDEMAND;
-	l->next = sc->live;
-	sc->live = l;
-	sc->nlive++;
-	sc->started++;
-	session_start(s);
+	live_start(sc, l, s, SCHED_PRIO_ONDEMAND);
 	return true;
 }
 
