@@ -37,27 +37,58 @@ struct server {
 	int served;
 };
 
+/* The server side of one master's connection: a libmodbus context on the
+ * accepted socket and 16 holding registers. */
+struct peer {
+	modbus_t *ctx;
+	modbus_mapping_t *mp;
+	uint8_t q[MODBUS_TCP_MAX_ADU_LENGTH];
+	int fd;
+};
+
+static void
+peer_open(struct peer *c, uint16_t port, int fd)
+{
+	c->ctx = modbus_new_tcp("127.0.0.1", port);
+	c->mp = modbus_mapping_new(0, 0, 16, 0);
+	c->fd = fd;
+	modbus_set_socket(c->ctx, fd);
+}
+
+/* The next request's length in c->q (empty reads skipped), or < 0 once
+ * the master is gone. */
+static int
+peer_receive(struct peer *c)
+{
+	int n;
+
+	while ((n = modbus_receive(c->ctx, c->q)) == 0)
+		;
+	return n;
+}
+
+static void
+peer_close(struct peer *c)
+{
+	close(c->fd);
+	modbus_mapping_free(c->mp);
+	modbus_free(c->ctx);
+}
+
 /* One master, until it disconnects: registers hold unit*1000 Wh,
  * 230 + unit V and -unit W. */
 static void *
 serve(void *arg)
 {
 	struct server *sv = arg;
-	modbus_t *ctx = modbus_new_tcp("127.0.0.1", sv->port);
-	modbus_mapping_t *mp = modbus_mapping_new(0, 0, 16, 0);
-	uint8_t q[MODBUS_TCP_MAX_ADU_LENGTH];
-	int s = accept(sv->lsock, NULL, NULL);
+	struct peer c;
+	int n;
 
-	modbus_set_socket(ctx, s);
-	for (;;) {
-		int n = modbus_receive(ctx, q);
-		if (n < 0)
-			break;
-		if (n == 0)
-			continue;
-		int unit = q[6]; /* MBAP header: the unit id is its last byte */
+	peer_open(&c, sv->port, accept(sv->lsock, NULL, NULL));
+	while ((n = peer_receive(&c)) >= 0) {
+		int unit = c.q[6]; /* MBAP header: the unit id is its last byte */
 		if (unit == UNIT_BUSY) {
-			modbus_reply_exception(ctx, q, MODBUS_EXCEPTION_SLAVE_OR_SERVER_BUSY);
+			modbus_reply_exception(c.ctx, c.q, MODBUS_EXCEPTION_SLAVE_OR_SERVER_BUSY);
 			continue;
 		}
 		if (unit == UNIT_SLOW)
@@ -66,17 +97,15 @@ serve(void *arg)
 		float v = 230.0f + (float)unit;
 		uint32_t vb;
 		memcpy(&vb, &v, 4);
-		mp->tab_registers[0] = (uint16_t)(wh >> 16);
-		mp->tab_registers[1] = (uint16_t)wh;
-		mp->tab_registers[2] = (uint16_t)(vb >> 16);
-		mp->tab_registers[3] = (uint16_t)vb;
-		mp->tab_registers[4] = (uint16_t)(int16_t)-unit;
-		modbus_reply(ctx, q, n, mp);
+		c.mp->tab_registers[0] = (uint16_t)(wh >> 16);
+		c.mp->tab_registers[1] = (uint16_t)wh;
+		c.mp->tab_registers[2] = (uint16_t)(vb >> 16);
+		c.mp->tab_registers[3] = (uint16_t)vb;
+		c.mp->tab_registers[4] = (uint16_t)(int16_t)-unit;
+		modbus_reply(c.ctx, c.q, n, c.mp);
 		sv->served++;
 	}
-	close(s);
-	modbus_mapping_free(mp);
-	modbus_free(ctx);
+	peer_close(&c);
 	return NULL;
 }
 
@@ -328,17 +357,11 @@ mserve_conn(void *arg)
 {
 	struct mconn *c = arg;
 	struct mserver *sv = c->sv;
-	modbus_t *ctx = modbus_new_tcp("127.0.0.1", sv->port);
-	modbus_mapping_t *mp = modbus_mapping_new(0, 0, 16, 0);
-	uint8_t q[MODBUS_TCP_MAX_ADU_LENGTH];
+	struct peer pc;
+	int n;
 
-	modbus_set_socket(ctx, c->fd);
-	for (;;) {
-		int n = modbus_receive(ctx, q);
-		if (n < 0)
-			break;
-		if (n == 0)
-			continue;
+	peer_open(&pc, sv->port, c->fd);
+	while ((n = peer_receive(&pc)) >= 0) {
 		pthread_mutex_lock(&sv->mu);
 		sv->bytes_in += (uint64_t)n;
 		sv->requests++;
@@ -346,10 +369,10 @@ mserve_conn(void *arg)
 			sv->max_inflight = sv->inflight;
 		pthread_mutex_unlock(&sv->mu);
 		usleep((useconds_t)sv->delay_ms * 1000);
-		uint32_t wh = (uint32_t)q[6] * 1000u;
-		mp->tab_registers[0] = (uint16_t)(wh >> 16);
-		mp->tab_registers[1] = (uint16_t)wh;
-		int w = modbus_reply(ctx, q, n, mp);
+		uint32_t wh = (uint32_t)pc.q[6] * 1000u;
+		pc.mp->tab_registers[0] = (uint16_t)(wh >> 16);
+		pc.mp->tab_registers[1] = (uint16_t)wh;
+		int w = modbus_reply(pc.ctx, pc.q, n, pc.mp);
 		pthread_mutex_lock(&sv->mu);
 		sv->inflight--;
 		sv->bytes_out += w > 0 ? (uint64_t)w : 0;
@@ -358,9 +381,7 @@ mserve_conn(void *arg)
 	pthread_mutex_lock(&sv->mu);
 	sv->open--;
 	pthread_mutex_unlock(&sv->mu);
-	close(c->fd);
-	modbus_mapping_free(mp);
-	modbus_free(ctx);
+	peer_close(&pc);
 	free(c);
 	return NULL;
 }
