@@ -29,28 +29,14 @@ N=${COLLECT_METERS:-300}
 SEED=17
 KILLS=${FAULT_KILLS:-24}
 RANDOM=${FAULT_SEED:-4242}
-ORIGIN=2024-03-01T00:00:00Z
-START=2024-03-01T00:00:00Z
-START_S=$(date -u -d "$START" +%s)
 DAYS=2
 CONC=${COLLECT_CONCURRENCY:-4}
-METERSIM=$BUILD/metersim
-AMMD=$BUILD/ammd
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
 . "$(dirname "$0")/collect.sh"
-
-work=$(mktemp -d)
-lib_cleanup_add rm -rf "$work"
-cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
-METERSIM=$work/metersim
-AMMD=$work/ammd
+collect_clock
+collect_work
 fleet=(--count "$N" --seed "$SEED" --origin "$ORIGIN")
 
-BASE=$(port_block "$N")
-"$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/m.csv" || fail "metersim export"
-dsn=$(pg_newdb amm_fault_kill)
-"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
-"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
+collect_fleet amm_fault_kill
 sim_start "$START"
 conf "$dsn"
 

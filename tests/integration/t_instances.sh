@@ -23,22 +23,12 @@
 
 N=${INSTANCES_METERS:-1500}
 SEED=23
-ORIGIN=2024-03-01T00:00:00Z
-START=2024-03-01T00:00:00Z
-START_S=$(date -u -d "$START" +%s)
 DAYS=1
 LEASE=10
 CMD_LEASE=15
-METERSIM=$BUILD/metersim
-AMMD=$BUILD/ammd
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
 . "$(dirname "$0")/collect.sh"
-
-work=$(mktemp -d)
-lib_cleanup_add rm -rf "$work"
-cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
-METERSIM=$work/metersim
-AMMD=$work/ammd
+collect_clock
+collect_work
 fleet=(--count "$N" --seed "$SEED" --origin "$ORIGIN")
 
 PORT=$(free_port)
@@ -50,34 +40,8 @@ wait_port "$PORT" 20 || { cat "$work/sim.log" >&2; fail "metersim serve did not 
 
 # inst_conf I DSN: the configuration of instance iI.
 inst_conf() {
-	cat >"$work/i$1.conf" <<EOF
-[daemon]
-log_level = info
-instance_id = i$1
-http_listen =
-shutdown_timeout = 20
-[database]
-dsn = $2
-[collection]
-# the registers collect.sh compares
-registers = 1-0:1.8.0.255 1-0:1.8.1.255 1-0:1.8.2.255 1-0:1.8.3.255 1-0:1.8.4.255
-	1-0:1.8.5.255 1-0:1.8.6.255 1-0:1.8.7.255 1-0:1.8.8.255
-	1-0:2.8.0.255 1-0:2.8.1.255 1-0:2.8.2.255 1-0:2.8.3.255 1-0:2.8.4.255
-	1-0:2.8.5.255 1-0:2.8.6.255 1-0:2.8.7.255 1-0:2.8.8.255
-	1-0:3.8.0.255 1-0:3.8.1.255 1-0:3.8.2.255 1-0:3.8.3.255 1-0:3.8.4.255
-	1-0:3.8.5.255 1-0:3.8.6.255 1-0:3.8.7.255 1-0:3.8.8.255
-	1-0:4.8.0.255 1-0:4.8.1.255 1-0:4.8.2.255 1-0:4.8.3.255 1-0:4.8.4.255
-	1-0:4.8.5.255 1-0:4.8.6.255 1-0:4.8.7.255 1-0:4.8.8.255
-profile_backfill_days = $DAYS
-concurrency = 20
-lease_batch = 40
-lease_seconds = $LEASE
-[commands]
-lease_seconds = $CMD_LEASE
-[tcpip]
-connect_timeout_ms = 3000
-response_timeout_ms = 5000
-EOF
+	conf_write "$work/i$1.conf" "$2" "i$1" 20 40 "$LEASE"
+	printf '[commands]\nlease_seconds = %s\n' "$CMD_LEASE" >>"$work/i$1.conf"
 }
 declare -A pid
 inst_start() { # I
