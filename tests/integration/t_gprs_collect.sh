@@ -23,12 +23,10 @@ fig() { echo "  figures: $*"; [ -n "${GPRS_FIGURES:-}" ] && echo "$*" >>"$GPRS_F
 
 N=${GPRS_METERS:-1000}
 SEED=23
-ORIGIN=2024-03-01T00:00:00Z
-START=2024-03-01T00:00:00Z
-START_S=$(date -u -d "$START" +%s)
 DAYS=1
 CONC=${GPRS_CONCURRENCY:-100}
 . "$(dirname "$0")/gprs_lib.sh"
+collect_clock
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 cp "$METERSIM" "$work/metersim" && cp "$AMMD" "$work/ammd" || fail "copying the programs"
