@@ -177,6 +177,29 @@ mqtt_stop() {
 	return 0
 }
 
+# broker_start, broker_stop: a test's own broker that it stops and starts
+# again (persistent sessions, outages).  The test writes
+# $B_DIR/mosquitto.conf listening on $B_PORT and may name the log in B_LOG
+# (default $B_DIR/mosquitto.log, appended to); B_PID is the running
+# broker's process.
+broker_start() {
+	local log=${B_LOG:-$B_DIR/mosquitto.log}
+	"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$B_DIR/mosquitto.conf" \
+		>>"$log" 2>&1 &
+	B_PID=$!
+	wait_port "$B_PORT" 20 || { cat "$log" >&2; fail "mosquitto did not start"; }
+}
+
+# A clean stop: mosquitto writes its persistence file on SIGTERM.
+broker_stop() {
+	[ -n "$B_PID" ] || return 0
+	kill "$B_PID" 2>/dev/null
+	for _ in $(seq 1 50); do kill -0 "$B_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$B_PID" 2>/dev/null
+	wait "$B_PID" 2>/dev/null
+	B_PID=
+}
+
 # ---- assertions -------------------------------------------------------------
 # Each prints what it checked; the first failure ends the test with status 1.
 

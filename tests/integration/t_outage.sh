@@ -71,20 +71,7 @@ log_dest stderr
 log_type error
 log_type warning
 EOF
-broker_start() {
-	"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$B_DIR/mosquitto.conf" \
-		>>"$work/mosquitto.log" 2>&1 &
-	B_PID=$!
-	wait_port "$B_PORT" 20 || { cat "$work/mosquitto.log" >&2; fail "mosquitto did not start"; }
-}
-broker_stop() { # clean: mosquitto writes its persistence file on SIGTERM
-	[ -n "$B_PID" ] || return 0
-	kill "$B_PID" 2>/dev/null
-	for _ in $(seq 1 50); do kill -0 "$B_PID" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$B_PID" 2>/dev/null
-	wait "$B_PID" 2>/dev/null
-	B_PID=
-}
+B_LOG=$work/mosquitto.log # lib.sh's broker_start and broker_stop (a clean stop) run it
 lib_cleanup_add broker_stop
 broker_start
 

@@ -62,24 +62,7 @@ log_type error
 log_type warning
 EOF
 
-broker_start() {
-	"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$B_DIR/mosquitto.conf" \
-		>>"$B_DIR/mosquitto.log" 2>&1 &
-	B_PID=$!
-	wait_port "$B_PORT" 20 || { cat "$B_DIR/mosquitto.log" >&2; fail "mosquitto did not start"; }
-}
-
-# A clean stop: mosquitto writes its persistence file on SIGTERM.
-broker_stop() {
-	[ -n "$B_PID" ] || return 0
-	kill "$B_PID" 2>/dev/null
-	for _ in $(seq 1 50); do kill -0 "$B_PID" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$B_PID" 2>/dev/null
-	wait "$B_PID" 2>/dev/null
-	B_PID=
-}
-
-broker_start
+broker_start # lib.sh: broker_start and broker_stop restart this one
 
 if [ $mode = bench ]; then
 	"$DRV" --bench "$dsn" 127.0.0.1 "$B_PORT"
