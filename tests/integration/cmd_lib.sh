@@ -17,9 +17,8 @@
 #   cmd_wait ID SECS      until the command is final; prints its state
 #   res ID PATH           a value of the result JSON (psql #>> path)
 
-METERSIM=${METERSIM:-$BUILD/metersim}
-AMMD=${AMMD:-$BUILD/ammd}
-[ -x "$METERSIM" ] && [ -x "$AMMD" ] || fail "build ammd and metersim first"
+. "$(dirname "${BASH_SOURCE[0]}")/collect.sh" # port_block, collect_fleet
+collect_progs
 
 ctl() { "$METERSIM" ctl "$work/sim.ctl" "$@"; }
 field() { ctl show "$1" | sed -n "s/^$2=//p"; }
@@ -37,28 +36,7 @@ cmd_sim_start() {
 
 cmd_setup() { # NAME
 	fleet=(--count "$N" --seed "$SEED")
-	# N consecutive free ports below the ephemeral range
-	BASE=$(python3 - "$N" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(50):
-    base = random.randrange(10000, 32000 - n)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", p)); socks.append(s)
-    except OSError:
-        continue
-    finally:
-        for s in socks: s.close()
-    print(base); break
-PY
-)
-	"$METERSIM" export "${fleet[@]}" --base-port "$BASE" >"$work/m.csv" || fail "metersim export"
-	dsn=$(pg_newdb "$1")
-	"$AMMCTL" db migrate --dsn "$dsn" >/dev/null || fail "migrate"
-	"$AMMCTL" meter import --dsn "$dsn" "$work/m.csv" >/dev/null || fail "import"
+	collect_fleet "$1"
 	mapfile -t S < <(tail -n +2 "$work/m.csv" | cut -d, -f1)
 	ddsn=$dsn
 	if [ -n "${CMD_DAEMON_ROLE:-}" ]; then
