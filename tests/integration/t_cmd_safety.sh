@@ -108,6 +108,21 @@ cmd_ok "$id" "payment_mode prepayment"
 id=$(cmd credit_set "$K" amount_wh=10000)
 cmd_ok "$id" "credit_set 10 kWh"
 
+# restart_credited ID BEFORE AMOUNT: with the meter's faults cleared, ammd
+# started again completes command ID, and the meter's credit (BEFORE Wh
+# until then) grew by AMOUNT exactly once: by AMOUNT less at most the
+# 200 Wh it used meanwhile.  Sets credit to the new balance.
+restart_credited() {
+	local id=$1 before=$2 amount=$3
+	ctl clear "$K" >/dev/null
+	cmd_ammd_start
+	expect_eq "after the restart the command completes" "succeeded" "$(cmd_wait "$id" 30)"
+	credit=$(field "$K" credit_wh)
+	[ $((credit - before)) -gt $((amount - 200)) ] && [ $((credit - before)) -le "$amount" ] ||
+		fail "credit moved by $((credit - before)) Wh ($before -> $credit)"
+	ok "the meter was credited exactly once ($before -> $credit Wh)"
+}
+
 # (a) killed right after the checkpoint was committed
 c0=$(field "$K" credit_wh)
 ctl fault "delay=800@$K" >/dev/null
@@ -118,12 +133,8 @@ for _ in $(seq 1 400); do
 done
 cmd_ammd_kill9
 ok "ammd killed right after the checkpoint of command $a was committed"
-ctl clear "$K" >/dev/null
-cmd_ammd_start
-expect_eq "after the restart the command completes" "succeeded" "$(cmd_wait "$a" 30)"
-c1=$(field "$K" credit_wh)
-[ $((c1 - c0)) -gt 4800 ] && [ $((c1 - c0)) -le 5000 ] || fail "credit moved by $((c1 - c0)) Wh ($c0 -> $c1)"
-ok "the meter was credited exactly once ($c0 -> $c1 Wh)"
+restart_credited "$a" "$c0" 5000
+c1=$credit
 
 # (b) killed after the ACTION reached the meter, before its answer came back
 ctl fault "delay=1500@$K" >/dev/null
@@ -138,12 +149,7 @@ done
 cmd_ammd_kill9
 ok "ammd killed after the meter applied the top-up, before its answer ($c1 -> $got)"
 expect_eq "... the command is still running in the database" "running" "$(q "$dsn" "SELECT state FROM command WHERE id = $b")"
-ctl clear "$K" >/dev/null
-cmd_ammd_start
-expect_eq "after the restart the command completes" "succeeded" "$(cmd_wait "$b" 30)"
-c2=$(field "$K" credit_wh)
-[ $((c2 - c1)) -gt 6800 ] && [ $((c2 - c1)) -le 7000 ] || fail "credit moved by $((c2 - c1)) Wh ($c1 -> $c2)"
-ok "the meter was credited exactly once ($c1 -> $c2 Wh)"
+restart_credited "$b" "$c1" 7000
 expect_eq "... and the result says it had been applied earlier" "true" "$(res "$b" applied_earlier)"
 
 # ---- MQTT command/request -------------------------------------------------------------
