@@ -61,6 +61,19 @@ wait_port() {
 	return 1
 }
 
+# wait_grep PATTERN FILE TRIES STEP: wait until a line of FILE matches
+# PATTERN (grep), looking again every STEP seconds; status 1 once TRIES
+# waits have passed in vain (the caller says what failed).
+wait_grep() {
+	local i=0
+	until grep -q -- "$1" "$2"; do
+		sleep "$4"
+		i=$((i + 1))
+		[ $i -gt "$3" ] && return 1
+	done
+	return 0
+}
+
 _as_pg() {
 	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }

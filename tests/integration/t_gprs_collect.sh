@@ -118,12 +118,7 @@ q "$dsn" "UPDATE meter SET enabled = false WHERE serial = '$victim'" >/dev/null
 	--start "$START" --speed 0 >"$work/stranger.log" 2>&1 &
 spid=$!
 lib_cleanup_add kill "$spid"
-i=0
-until grep -q 'refused: unknown meter' "$work/ammd.log"; do
-	sleep 0.2
-	i=$((i + 1))
-	[ $i -gt 50 ] && fail "unknown meter not refused"
-done
+wait_grep 'refused: unknown meter' "$work/ammd.log" 50 0.2 || fail "unknown meter not refused"
 kill "$spid"
 expect_match "unknown meter refused with its peer address" \
 	"gprs: connection from 127\.0\.0\.1:[0-9]+ refused: unknown meter [0-9]+" "$(cat "$work/ammd.log")"
@@ -151,12 +146,8 @@ time.sleep(600)
 PY
 ipid=$!
 lib_cleanup_add kill "$ipid"
-i=0
-until grep -q '^open 500' "$work/idle.out"; do
-	sleep 0.1
-	i=$((i + 1))
-	[ $i -gt 100 ] && fail "idle connections not opened: $(cat "$work/idle.out")"
-done
+wait_grep '^open 500' "$work/idle.out" 100 0.1 ||
+	fail "idle connections not opened: $(cat "$work/idle.out")"
 r_with=$(round)
 kill "$ipid"
 fig "a round of $((N - 1)) meters takes $r_without s without, $r_with s with 500 idle half-open connections"
