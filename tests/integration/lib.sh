@@ -74,6 +74,18 @@ wait_grep() {
 	return 0
 }
 
+# lib_snap VAR FILE: copy FILE into a private directory (made on first use,
+# removed at exit) and set VAR to the copy, so that a relink in the shared
+# build tree cannot swap a binary under a running test.  VAR stays as it
+# was when the copy fails.
+lib_snap() {
+	if [ -z "${LIB_SNAP:-}" ]; then
+		LIB_SNAP=$(mktemp -d) || die "mktemp"
+		lib_cleanup_add rm -rf "$LIB_SNAP"
+	fi
+	cp "$2" "$LIB_SNAP/${2##*/}" && printf -v "$1" '%s' "$LIB_SNAP/${2##*/}"
+}
+
 _as_pg() {
 	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }

@@ -20,14 +20,12 @@
 # dead gateway; `ammctl status` lists the gateways with what they read.
 . "$(dirname "$0")/lib.sh"
 # private copies: the shared build tree may be relinked while we run
-snap=$(mktemp -d)
-lib_cleanup_add rm -rf "$snap"
-cp "${BUILD:-build}/metersim" "$snap/metersim" && METERSIM=$snap/metersim
+lib_snap METERSIM "${BUILD:-build}/metersim"
 . "$(dirname "$0")/sim_lib.sh"
 AMMCTL=${AMMCTL:-$BUILD/ammctl}
 AMMD=${AMMD:-$BUILD/ammd}
 [ -x "$AMMD" ] || fail "no $AMMD"
-cp "$AMMD" "$snap/ammd" && AMMD=$snap/ammd
+lib_snap AMMD "$AMMD"
 
 SEED=21
 NB=20  # M-Bus gateways

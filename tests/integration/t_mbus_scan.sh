@@ -10,9 +10,7 @@
 # late, stray and repeated probes, never as missing meters.
 . "$(dirname "$0")/lib.sh"
 # private copies: the shared build tree may be relinked while we run
-snap=$(mktemp -d)
-lib_cleanup_add rm -rf "$snap"
-cp "${BUILD:-build}/metersim" "$snap/metersim" && METERSIM=$snap/metersim
+lib_snap METERSIM "${BUILD:-build}/metersim"
 . "$(dirname "$0")/sim_lib.sh"
 AMMCTL=${AMMCTL:-$BUILD/ammctl}
 
